@@ -1,0 +1,79 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+let strictSettings: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny")
+]
+
+let package = Package(
+    name: "prefab-gateway",
+    platforms: [.macOS(.v15)],
+    products: [
+        .library(name: "PrefabKit", targets: ["PrefabKit"]),
+        .library(name: "PrefabGateway", targets: ["PrefabGateway"]),
+        .executable(name: "prefab-gateway", targets: ["prefab-gateway"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-http-types", from: "1.8.0"),
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+    ],
+    targets: [
+        // The prefab author's library: no package dependencies.
+        .target(name: "PrefabKit", dependencies: [], swiftSettings: strictSettings),
+        .target(
+            name: "PrefabGateway",
+            dependencies: [
+                "PrefabKit",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        // Swift prefabs: every folder under prefabs/ with Swift sources; the plugin registers them.
+        .target(
+            name: "Prefabs",
+            dependencies: ["PrefabKit"],
+            path: "prefabs",
+            swiftSettings: strictSettings,
+            plugins: ["PrefabRegistryPlugin"]
+        ),
+        .executableTarget(
+            name: "PrefabRegistryGenerator",
+            dependencies: ["PrefabKit"],
+            swiftSettings: strictSettings
+        ),
+        .plugin(
+            name: "PrefabRegistryPlugin",
+            capability: .buildTool(),
+            dependencies: ["PrefabRegistryGenerator"]
+        ),
+        .executableTarget(
+            name: "prefab-gateway",
+            dependencies: [
+                "PrefabGateway",
+                "Prefabs",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(name: "PrefabKitTests", dependencies: ["PrefabKit"], swiftSettings: strictSettings),
+        .testTarget(name: "PrefabsTests", dependencies: ["Prefabs", "PrefabKit"], swiftSettings: strictSettings),
+        .testTarget(
+            name: "PrefabGatewayTests",
+            dependencies: [
+                "PrefabGateway",
+                "PrefabKit",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            ],
+            swiftSettings: strictSettings
+        ),
+    ]
+)

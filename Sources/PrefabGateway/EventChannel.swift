@@ -1,0 +1,153 @@
+import Foundation
+import PrefabKit
+
+/// The bounded hand-off between a function's thread and the async writer of its response.
+///
+/// The producer appends encoded events to one byte buffer and blocks while the buffer is full,
+/// so a slow client slows the function instead of growing memory. The consumer takes everything
+/// buffered at once, so a fast function is written in few, large writes.
+final class EventChannel: @unchecked Sendable {
+    /// What the consumer gets from `next`.
+    enum Batch {
+        /// Encoded events, to be written in one go.
+        case events
+        /// Nothing arrived for a heartbeat interval.
+        case idle
+        /// The producer finished (or the channel was closed) and everything was taken.
+        case finished
+    }
+
+    // All state below is guarded by `condition`'s lock; the producer waits on it while full.
+    private let condition = NSCondition()
+    private var buffer: [UInt8] = []
+    private var bufferedEvents = 0
+    private var sequence = 0
+    private var finished = false
+    private var closed = false
+    private var activeSinceLastWake = false
+    private var wakeRequested = false
+    private var waiter: CheckedContinuation<Void, Never>?
+
+    private let maxEvents: Int
+    private let maxBytes: Int
+
+    init(maxEvents: Int, maxBytes: Int) {
+        self.maxEvents = max(1, maxEvents)
+        self.maxBytes = max(1, maxBytes)
+    }
+
+    /// The number of events sent so far.
+    var count: Int {
+        condition.lock()
+        defer { condition.unlock() }
+        return sequence
+    }
+
+    // MARK: Producer (a function's thread)
+
+    /// Appends one event, numbered from 1, blocking while the buffer is full. Throws
+    /// `CANCELLED` once the consumer has gone.
+    func send(_ encode: (_ sequence: Int, _ bytes: inout [UInt8]) -> Void) throws {
+        condition.lock()
+        while !closed && (bufferedEvents >= maxEvents || buffer.count >= maxBytes) {
+            condition.wait()
+        }
+        if closed {
+            condition.unlock()
+            throw PrefabError.cancelled
+        }
+        sequence += 1
+        encode(sequence, &buffer)
+        bufferedEvents += 1
+        activeSinceLastWake = true
+        let consumer = waiter
+        waiter = nil
+        condition.unlock()
+        consumer?.resume()
+    }
+
+    /// No more events will come.
+    func finish() {
+        condition.lock()
+        finished = true
+        let consumer = waiter
+        waiter = nil
+        condition.unlock()
+        consumer?.resume()
+    }
+
+    // MARK: Consumer (the response writer)
+
+    /// Waits for events and moves all of them into `bytes` (which is emptied first, keeping its
+    /// capacity so the two buffers are reused).
+    func next(into bytes: inout [UInt8]) async -> Batch {
+        bytes.removeAll(keepingCapacity: true)
+        while true {
+            if let batch = poll(into: &bytes) { return batch }
+            await withTaskCancellationHandler {
+                await withCheckedContinuation { continuation in
+                    park(continuation)
+                }
+            } onCancel: {
+                close()
+            }
+        }
+    }
+
+    /// What `next` can return right now, or nil when it has to wait.
+    private func poll(into bytes: inout [UInt8]) -> Batch? {
+        condition.lock()
+        defer { condition.unlock() }
+        if !buffer.isEmpty {
+            swap(&buffer, &bytes)
+            bufferedEvents = 0
+            condition.broadcast()
+            return .events
+        }
+        if finished || closed { return .finished }
+        if wakeRequested {
+            wakeRequested = false
+            return .idle
+        }
+        return nil
+    }
+
+    /// Keeps the consumer's continuation until the producer has something, unless it already has.
+    private func park(_ continuation: CheckedContinuation<Void, Never>) {
+        condition.lock()
+        if !buffer.isEmpty || finished || closed || wakeRequested {
+            condition.unlock()
+            continuation.resume()
+        } else {
+            waiter = continuation
+            condition.unlock()
+        }
+    }
+
+    /// Called every heartbeat interval: wakes the consumer with `.idle` if no event came since
+    /// the last call.
+    func heartbeat() {
+        condition.lock()
+        if activeSinceLastWake {
+            activeSinceLastWake = false
+            condition.unlock()
+            return
+        }
+        wakeRequested = true
+        let consumer = waiter
+        waiter = nil
+        condition.unlock()
+        consumer?.resume()
+    }
+
+    /// The consumer has gone: the producer's next `send` throws, a blocked one wakes and throws.
+    func close() {
+        condition.lock()
+        closed = true
+        condition.broadcast()
+        let consumer = waiter
+        waiter = nil
+        condition.unlock()
+        consumer?.resume()
+    }
+}

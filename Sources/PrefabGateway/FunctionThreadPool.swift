@@ -1,0 +1,77 @@
+import Foundation
+
+/// Threads for synchronous prefab functions, kept off the server's event loops.
+///
+/// A function that sleeps holds its thread, so the pool is elastic: it starts a thread when none
+/// is idle, up to `maxThreads`, and lets idle threads end after a while. Past the limit `submit`
+/// refuses, and the caller answers 503 instead of piling up work.
+final class FunctionThreadPool: @unchecked Sendable {
+    typealias Work = @Sendable () -> Void
+
+    private let condition = NSCondition()
+    private var pending: [Work] = []
+    private var idleThreads = 0
+    private var threads = 0
+    private var busy = 0
+    private let maxThreads: Int
+    private let stackSize: Int
+    private let idleTimeout: TimeInterval
+
+    init(maxThreads: Int, stackSize: Int, idleTimeout: TimeInterval = 30) {
+        self.maxThreads = max(1, maxThreads)
+        self.stackSize = stackSize
+        self.idleTimeout = idleTimeout
+    }
+
+    /// Functions running or about to run.
+    var running: Int {
+        condition.lock()
+        defer { condition.unlock() }
+        return busy
+    }
+
+    /// Runs `work` on a pool thread; false when `maxThreads` functions are already running.
+    func submit(_ work: @escaping Work) -> Bool {
+        condition.lock()
+        guard busy < maxThreads else {
+            condition.unlock()
+            return false
+        }
+        busy += 1
+        if pending.count < idleThreads {
+            pending.append(work)
+            condition.signal()
+            condition.unlock()
+            return true
+        }
+        threads += 1
+        condition.unlock()
+        let thread = Thread { [self] in self.runLoop(first: work) }
+        thread.stackSize = stackSize
+        thread.name = "prefab-function"
+        thread.start()
+        return true
+    }
+
+    private func runLoop(first: @escaping Work) {
+        var work: Work? = first
+        while let current = work {
+            current()
+            work = nil
+            condition.lock()
+            busy -= 1
+            idleThreads += 1
+            let deadline = Date(timeIntervalSinceNow: idleTimeout)
+            while pending.isEmpty {
+                if !condition.wait(until: deadline) { break }
+            }
+            idleThreads -= 1
+            if !pending.isEmpty {
+                work = pending.removeFirst()
+            } else {
+                threads -= 1
+            }
+            condition.unlock()
+        }
+    }
+}

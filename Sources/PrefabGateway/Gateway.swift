@@ -1,0 +1,95 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+import PrefabKit
+
+/// The gateway: the loaded prefabs, the threads that run them, and the HTTP application that
+/// serves them.
+public struct Gateway: Sendable {
+    public let configuration: GatewayConfiguration
+    public let catalog: PrefabCatalog
+    let outputs: OutputStore
+    let pool: FunctionThreadPool
+    let logger: Logger
+
+    public init(configuration: GatewayConfiguration, catalog: PrefabCatalog, logger: Logger? = nil) {
+        self.configuration = configuration
+        self.catalog = catalog
+        self.outputs = OutputStore(root: configuration.outputsDirectory)
+        self.pool = FunctionThreadPool(
+            maxThreads: configuration.maxConcurrentInvocations,
+            stackSize: configuration.functionThreadStackBytes
+        )
+        self.logger = logger ?? Logger(label: "prefab-gateway")
+    }
+
+    /// Loads the prefabs directory, logging every problem; in strict mode a problem is fatal.
+    public static func load(
+        configuration: GatewayConfiguration,
+        compiled: [String: [String: PrefabFunction]],
+        logger: Logger? = nil
+    ) throws -> Gateway {
+        let logger = logger ?? Logger(label: "prefab-gateway")
+        let catalog = PrefabCatalog.load(from: configuration.prefabsDirectory, compiled: compiled)
+        for problem in catalog.problems {
+            logger.error("prefab not loaded", metadata: ["file": "\(problem.file)", "path": "\(problem.path)", "reason": "\(problem.reason)"])
+        }
+        if configuration.strict, !catalog.problems.isEmpty {
+            throw GatewayStartError(problems: catalog.problems)
+        }
+        logger.info("loaded \(catalog.functions.count) functions from \(configuration.prefabsDirectory.path)")
+        return Gateway(configuration: configuration, catalog: catalog, logger: logger)
+    }
+
+    /// The HTTP application, ready to run (or to test with HummingbirdTesting).
+    public func makeApplication(
+        onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
+    ) -> some ApplicationProtocol {
+        let router = Router()
+        router.middlewares.add(ErrorMiddleware())
+        router.get("/manifest") { _, _ in manifestResponse() }
+        router.get("/health") { _, _ in healthResponse() }
+        router.post("/invoke/:name") { request, context in try await invoke(request, context: context) }
+        router.get("/files/:invocation/**") { request, context in try await file(request, context: context) }
+        var logger = logger
+        logger.logLevel = .warning  // Hummingbird's own request lines; invocations log on ours.
+        return Application(
+            router: router,
+            configuration: ApplicationConfiguration(
+                address: .hostname(configuration.host, port: configuration.port),
+                serverName: "prefab-gateway"
+            ),
+            services: [OutputSweeper(outputs: outputs, retention: configuration.outputRetention, logger: self.logger)],
+            onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? 0) },
+            logger: logger
+        )
+    }
+
+    func manifestResponse() -> Response {
+        let functions = catalog.functions.values.sorted { $0.manifest.name < $1.manifest.name }.map { function in
+            var entry = function.manifest.json.objectValue ?? [:]
+            entry["streaming"] = .bool(function.manifest.streaming)
+            entry["prefab"] = .string(function.prefab)
+            return JSONValue.object(entry)
+        }
+        return .json(["functions": .array(functions)])
+    }
+
+    func healthResponse() -> Response {
+        .json([
+            "status": catalog.problems.isEmpty ? "ok" : "degraded",
+            "functions": .int(catalog.functions.count),
+            "running": .int(pool.running),
+            "load_errors": .array(catalog.problems.map(\.jsonValue)),
+        ])
+    }
+}
+
+/// Start-up refused in strict mode: the problems found while loading.
+public struct GatewayStartError: Error, CustomStringConvertible {
+    public var problems: [LoadProblem]
+    public var description: String {
+        "\(problems.count) prefab problems (strict mode):\n" + problems.map { "  \($0)" }.joined(separator: "\n")
+    }
+}

@@ -1,0 +1,37 @@
+import Foundation
+
+/// Everything the gateway can be told, with the defaults it runs with. Filled from flags and
+/// environment variables in one place: the `serve` command.
+public struct GatewayConfiguration: Sendable {
+    public var host = "127.0.0.1"
+    /// 0 picks a free port (tests).
+    public var port = 8080
+    public var prefabsDirectory = URL(fileURLWithPath: "prefabs")
+    /// Runtime data; output files go to `outputs/` inside it.
+    public var dataDirectory = URL(fileURLWithPath: "data")
+    /// The scheme, host and port that file URLs start with, e.g. `https://gw.example.com`.
+    /// Nil: taken from the request's Host header.
+    public var publicBaseURL: String?
+    /// A broken manifest stops start-up instead of being skipped.
+    public var strict = false
+    /// Comment lines sent on a stream with no event for this long, to keep proxies from closing it.
+    public var heartbeatInterval: Duration = .seconds(15)
+    /// Largest request body accepted (413 beyond).
+    public var maxBodyBytes = 1 << 20
+    /// Events held between a function and a slow client before `yield` blocks.
+    public var streamBufferEvents = 1024
+    /// Bytes held between a function and a slow client before `yield` blocks.
+    public var streamBufferBytes = 256 << 10
+    /// Largest response collected for a streaming function called with `Accept: application/json`.
+    public var maxCollectedBytes = 16 << 20
+    /// Most functions running at once, each on its own thread; beyond it requests get 503.
+    public var maxConcurrentInvocations = 4096
+    /// Stack size of the threads that run functions.
+    public var functionThreadStackBytes = 512 << 10
+    /// How long output files are kept after their invocation.
+    public var outputRetention: Duration = .seconds(3600)
+
+    public init() {}
+
+    public var outputsDirectory: URL { dataDirectory.appendingPathComponent("outputs") }
+}

@@ -1,0 +1,55 @@
+import Foundation
+import Synchronization
+
+/// Runs a streaming function without any server and returns its events in order, ending with
+/// exactly one terminal event, as a client of the gateway would see them (without SSE ids).
+///
+/// When the function wrote output files, a `files` event listing them (name, url as a `file://`
+/// URL, size) comes before the terminal event, as from the gateway.
+///
+///     let events = try collect(BatchProcess.batchProcess, inputs: ["items": ["a", "b"]])
+///     #expect(events.first?.type == "start")
+public func collect(
+    _ function: StreamingFunction,
+    inputs: PrefabInputs = [:],
+    invocationId: String = "test-invocation",
+    outputDirectory: URL? = nil
+) throws -> [PrefabEvent] {
+    let directory =
+        outputDirectory
+        ?? FileManager.default.temporaryDirectory.appendingPathComponent("prefab-collect-\(UUID().uuidString)")
+    let events = EventLog()
+    let context = PrefabContext(invocationId: invocationId, outputDirectory: directory) { event in
+        events.append(event)
+    }
+    let terminal = context.run(function, inputs: inputs)
+    if let used = context.usedOutputDirectory {
+        let files = try OutputFile.list(in: used)
+        if !files.isEmpty {
+            events.append(.files(files.map { $0.jsonValue(url: $0.url.absoluteString) }))
+        }
+    }
+    events.append(terminal)
+    return events.all
+}
+
+/// Runs a non-streaming function without any server and returns its result, or throws its error.
+public func call(
+    _ function: ResultFunction,
+    inputs: PrefabInputs = [:],
+    invocationId: String = "test-invocation",
+    outputDirectory: URL? = nil
+) throws -> JSONValue {
+    let directory =
+        outputDirectory
+        ?? FileManager.default.temporaryDirectory.appendingPathComponent("prefab-call-\(UUID().uuidString)")
+    let context = PrefabContext(invocationId: invocationId, outputDirectory: directory) { _ in }
+    return try context.run(function, inputs: inputs).get()
+}
+
+/// Events appended from the function's thread.
+private final class EventLog: Sendable {
+    private let events = Mutex<[PrefabEvent]>([])
+    func append(_ event: PrefabEvent) { events.withLock { $0.append(event) } }
+    var all: [PrefabEvent] { events.withLock { $0 } }
+}

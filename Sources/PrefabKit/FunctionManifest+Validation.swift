@@ -1,0 +1,68 @@
+/// One input that does not fit the manifest.
+public struct InputProblem: Sendable, Hashable, CustomStringConvertible {
+    public var parameter: String
+    public var reason: String
+
+    public init(parameter: String, reason: String) {
+        self.parameter = parameter
+        self.reason = reason
+    }
+
+    public var description: String { "\(parameter): \(reason)" }
+
+    public var jsonValue: JSONValue { ["parameter": .string(parameter), "reason": .string(reason)] }
+}
+
+extension FunctionManifest {
+    /// Checks `inputs` against the parameters and applies defaults. Reports every problem:
+    /// missing required inputs, wrong types, values outside an enum, and unknown inputs.
+    ///
+    /// `null` counts as absent. An integral number given for an `integer` becomes an integer.
+    public func validate(_ inputs: PrefabInputs) -> Result<PrefabInputs, PrefabError> {
+        var problems: [InputProblem] = []
+        var validated = PrefabInputs()
+        for parameter in parameters {
+            guard let value = inputs[parameter.name], !value.isNull else {
+                if let defaultValue = parameter.defaultValue {
+                    validated[parameter.name] = defaultValue
+                } else if parameter.required {
+                    problems.append(InputProblem(parameter: parameter.name, reason: "is required"))
+                }
+                continue
+            }
+            guard parameter.type.accepts(value) else {
+                problems.append(
+                    InputProblem(
+                        parameter: parameter.name,
+                        reason: "must be \(parameter.type.rawValue), got \(value.typeName)"
+                    )
+                )
+                continue
+            }
+            let normalized = parameter.type == .integer ? JSONValue.int(value.intValue!) : value
+            if let allowed = parameter.allowedValues, !allowed.contains(normalized) {
+                let options = allowed.map(\.jsonString).joined(separator: ", ")
+                problems.append(
+                    InputProblem(parameter: parameter.name, reason: "must be one of \(options), got \(value.jsonString)")
+                )
+                continue
+            }
+            validated[parameter.name] = normalized
+        }
+        let known = Set(parameters.map(\.name))
+        for name in inputs.values.keys.sorted() where !known.contains(name) {
+            problems.append(InputProblem(parameter: name, reason: "is not a parameter of '\(self.name)'"))
+        }
+        guard problems.isEmpty else {
+            let summary = problems.count == 1 ? "1 input is invalid" : "\(problems.count) inputs are invalid"
+            return .failure(
+                PrefabError(
+                    .invalidInputs,
+                    "\(summary): " + problems.map(\.description).joined(separator: "; "),
+                    details: problems.map(\.jsonValue)
+                )
+            )
+        }
+        return .success(validated)
+    }
+}

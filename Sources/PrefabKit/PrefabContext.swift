@@ -1,0 +1,102 @@
+import Foundation
+import Synchronization
+
+/// What a running function gets besides its inputs: `yield`, cancellation, its invocation id and
+/// its output directory.
+///
+/// The context enforces the stream rules: a terminal event (`done`/`error`) is held back and
+/// sent when the function returns, and any `yield` after it, or after cancellation, throws.
+public final class PrefabContext: Sendable {
+    /// Receives every non-terminal event in order; throwing stops the function.
+    public typealias Sink = @Sendable (PrefabEvent) throws -> Void
+
+    public let invocationId: String
+    private let outputURL: URL
+    private let sink: Sink
+    private let cancelled = Atomic<Bool>(false)
+    /// Set with the terminal event; an atomic keeps the per-event check off the lock.
+    private let ended = Atomic<Bool>(false)
+    private let state = Mutex(State())
+
+    private struct State {
+        var terminal: PrefabEvent?
+        var outputDirectoryCreated = false
+    }
+
+    public init(invocationId: String, outputDirectory: URL, sink: @escaping Sink) {
+        self.invocationId = invocationId
+        self.outputURL = outputDirectory
+        self.sink = sink
+    }
+
+    /// True once the client has gone away or the invocation was cancelled.
+    public var isCancelled: Bool { cancelled.load(ordering: .relaxed) }
+
+    /// Stops the function at its next `yield`.
+    public func cancel() {
+        cancelled.store(true, ordering: .relaxed)
+    }
+
+    /// Sends one event. Throws when the invocation is cancelled (the function should let it
+    /// propagate), or after a terminal event.
+    public func yield(_ event: PrefabEvent) throws {
+        if isCancelled { throw PrefabError.cancelled }
+        if event.isTerminal {
+            try state.withLock { state in
+                if state.terminal != nil { throw Self.streamEnded }
+                state.terminal = event
+            }
+            ended.store(true, ordering: .releasing)
+            return
+        }
+        if ended.load(ordering: .acquiring) { throw Self.streamEnded }
+        try sink(event)
+    }
+
+    /// The directory for output files, `data/outputs/<invocation>/` under the gateway; created on
+    /// first use so that functions without files cost nothing.
+    public var outputDirectory: URL {
+        get throws {
+            try state.withLock { state in
+                if !state.outputDirectoryCreated {
+                    try FileManager.default.createDirectory(at: outputURL, withIntermediateDirectories: true)
+                    state.outputDirectoryCreated = true
+                }
+            }
+            return outputURL
+        }
+    }
+
+    /// The output directory if the function asked for it, for listing what it wrote.
+    public var usedOutputDirectory: URL? {
+        state.withLock { $0.outputDirectoryCreated } ? outputURL : nil
+    }
+
+    private static let streamEnded = PrefabError(.streamEnded, "the stream already ended with a terminal event")
+}
+
+extension PrefabContext {
+    /// Runs a streaming function under the stream rules and returns the one terminal event to
+    /// send last: the function's own, `done` if it returned without one, or `error` if it threw.
+    public func run(_ function: StreamingFunction, inputs: PrefabInputs) -> PrefabEvent {
+        var thrown: (any Error)?
+        do {
+            try function(inputs, self)
+        } catch {
+            thrown = error
+        }
+        if let terminal = state.withLock({ $0.terminal }) { return terminal }
+        if isCancelled { return .error(.cancelled) }
+        if let thrown { return .error(PrefabError(describing: thrown)) }
+        return .done()
+    }
+
+    /// Runs a non-streaming function; events it yields are dropped.
+    public func run(_ function: ResultFunction, inputs: PrefabInputs) -> Result<JSONValue, PrefabError> {
+        do {
+            return .success(try function(inputs, self))
+        } catch {
+            return .failure(isCancelled ? .cancelled : PrefabError(describing: error))
+        }
+    }
+}

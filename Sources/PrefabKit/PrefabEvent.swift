@@ -1,0 +1,131 @@
+/// One event of a stream: a JSON object with a string `type` and any other fields.
+///
+/// The standard five (`start`, `progress`, `content`, `done`, `error`) have typed helpers; any
+/// other type (`question`, `thought`, `tool_call`, ...) passes through with all its fields.
+public struct PrefabEvent: Sendable, Hashable {
+    public var type: String
+    /// Every member of the event object except `type`.
+    public var fields: [String: JSONValue]
+
+    public init(type: String, fields: [String: JSONValue] = [:]) {
+        self.type = type
+        self.fields = fields
+    }
+
+    /// An event of any type with a `data` member, e.g. `PrefabEvent("thought", data: "...")`.
+    public init(_ type: String, data: JSONValue) {
+        self.init(type: type, fields: ["data": data])
+    }
+
+    public subscript(field: String) -> JSONValue? {
+        get { field == "type" ? .string(type) : fields[field] }
+        set {
+            guard field != "type" else { return }
+            fields[field] = newValue
+        }
+    }
+
+    public var data: JSONValue? { fields["data"] }
+
+    /// `error_code` of an `error` event.
+    public var errorCode: String? { fields["error_code"]?.stringValue }
+
+    /// `done` and `error` end a stream.
+    public var isTerminal: Bool { type == Self.done || type == Self.error }
+}
+
+extension PrefabEvent {
+    public static let start = "start"
+    public static let progress = "progress"
+    public static let content = "content"
+    public static let done = "done"
+    public static let error = "error"
+    /// Sent by the gateway after the function's last event when it wrote output files.
+    public static let files = "files"
+
+    public static func start(_ data: JSONValue? = nil) -> PrefabEvent {
+        PrefabEvent(type: start, fields: data.map { ["data": $0] } ?? [:])
+    }
+
+    /// Progress with `current`, `total` and an integer `percentage` computed from them.
+    public static func progress(
+        current: Int,
+        total: Int,
+        message: String? = nil,
+        extra: [String: JSONValue] = [:]
+    ) -> PrefabEvent {
+        var data = extra
+        data["current"] = .int(current)
+        data["total"] = .int(total)
+        data["percentage"] = .int(total > 0 ? min(100, max(0, current * 100 / total)) : 0)
+        if let message { data["message"] = .string(message) }
+        return PrefabEvent(progress, data: .object(data))
+    }
+
+    /// A chunk of streamed text.
+    public static func content(_ text: String) -> PrefabEvent {
+        PrefabEvent(content, data: .string(text))
+    }
+
+    public static func done(_ data: JSONValue? = nil) -> PrefabEvent {
+        PrefabEvent(type: done, fields: data.map { ["data": $0] } ?? [:])
+    }
+
+    /// An error event: `data` is the message, `error_code` the stable code.
+    public static func error(_ message: String, code: String) -> PrefabEvent {
+        PrefabEvent(type: error, fields: ["data": .string(message), "error_code": .string(code)])
+    }
+
+    /// The gateway's list of output files: `data` holds one entry per file.
+    public static func files(_ entries: [JSONValue]) -> PrefabEvent {
+        PrefabEvent(files, data: .array(entries))
+    }
+
+    public static func error(_ error: PrefabError) -> PrefabEvent {
+        var event = PrefabEvent.error(error.message, code: error.code.rawValue)
+        if !error.details.isEmpty { event.fields["details"] = .array(error.details) }
+        return event
+    }
+}
+
+extension PrefabEvent {
+    /// The event as a JSON object.
+    public var jsonValue: JSONValue {
+        var object = fields
+        object["type"] = .string(type)
+        return .object(object)
+    }
+
+    /// Reads an event from a JSON object; nil unless it is an object with a string `type`.
+    public init?(json: JSONValue) {
+        guard var object = json.objectValue, let type = object.removeValue(forKey: "type")?.stringValue else {
+            return nil
+        }
+        self.init(type: type, fields: object)
+    }
+
+    /// One-line JSON with `type` first and the other members in sorted order.
+    public func appendJSON(to bytes: inout [UInt8]) {
+        bytes.append(UInt8(ascii: "{"))
+        bytes.append(contentsOf: #""type":"#.utf8)
+        JSONValue.appendJSONString(type, to: &bytes)
+        if !fields.isEmpty {
+            // A single member (the common `data`) needs no sort.
+            let keys = fields.count == 1 ? Array(fields.keys) : fields.keys.sorted()
+            for key in keys {
+                bytes.append(UInt8(ascii: ","))
+                JSONValue.appendJSONString(key, to: &bytes)
+                bytes.append(UInt8(ascii: ":"))
+                fields[key]!.appendJSON(to: &bytes)
+            }
+        }
+        bytes.append(UInt8(ascii: "}"))
+    }
+
+    public var jsonString: String {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(64)
+        appendJSON(to: &bytes)
+        return String(decoding: bytes, as: UTF8.self)
+    }
+}

@@ -1,0 +1,221 @@
+/// One thing wrong with a manifest: where (a JSON path such as `$.functions[1].parameters[0].type`)
+/// and why.
+public struct ManifestProblem: Sendable, Hashable, CustomStringConvertible {
+    public var path: String
+    public var reason: String
+
+    public init(path: String, reason: String) {
+        self.path = path
+        self.reason = reason
+    }
+
+    public var description: String { "\(path): \(reason)" }
+}
+
+/// Every problem found in one manifest.
+public struct ManifestError: Error, Sendable, Hashable, CustomStringConvertible {
+    public var problems: [ManifestProblem]
+
+    public init(_ problems: [ManifestProblem]) {
+        self.problems = problems
+    }
+
+    public var description: String { problems.map(\.description).joined(separator: "; ") }
+}
+
+extension PrefabManifest {
+    /// Reads a manifest from its text. `//` and `/* */` comments are tolerated, since people copy
+    /// manifests with comments; a JSON syntax error is reported with its line and column.
+    public init(parsing bytes: some Collection<UInt8>) throws(ManifestError) {
+        let json: JSONValue
+        do {
+            json = try JSONValue(parsing: bytes, options: JSONParseOptions(allowComments: true))
+        } catch {
+            throw ManifestError([ManifestProblem(path: "$", reason: "invalid JSON: \(error)")])
+        }
+        try self.init(json: json)
+    }
+
+    /// Reads a manifest from JSON, reporting every problem with its path.
+    public init(json: JSONValue) throws(ManifestError) {
+        var reader = ManifestReader()
+        guard let manifest = reader.manifest(json), reader.problems.isEmpty else {
+            throw ManifestError(reader.problems)
+        }
+        self = manifest
+    }
+}
+
+/// Walks a manifest's JSON, collecting problems instead of stopping at the first.
+private struct ManifestReader {
+    var problems: [ManifestProblem] = []
+
+    mutating func manifest(_ json: JSONValue) -> PrefabManifest? {
+        guard let object = json.objectValue else {
+            fail("$", "a manifest must be a JSON object, got \(json.typeName)")
+            return nil
+        }
+        let name = optionalString(object, "name", at: "$")
+        let version = optionalString(object, "version", at: "$")
+        let description = optionalString(object, "description", at: "$")
+        if let runtime = object["runtime"], runtime.objectValue == nil {
+            fail("$.runtime", "must be an object, got \(runtime.typeName)")
+        }
+        guard let functionsJSON = object["functions"] else {
+            fail("$.functions", "missing: a manifest lists its functions")
+            return nil
+        }
+        guard let entries = functionsJSON.arrayValue else {
+            fail("$.functions", "must be an array, got \(functionsJSON.typeName)")
+            return nil
+        }
+        if entries.isEmpty { fail("$.functions", "is empty: a manifest declares at least one function") }
+        var functions: [FunctionManifest] = []
+        var seen: Set<String> = []
+        for (index, entry) in entries.enumerated() {
+            let path = "$.functions[\(index)]"
+            guard let function = function(entry, at: path) else { continue }
+            if !seen.insert(function.name).inserted {
+                fail("\(path).name", "duplicate function name '\(function.name)'")
+            }
+            functions.append(function)
+        }
+        return PrefabManifest(
+            name: name,
+            version: version,
+            description: description,
+            runtime: object["runtime"],
+            functions: functions,
+            json: json
+        )
+    }
+
+    private mutating func function(_ json: JSONValue, at path: String) -> FunctionManifest? {
+        guard let object = json.objectValue else {
+            fail(path, "a function must be an object, got \(json.typeName)")
+            return nil
+        }
+        let name = requiredString(object, "name", at: path)
+        if let name, !Self.isValidFunctionName(name) {
+            fail("\(path).name", "'\(name)' is not a valid function name (letters, digits, '_' and '-', not starting with a digit)")
+        }
+        let description = optionalString(object, "description", at: path)
+        var streaming = false
+        if let value = object["streaming"] {
+            if let flag = value.boolValue { streaming = flag } else { fail("\(path).streaming", "must be a boolean") }
+        }
+        if let returns = object["returns"], returns.objectValue == nil {
+            fail("\(path).returns", "must be an object, got \(returns.typeName)")
+        }
+        if let timeout = object["timeout_seconds"], (timeout.doubleValue ?? 0) <= 0 {
+            fail("\(path).timeout_seconds", "must be a positive number")
+        }
+        var parameters: [ParameterManifest] = []
+        if let list = object["parameters"] {
+            if let entries = list.arrayValue {
+                var seen: Set<String> = []
+                for (index, entry) in entries.enumerated() {
+                    guard let parameter = parameter(entry, at: "\(path).parameters[\(index)]") else { continue }
+                    if !seen.insert(parameter.name).inserted {
+                        fail("\(path).parameters[\(index)].name", "duplicate parameter name '\(parameter.name)'")
+                    }
+                    parameters.append(parameter)
+                }
+            } else {
+                fail("\(path).parameters", "must be an array, got \(list.typeName)")
+            }
+        }
+        guard let name else { return nil }
+        return FunctionManifest(
+            name: name,
+            description: description,
+            streaming: streaming,
+            parameters: parameters,
+            returns: object["returns"],
+            json: json
+        )
+    }
+
+    private mutating func parameter(_ json: JSONValue, at path: String) -> ParameterManifest? {
+        guard let object = json.objectValue else {
+            fail(path, "a parameter must be an object, got \(json.typeName)")
+            return nil
+        }
+        let name = requiredString(object, "name", at: path)
+        let description = optionalString(object, "description", at: path)
+        var kind: ParameterManifest.Kind?
+        if let typeName = requiredString(object, "type", at: path) {
+            kind = ParameterManifest.Kind(manifestName: typeName)
+            if kind == nil {
+                let known = ParameterManifest.Kind.allCases.map(\.rawValue).joined(separator: ", ")
+                fail("\(path).type", "unknown type '\(typeName)' (one of \(known))")
+            }
+        }
+        var required = false
+        if let value = object["required"] {
+            if let flag = value.boolValue { required = flag } else { fail("\(path).required", "must be a boolean") }
+        }
+        var allowed: [JSONValue]?
+        if let value = object["enum"] {
+            if let values = value.arrayValue, !values.isEmpty {
+                allowed = values
+                if let kind {
+                    for (index, option) in values.enumerated() where !kind.accepts(option) {
+                        fail("\(path).enum[\(index)]", "\(option.typeName) does not match the parameter type \(kind.rawValue)")
+                    }
+                }
+            } else {
+                fail("\(path).enum", "must be a non-empty array")
+            }
+        }
+        let defaultValue = object["default"].flatMap { $0.isNull ? nil : $0 }
+        if let defaultValue, let kind {
+            if !kind.accepts(defaultValue) {
+                fail("\(path).default", "\(defaultValue.typeName) does not match the parameter type \(kind.rawValue)")
+            } else if let allowed, !allowed.contains(defaultValue) {
+                fail("\(path).default", "is not one of the enum values")
+            }
+        }
+        guard let name, let kind else { return nil }
+        return ParameterManifest(
+            name: name,
+            type: kind,
+            required: required,
+            description: description,
+            defaultValue: defaultValue,
+            allowedValues: allowed
+        )
+    }
+
+    static func isValidFunctionName(_ name: String) -> Bool {
+        guard let first = name.unicodeScalars.first, !("0"..."9").contains(first) else { return false }
+        return name.unicodeScalars.allSatisfy { scalar in
+            scalar.isASCII && (scalar.properties.isAlphabetic || ("0"..."9").contains(scalar) || scalar == "_" || scalar == "-")
+        }
+    }
+
+    private mutating func requiredString(_ object: [String: JSONValue], _ key: String, at path: String) -> String? {
+        guard let value = object[key] else {
+            fail("\(path).\(key)", "missing")
+            return nil
+        }
+        guard let text = value.stringValue, !text.isEmpty else {
+            fail("\(path).\(key)", "must be a non-empty string, got \(value.typeName)")
+            return nil
+        }
+        return text
+    }
+
+    private mutating func optionalString(_ object: [String: JSONValue], _ key: String, at path: String) -> String? {
+        guard let value = object[key], !value.isNull else { return nil }
+        guard let text = value.stringValue else {
+            fail("\(path).\(key)", "must be a string, got \(value.typeName)")
+            return nil
+        }
+        return text
+    }
+
+    private mutating func fail(_ path: String, _ reason: String) {
+        problems.append(ManifestProblem(path: path, reason: reason))
+    }
+}

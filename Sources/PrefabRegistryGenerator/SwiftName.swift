@@ -1,0 +1,23 @@
+/// Swift identifiers derived from prefab folder and function names.
+enum SwiftName {
+    /// `batch_process` and `batch-process` become `BatchProcess`.
+    static func type(_ name: String) -> String {
+        words(name).map { $0.prefix(1).uppercased() + $0.dropFirst() }.joined()
+    }
+
+    /// `batch_process` becomes `batchProcess`.
+    static func member(_ name: String) -> String {
+        let parts = words(name)
+        guard let first = parts.first else { return name }
+        return first.prefix(1).lowercased() + first.dropFirst() + parts.dropFirst().map(type).joined()
+    }
+
+    /// A Swift string literal.
+    static func literal(_ text: String) -> String {
+        "\"" + text.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\""
+    }
+
+    private static func words(_ name: String) -> [String] {
+        name.split(whereSeparator: { !$0.isLetter && !$0.isNumber }).map(String.init)
+    }
+}

@@ -1,0 +1,91 @@
+import ArgumentParser
+import Foundation
+import Hummingbird
+import Logging
+import PrefabGateway
+import Prefabs
+
+/// `prefab-gateway serve`: runs the HTTP server.
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run the gateway. Every flag can also be set by its PREFAB_GATEWAY_* environment variable."
+    )
+
+    @OptionGroup var prefabs: PrefabsOptions
+
+    @Option(help: "Address to listen on (env PREFAB_GATEWAY_HOST; default 127.0.0.1).")
+    var host: String?
+
+    @Option(help: "Port to listen on, 0 for any free one (env PREFAB_GATEWAY_PORT; default 8080).")
+    var port: Int?
+
+    @Option(name: .customLong("data"), help: "Runtime data directory; output files go under outputs/ (env PREFAB_GATEWAY_DATA; default ./data).")
+    var dataDirectory: String?
+
+    @Option(name: .customLong("public-url"), help: "Scheme, host and port of file URLs, e.g. https://gw.example.com (env PREFAB_GATEWAY_PUBLIC_URL; default: the request's Host).")
+    var publicURL: String?
+
+    @Flag(help: "Refuse to start when any prefab fails to load (env PREFAB_GATEWAY_STRICT=1).")
+    var strict = false
+
+    @Option(help: "Seconds between heartbeat comments on an idle stream (env PREFAB_GATEWAY_HEARTBEAT; default 15).")
+    var heartbeat: Double?
+
+    @Option(help: "Largest request body in bytes (env PREFAB_GATEWAY_MAX_BODY; default 1048576).")
+    var maxBodyBytes: Int?
+
+    @Option(help: "Most functions running at once; more get 503 (env PREFAB_GATEWAY_MAX_CONCURRENT; default 4096).")
+    var maxConcurrent: Int?
+
+    @Option(help: "Seconds output files are kept (env PREFAB_GATEWAY_OUTPUT_RETENTION; default 3600).")
+    var outputRetention: Double?
+
+    @Option(help: "trace, debug, info, notice, warning, error or critical (env PREFAB_GATEWAY_LOG_LEVEL; default info).")
+    var logLevel: String?
+
+    func run() async throws {
+        var configuration = GatewayConfiguration()
+        configuration.prefabsDirectory = prefabs.url
+        configuration.host = try host ?? Environment.parse("PREFAB_GATEWAY_HOST") ?? configuration.host
+        configuration.port = try port ?? Environment.parse("PREFAB_GATEWAY_PORT") ?? configuration.port
+        if let data = dataDirectory ?? Environment.value("PREFAB_GATEWAY_DATA") {
+            configuration.dataDirectory = URL(fileURLWithPath: data)
+        }
+        configuration.publicBaseURL = (publicURL ?? Environment.value("PREFAB_GATEWAY_PUBLIC_URL")).map {
+            $0.hasSuffix("/") ? String($0.dropLast()) : $0
+        }
+        configuration.strict = strict || Environment.value("PREFAB_GATEWAY_STRICT") == "1"
+        if let seconds = try heartbeat ?? Environment.parse("PREFAB_GATEWAY_HEARTBEAT") as Double? {
+            guard seconds > 0 else { throw ValidationError("--heartbeat must be positive") }
+            configuration.heartbeatInterval = .milliseconds(Int(seconds * 1000))
+        }
+        configuration.maxBodyBytes =
+            try maxBodyBytes ?? Environment.parse("PREFAB_GATEWAY_MAX_BODY") ?? configuration.maxBodyBytes
+        configuration.maxConcurrentInvocations =
+            try maxConcurrent ?? Environment.parse("PREFAB_GATEWAY_MAX_CONCURRENT")
+            ?? configuration.maxConcurrentInvocations
+        if let seconds = try outputRetention ?? Environment.parse("PREFAB_GATEWAY_OUTPUT_RETENTION") as Double? {
+            configuration.outputRetention = .milliseconds(Int(seconds * 1000))
+        }
+        let levelName = logLevel ?? Environment.value("PREFAB_GATEWAY_LOG_LEVEL") ?? "info"
+        guard let level = Logger.Level(rawValue: levelName) else {
+            throw ValidationError("unknown log level '\(levelName)'")
+        }
+        var logger = Logger(label: "prefab-gateway")
+        logger.logLevel = level
+
+        let gateway: Gateway
+        do {
+            gateway = try Gateway.load(configuration: configuration, compiled: PrefabRegistry.functions, logger: logger)
+        } catch let error as GatewayStartError {
+            FileHandle.standardError.write(Data("error: \(error)\n".utf8))
+            throw ExitCode.failure
+        }
+        let host = configuration.host
+        let startupLogger = logger
+        let app = gateway.makeApplication { port in
+            startupLogger.notice("prefab-gateway listening on http://\(host):\(port) (GET /manifest lists the functions)")
+        }
+        try await app.runService()
+    }
+}
