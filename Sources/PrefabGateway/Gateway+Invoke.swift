@@ -123,9 +123,12 @@ extension Gateway {
         guard accepted else { throw overloaded }
 
         let heartbeatInterval = configuration.heartbeatInterval
+        // Watching the connection for the client's close (below) consumes its read side, so the
+        // connection cannot carry another request: say so, and clients open a new one.
         var headers: HTTPFields = [
             .contentType: "text/event-stream; charset=utf-8",
             .cacheControl: "no-cache",
+            .connection: "close",
         ]
         headers[HTTPField.Name("X-Accel-Buffering")!] = "no"
         headers[HTTPField.Name("X-Invocation-Id")!] = invocation.id

@@ -1,0 +1,70 @@
+import Foundation
+import PrefabGateway
+import PrefabKit
+import Testing
+
+/// Loading prefab folders: each broken one is reported with file, JSON path and reason, and skipped.
+@Suite struct PrefabCatalogTests {
+    let root = FileManager.default.temporaryDirectory.appendingPathComponent("catalog-\(UUID().uuidString)")
+    let noop: PrefabFunction = .streaming({ _, _ in })
+
+    func load(_ manifests: [String: String], compiled: [String: [String: PrefabFunction]]) throws -> PrefabCatalog {
+        for (folder, text) in manifests { try LiveGateway.writeManifest(text, folder: folder, in: root) }
+        return PrefabCatalog.load(from: root, compiled: compiled)
+    }
+
+    @Test func loadsGoodPrefabsAndReportsEachBrokenOne() throws {
+        defer { try? FileManager.default.removeItem(at: root) }
+        let catalog = try load(
+            [
+                "alpha": #"{"functions": [{"name": "shared", "streaming": true}, {"name": "alpha", "streaming": true}]}"#,
+                "beta": #"{"functions": [{"name": "shared", "streaming": true}]}"#,
+                "gamma": #"{"functions": [{"description": "no name"}]}"#,
+                "delta": "{\"functions\": [\n  {\"name\": \"d\",}\n]}",
+                "epsilon": #"{"functions": [{"name": "unbuilt", "streaming": true}]}"#,
+            ],
+            compiled: [
+                "alpha": ["shared": noop, "alpha": noop], "beta": ["shared": noop], "epsilon": [:],
+            ]
+        )
+        #expect(catalog.functions.keys.sorted() == ["alpha", "shared"])
+        #expect(catalog.functions["shared"]?.prefab == "alpha")
+        let problems = Dictionary(grouping: catalog.problems) { URL(fileURLWithPath: $0.file).deletingLastPathComponent().lastPathComponent }
+        #expect(problems["beta"]?.first?.path == "$.functions[0].name")
+        #expect(problems["beta"]?.first?.reason.contains("duplicate function name 'shared'") == true)
+        #expect(problems["gamma"]?.first?.path == "$.functions[0].name")
+        #expect(problems["delta"]?.first?.reason.contains("line 2") == true)
+        #expect(problems["epsilon"]?.first?.reason.contains("no implementation") == true)
+        #expect(catalog.problems.count == 4)
+    }
+
+    @Test func aManifestThatIsADirectoryOrMissingIsReported() throws {
+        defer { try? FileManager.default.removeItem(at: root) }
+        try FileManager.default.createDirectory(
+            at: root.appendingPathComponent("dir/prefab-manifest.json"),
+            withIntermediateDirectories: true
+        )
+        try FileManager.default.createDirectory(at: root.appendingPathComponent("empty"), withIntermediateDirectories: true)
+        let catalog = PrefabCatalog.load(from: root, compiled: [:])
+        #expect(catalog.functions.isEmpty)
+        #expect(catalog.problems.map(\.reason) == ["is not a readable file", "missing: a prefab folder needs a prefab-manifest.json"])
+    }
+
+    @Test func aStreamingFlagThatDiffersFromTheBuildIsReported() throws {
+        defer { try? FileManager.default.removeItem(at: root) }
+        let catalog = try load(
+            ["flip": #"{"functions": [{"name": "flip", "streaming": false}]}"#],
+            compiled: ["flip": ["flip": noop]]
+        )
+        #expect(catalog.functions.isEmpty)
+        #expect(catalog.problems.first?.path == "$.functions[0].streaming")
+    }
+
+    @Test func theExamplePrefabsAllLoad() throws {
+        // The repository's own prefabs folder, as `serve` reads it.
+        let prefabs = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../prefabs")
+        let names = try FileManager.default.contentsOfDirectory(atPath: prefabs.path).filter { !$0.hasPrefix(".") }
+        let manifests = try names.map { try PrefabManifest(parsing: Data(contentsOf: prefabs.appendingPathComponent("\($0)/prefab-manifest.json"))) }
+        #expect(manifests.flatMap(\.functions).map(\.name).sorted() == ["batch_process", "chat_stream", "echo", "fail_midway", "report"])
+    }
+}

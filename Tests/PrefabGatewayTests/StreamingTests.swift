@@ -1,0 +1,198 @@
+import Foundation
+import HTTPTypes
+import PrefabGateway
+import PrefabKit
+import Testing
+
+/// `POST /invoke` of streaming functions: framing, headers, order, flushing and the terminal event.
+@Suite struct StreamingTests {
+    static let count = TestPrefab.streaming(
+        "count",
+        parameters: [ParameterManifest(name: "n", type: .integer, defaultValue: 3)]
+    ) { inputs, context in
+        let n = try inputs.int("n")
+        try context.yield(.start(["total": .int(n)]))
+        for i in 1...n { try context.yield(.progress(current: i, total: n)) }
+        try context.yield(.done(["total": .int(n)]))
+    }
+
+    @Test func answersServerSentEventsWithTheStreamHeaders() async throws {
+        try await LiveGateway.run([Self.count]) { gateway in
+            let response = try await gateway.invoke("count")
+            #expect(response.status == .ok)
+            #expect(response.headers[.contentType] == "text/event-stream; charset=utf-8")
+            #expect(response.headers[.cacheControl] == "no-cache")
+            #expect(response.headers[HTTPField.Name("X-Accel-Buffering")!] == "no")
+            let id = try #require(response.headers[HTTPField.Name("X-Invocation-Id")!])
+            #expect(id.count == 32 && id.allSatisfy(\.isHexDigit))
+        }
+    }
+
+    @Test func eventsArriveInOrderNumberedAsDataLines() async throws {
+        try await LiveGateway.run([Self.count]) { gateway in
+            let response = try await gateway.invoke("count", #"{"inputs": {"n": 4}}"#)
+            var parser = SSEParser()
+            let messages = parser.feed(response.body.readableBytesView)
+            #expect(messages.map(\.lastEventId) == ["1", "2", "3", "4", "5", "6"])
+            #expect(messages.allSatisfy { $0.event == "message" })
+            let events = messages.compactMap(\.prefabEvent)
+            #expect(events.map(\.type) == ["start", "progress", "progress", "progress", "progress", "done"])
+            #expect(events.dropFirst().prefix(4).map { $0.data?["percentage"] } == [25, 50, 75, 100])
+            // The raw framing: `id:` then one `data:` line of one-line JSON, then a blank line.
+            #expect(response.text.hasPrefix("id: 1\ndata: {\"type\":\"start\",\"data\":{\"total\":4}}\n\n"))
+        }
+    }
+
+    @Test func eachEventIsFlushedBeforeTheNextIsProduced() async throws {
+        let probe = Probe()
+        let gated = TestPrefab.streaming("gated") { _, context in
+            try context.yield(.start())
+            // Waits for the test to have received `start`: only a flushed event lets it go on.
+            guard probe.proceed.wait(timeout: DispatchTime.now() + 5.0) == .success else {
+                throw PrefabError("NOT_FLUSHED", "the client never saw the first event")
+            }
+            try context.yield(.content("after"))
+        }
+        try await LiveGateway.run([gated]) { gateway in
+            var stream = try await gateway.openStream("gated")
+            #expect(try await stream.nextEvent()?.type == "start")
+            probe.proceed.signal()
+            #expect(try await stream.nextEvent() == .content("after"))
+            #expect(try await stream.nextEvent()?.type == "done")
+            #expect(try await stream.next() == nil)
+        }
+    }
+
+    @Test func aFunctionThatReturnsWithoutATerminalEventGetsDone() async throws {
+        let silent = TestPrefab.streaming("silent") { _, context in try context.yield(.content("hi")) }
+        try await LiveGateway.run([silent]) { gateway in
+            let events = try await gateway.invoke("silent").events
+            #expect(events == [.content("hi"), .done()])
+        }
+    }
+
+    @Test func aThrownErrorBecomesOneErrorEventWithItsCode() async throws {
+        let failing = TestPrefab.streaming("failing") { _, context in
+            try context.yield(.start())
+            throw PrefabError("DISK_FULL", "no space left")
+        }
+        try await LiveGateway.run([failing]) { gateway in
+            let events = try await gateway.invoke("failing").events
+            #expect(events == [.start(), .error("no space left", code: "DISK_FULL")])
+        }
+    }
+
+    @Test func eventsAfterTheTerminalOneAreNeverSent() async throws {
+        let probe = Probe()
+        let chatty = TestPrefab.streaming("chatty") { _, context in
+            try context.yield(.done(["ok": true]))
+            do {
+                try context.yield(.content("too late"))
+            } catch let error as PrefabError {
+                probe.stop(with: error.code.rawValue)
+            }
+        }
+        try await LiveGateway.run([chatty]) { gateway in
+            let events = try await gateway.invoke("chatty").events
+            #expect(events == [.done(["ok": true])])
+            #expect(probe.stoppedWith == "STREAM_ENDED")
+        }
+    }
+
+    @Test func otherEventTypesPassThroughWithAllTheirFields() async throws {
+        let agent = TestPrefab.streaming("agent") { _, context in
+            try context.yield(PrefabEvent(type: "tool_call", fields: ["tool_name": "search", "step": 2, "text": "a\nb"]))
+            try context.yield(PrefabEvent("thought", data: ["why": "because"]))
+        }
+        try await LiveGateway.run([agent]) { gateway in
+            let events = try await gateway.invoke("agent").events
+            #expect(events.first == PrefabEvent(type: "tool_call", fields: ["tool_name": "search", "step": 2, "text": "a\nb"]))
+            #expect(events.dropFirst().first == PrefabEvent("thought", data: ["why": "because"]))
+            #expect(events.last?.type == "done")
+        }
+    }
+
+    @Test func acceptJSONCollectsTheEventsIntoOneDocument() async throws {
+        try await LiveGateway.run([Self.count]) { gateway in
+            let response = try await gateway.invoke(
+                "count",
+                #"{"inputs": {"n": 2}}"#,
+                headers: [.accept: "application/json"]
+            )
+            #expect(response.status == .ok)
+            #expect(response.headers[.contentType] == "application/json; charset=utf-8")
+            let json = try #require(response.json)
+            #expect(json["success"] == true)
+            #expect(json["files"] == [])
+            #expect(json["invocation_id"]?.stringValue?.count == 32)
+            let types = json["events"]?.arrayValue?.compactMap { $0["type"]?.stringValue }
+            #expect(types == ["start", "progress", "progress", "done"])
+        }
+    }
+
+    @Test func idleStreamsGetHeartbeatComments() async throws {
+        let slow = TestPrefab.streaming("slow") { _, context in
+            try context.yield(.start())
+            Thread.sleep(forTimeInterval: 0.6)
+        }
+        try await LiveGateway.run([slow], configure: { $0.heartbeatInterval = .milliseconds(100) }) { gateway in
+            var stream = try await gateway.openStream("slow")
+            let messages = try await stream.rest()
+            #expect(messages.compactMap(\.prefabEvent).map(\.type) == ["start", "done"])
+            #expect(stream.raw.contains("\n\n: ping\n\n"))
+        }
+    }
+
+    @Test func aBusyFunctionDoesNotStallOtherRequests() async throws {
+        let probe = Probe()
+        let busy = TestPrefab.streaming("busy") { _, context in
+            try context.yield(.start())
+            _ = probe.proceed.wait(timeout: DispatchTime.now() + 10.0)
+        }
+        try await LiveGateway.run([busy, Self.count]) { gateway in
+            var streams: [EventStream] = []
+            for _ in 0..<4 {
+                var stream = try await gateway.openStream("busy")
+                #expect(try await stream.nextEvent()?.type == "start")
+                streams.append(stream)
+            }
+            // Four blocked functions on two cores: other calls are still answered at once.
+            let started = ContinuousClock.now
+            #expect(try await gateway.invoke("count").events.last?.type == "done")
+            #expect(try await gateway.request(.get, "/health").status == .ok)
+            #expect(ContinuousClock.now - started < .seconds(2))
+            for _ in streams { probe.proceed.signal() }
+            for index in streams.indices { #expect(try await streams[index].rest().last?.prefabEvent?.type == "done") }
+        }
+    }
+}
+
+@Suite struct ResultFunctionTests {
+    @Test func answersSuccessAndResult() async throws {
+        let add = TestPrefab.result(
+            "add",
+            parameters: [
+                ParameterManifest(name: "a", type: .number, required: true),
+                ParameterManifest(name: "b", type: .number, defaultValue: 10),
+            ]
+        ) { inputs, _ in .double(try inputs.double("a") + inputs.double("b")) }
+        try await LiveGateway.run([add]) { gateway in
+            let response = try await gateway.invoke("add", #"{"inputs": {"a": 1.5}}"#)
+            #expect(response.status == .ok)
+            #expect(response.json?["success"] == true)
+            #expect(response.json?["result"] == 11.5)
+            #expect(response.json?["files"] == [])
+        }
+    }
+
+    @Test func aThrownErrorIs500WithItsCode() async throws {
+        let broken = TestPrefab.result("broken") { _, _ in throw PrefabError("UPSTREAM_DOWN", "the service is down") }
+        try await LiveGateway.run([broken]) { gateway in
+            let response = try await gateway.invoke("broken")
+            #expect(response.status == .internalServerError)
+            #expect(response.json?["success"] == false)
+            #expect(response.errorCode == "UPSTREAM_DOWN")
+            #expect(response.json?["error"]?["message"] == "the service is down")
+        }
+    }
+}
