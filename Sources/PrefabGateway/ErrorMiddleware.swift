@@ -30,7 +30,8 @@ struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
 
     private func translate(_ error: HTTPError, request: Request) -> GatewayError {
         guard error.status == .notFound else {
-            return GatewayError(error.status, .init(rawValue: Self.code(for: error.status)), error.body ?? error.status.reasonPhrase)
+            return GatewayError(
+                error.status, .init(rawValue: Self.code(for: error.status)), error.body ?? error.status.reasonPhrase)
         }
         let path = request.uri.path
         if let allowed = Self.allowedMethods(path: path), !allowed.contains(request.method) {
@@ -57,6 +58,8 @@ struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
     }
 
     private static func code(for status: HTTPResponse.Status) -> String {
-        status.reasonPhrase.uppercased().map { $0.isLetter || $0.isNumber ? $0 : "_" }.reduce(into: "") { $0.append($1) }
+        status.reasonPhrase.uppercased().map { $0.isLetter || $0.isNumber ? $0 : "_" }.reduce(into: "") {
+            $0.append($1)
+        }
     }
 }

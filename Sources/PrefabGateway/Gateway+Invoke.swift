@@ -88,13 +88,13 @@ extension Gateway {
 
     private func baseURL(for request: Request) -> String {
         if let configured = configuration.publicBaseURL { return configured }
+        // The Host header is echoed into URLs: only a plain host[:port] is trusted.
         let authority = request.head.authority ?? ""
-        let safe = !authority.isEmpty && authority.utf8.allSatisfy { byte in
-            byte < 128 && (Character(UnicodeScalar(byte)).isLetter || Character(UnicodeScalar(byte)).isNumber
-                || ".-:[]".utf8.contains(byte))
-        }
+        let safe = !authority.isEmpty && authority.utf8.allSatisfy(Self.authorityBytes.contains)
         return "http://" + (safe ? authority : "\(configuration.host):\(configuration.port)")
     }
+
+    private static let authorityBytes = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-:[]".utf8)
 
     // MARK: Streaming as Server-Sent Events
 
@@ -107,7 +107,8 @@ extension Gateway {
             maxEvents: configuration.streamBufferEvents,
             maxBytes: configuration.streamBufferBytes
         )
-        let context = PrefabContext(invocationId: invocation.id, outputDirectory: outputs.directory(for: invocation.id)) {
+        let context = PrefabContext(invocationId: invocation.id, outputDirectory: outputs.directory(for: invocation.id))
+        {
             event in
             try channel.send { sequence, bytes in SSEEncoder.appendEvent(event, id: sequence, to: &bytes) }
         }
@@ -176,7 +177,8 @@ extension Gateway {
         _ function: @escaping StreamingFunction
     ) async throws -> Response {
         let collector = EventCollector(maxBytes: configuration.maxCollectedBytes)
-        let context = PrefabContext(invocationId: invocation.id, outputDirectory: outputs.directory(for: invocation.id)) {
+        let context = PrefabContext(invocationId: invocation.id, outputDirectory: outputs.directory(for: invocation.id))
+        {
             event in
             try collector.append(event)
         }
@@ -204,7 +206,8 @@ extension Gateway {
     private func respondWithResult(_ invocation: Invocation, _ function: @escaping ResultFunction) async throws
         -> Response
     {
-        let context = PrefabContext(invocationId: invocation.id, outputDirectory: outputs.directory(for: invocation.id)) {
+        let context = PrefabContext(invocationId: invocation.id, outputDirectory: outputs.directory(for: invocation.id))
+        {
             _ in
         }
         let (result, files) = try await runOnPool { [self] in

@@ -33,7 +33,9 @@ public struct Gateway: Sendable {
         let logger = logger ?? Logger(label: "prefab-gateway")
         let catalog = PrefabCatalog.load(from: configuration.prefabsDirectory, compiled: compiled)
         for problem in catalog.problems {
-            logger.error("prefab not loaded", metadata: ["file": "\(problem.file)", "path": "\(problem.path)", "reason": "\(problem.reason)"])
+            logger.error(
+                "prefab not loaded",
+                metadata: ["file": "\(problem.file)", "path": "\(problem.path)", "reason": "\(problem.reason)"])
         }
         if configuration.strict, !catalog.problems.isEmpty {
             throw GatewayStartError(problems: catalog.problems)

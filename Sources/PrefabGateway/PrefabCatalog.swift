@@ -40,13 +40,15 @@ public struct PrefabCatalog: Sendable {
         do {
             folders = try fileManager.contentsOfDirectory(atPath: directory.path).sorted()
         } catch {
-            catalog.problems.append(LoadProblem(file: directory.path, path: "", reason: "cannot list the prefabs directory"))
+            catalog.problems.append(
+                LoadProblem(file: directory.path, path: "", reason: "cannot list the prefabs directory"))
             return catalog
         }
         for folder in folders where !folder.hasPrefix(".") && !folder.hasPrefix("_") {
             let folderURL = directory.appendingPathComponent(folder)
             var isDirectory: ObjCBool = false
-            guard fileManager.fileExists(atPath: folderURL.path, isDirectory: &isDirectory), isDirectory.boolValue else {
+            guard fileManager.fileExists(atPath: folderURL.path, isDirectory: &isDirectory), isDirectory.boolValue
+            else {
                 continue
             }
             catalog.load(prefab: folder, at: folderURL, compiled: compiled[folder] ?? [:])
@@ -59,7 +61,8 @@ public struct PrefabCatalog: Sendable {
         let file = manifestURL.path
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: file, isDirectory: &isDirectory) else {
-            problems.append(LoadProblem(file: file, path: "", reason: "missing: a prefab folder needs a prefab-manifest.json"))
+            problems.append(
+                LoadProblem(file: file, path: "", reason: "missing: a prefab folder needs a prefab-manifest.json"))
             return
         }
         guard !isDirectory.boolValue, let data = FileManager.default.contents(atPath: file) else {
@@ -76,7 +79,8 @@ public struct PrefabCatalog: Sendable {
         for (index, function) in manifest.functions.enumerated() {
             let path = "$.functions[\(index)]"
             if let existing = functions[function.name] {
-                let reason = "duplicate function name '\(function.name)': prefab '\(existing.prefab)' already defines it"
+                let reason =
+                    "duplicate function name '\(function.name)': prefab '\(existing.prefab)' already defines it"
                 problems.append(LoadProblem(file: file, path: "\(path).name", reason: reason))
                 continue
             }
@@ -93,7 +97,8 @@ public struct PrefabCatalog: Sendable {
                 problems.append(LoadProblem(file: file, path: "\(path).streaming", reason: reason))
                 continue
             }
-            functions[function.name] = LoadedFunction(prefab: prefab, manifest: function, implementation: implementation)
+            functions[function.name] = LoadedFunction(
+                prefab: prefab, manifest: function, implementation: implementation)
         }
     }
 }

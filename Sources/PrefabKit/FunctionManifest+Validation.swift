@@ -43,7 +43,8 @@ extension FunctionManifest {
             if let allowed = parameter.allowedValues, !allowed.contains(normalized) {
                 let options = allowed.map(\.jsonString).joined(separator: ", ")
                 problems.append(
-                    InputProblem(parameter: parameter.name, reason: "must be one of \(options), got \(value.jsonString)")
+                    InputProblem(
+                        parameter: parameter.name, reason: "must be one of \(options), got \(value.jsonString)")
                 )
                 continue
             }

@@ -97,7 +97,9 @@ private struct ManifestReader {
         }
         let name = requiredString(object, "name", at: path)
         if let name, !Self.isValidFunctionName(name) {
-            fail("\(path).name", "'\(name)' is not a valid function name (letters, digits, '_' and '-', not starting with a digit)")
+            fail(
+                "\(path).name",
+                "'\(name)' is not a valid function name (letters, digits, '_' and '-', not starting with a digit)")
         }
         let description = optionalString(object, "description", at: path)
         var streaming = false
@@ -161,7 +163,9 @@ private struct ManifestReader {
                 allowed = values
                 if let kind {
                     for (index, option) in values.enumerated() where !kind.accepts(option) {
-                        fail("\(path).enum[\(index)]", "\(option.typeName) does not match the parameter type \(kind.rawValue)")
+                        fail(
+                            "\(path).enum[\(index)]",
+                            "\(option.typeName) does not match the parameter type \(kind.rawValue)")
                     }
                 }
             } else {
@@ -190,7 +194,8 @@ private struct ManifestReader {
     static func isValidFunctionName(_ name: String) -> Bool {
         guard let first = name.unicodeScalars.first, !("0"..."9").contains(first) else { return false }
         return name.unicodeScalars.allSatisfy { scalar in
-            scalar.isASCII && (scalar.properties.isAlphabetic || ("0"..."9").contains(scalar) || scalar == "_" || scalar == "-")
+            scalar.isASCII
+                && (scalar.properties.isAlphabetic || ("0"..."9").contains(scalar) || scalar == "_" || scalar == "-")
         }
     }
 

@@ -5,7 +5,8 @@ import PrefabKit
 
 /// `prefab-gateway list`: the functions the gateway would serve, as a table.
 struct List: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Print the functions of the prefabs directory as a table.")
+    static let configuration = CommandConfiguration(
+        abstract: "Print the functions of the prefabs directory as a table.")
 
     @OptionGroup var prefabs: PrefabsOptions
 
@@ -20,7 +21,9 @@ struct List: ParsableCommand {
                 function.manifest.description ?? "",
             ]
         }
-        print(Table.render(header: ["FUNCTION", "PREFAB", "STREAMING", "PARAMETERS (* required)", "DESCRIPTION"], rows: rows))
+        print(
+            Table.render(
+                header: ["FUNCTION", "PREFAB", "STREAMING", "PARAMETERS (* required)", "DESCRIPTION"], rows: rows))
         for problem in catalog.problems {
             FileHandle.standardError.write(Data("not loaded: \(problem)\n".utf8))
         }

@@ -17,7 +17,8 @@ struct PrefabGatewayCommand: AsyncParsableCommand {
 
 /// Where the prefabs are: shared by every command.
 struct PrefabsOptions: ParsableArguments {
-    @Option(name: .customLong("prefabs"), help: "The prefabs directory (env PREFAB_GATEWAY_PREFABS; default ./prefabs).")
+    @Option(
+        name: .customLong("prefabs"), help: "The prefabs directory (env PREFAB_GATEWAY_PREFABS; default ./prefabs).")
     var directory: String?
 
     var url: URL {

@@ -19,10 +19,16 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Port to listen on, 0 for any free one (env PREFAB_GATEWAY_PORT; default 8080).")
     var port: Int?
 
-    @Option(name: .customLong("data"), help: "Runtime data directory; output files go under outputs/ (env PREFAB_GATEWAY_DATA; default ./data).")
+    @Option(
+        name: .customLong("data"),
+        help: "Runtime data directory; output files go under outputs/ (env PREFAB_GATEWAY_DATA; default ./data).")
     var dataDirectory: String?
 
-    @Option(name: .customLong("public-url"), help: "Scheme, host and port of file URLs, e.g. https://gw.example.com (env PREFAB_GATEWAY_PUBLIC_URL; default: the request's Host).")
+    @Option(
+        name: .customLong("public-url"),
+        help:
+            "Scheme, host and port of file URLs, e.g. https://gw.example.com (env PREFAB_GATEWAY_PUBLIC_URL; default: the request's Host)."
+    )
     var publicURL: String?
 
     @Flag(help: "Refuse to start when any prefab fails to load (env PREFAB_GATEWAY_STRICT=1).")
@@ -40,7 +46,8 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Seconds output files are kept (env PREFAB_GATEWAY_OUTPUT_RETENTION; default 3600).")
     var outputRetention: Double?
 
-    @Option(help: "trace, debug, info, notice, warning, error or critical (env PREFAB_GATEWAY_LOG_LEVEL; default info).")
+    @Option(
+        help: "trace, debug, info, notice, warning, error or critical (env PREFAB_GATEWAY_LOG_LEVEL; default info).")
     var logLevel: String?
 
     func run() async throws {
@@ -84,7 +91,8 @@ struct Serve: AsyncParsableCommand {
         let host = configuration.host
         let startupLogger = logger
         let app = gateway.makeApplication { port in
-            startupLogger.notice("prefab-gateway listening on http://\(host):\(port) (GET /manifest lists the functions)")
+            startupLogger.notice(
+                "prefab-gateway listening on http://\(host):\(port) (GET /manifest lists the functions)")
         }
         try await app.runService()
     }

@@ -29,11 +29,18 @@ import Testing
     static let cases: [Case] = [
         Case(method: .post, path: "/invoke/nope", body: "{}", status: .notFound, code: "FUNCTION_NOT_FOUND"),
         Case(method: .post, path: "/invoke/greet", body: "{not json", status: .badRequest, code: "INVALID_JSON"),
-        Case(method: .post, path: "/invoke/greet", body: #"{"inputs": {"name": "a"}} x"#, status: .badRequest, code: "INVALID_JSON"),
+        Case(
+            method: .post, path: "/invoke/greet", body: #"{"inputs": {"name": "a"}} x"#, status: .badRequest,
+            code: "INVALID_JSON"),
         Case(method: .post, path: "/invoke/greet", body: "[1, 2]", status: .badRequest, code: "INVALID_REQUEST"),
-        Case(method: .post, path: "/invoke/greet", body: #"{"name": "a"}"#, status: .badRequest, code: "INVALID_REQUEST"),
-        Case(method: .post, path: "/invoke/greet", body: #"{"inputs": [1]}"#, status: .badRequest, code: "INVALID_REQUEST"),
-        Case(method: .post, path: "/invoke/greet", body: #"{"inputs": {}}"#, status: .unprocessableContent, code: "INVALID_INPUTS"),
+        Case(
+            method: .post, path: "/invoke/greet", body: #"{"name": "a"}"#, status: .badRequest, code: "INVALID_REQUEST"),
+        Case(
+            method: .post, path: "/invoke/greet", body: #"{"inputs": [1]}"#, status: .badRequest,
+            code: "INVALID_REQUEST"),
+        Case(
+            method: .post, path: "/invoke/greet", body: #"{"inputs": {}}"#, status: .unprocessableContent,
+            code: "INVALID_INPUTS"),
         Case(method: .post, path: "/invoke/greet", body: nil, status: .unprocessableContent, code: "INVALID_INPUTS"),
         Case(method: .get, path: "/invoke/greet", body: nil, status: .methodNotAllowed, code: "METHOD_NOT_ALLOWED"),
         Case(method: .post, path: "/manifest", body: "{}", status: .methodNotAllowed, code: "METHOD_NOT_ALLOWED"),
@@ -61,7 +68,8 @@ import Testing
 
     @Test func invalidInputsListEveryProblemWithItsParameter() async throws {
         try await LiveGateway.run([Self.greet]) { gateway in
-            let response = try await gateway.invoke("greet", #"{"inputs": {"times": "3", "tone": "loud", "colour": 1}}"#)
+            let response = try await gateway.invoke(
+                "greet", #"{"inputs": {"times": "3", "tone": "loud", "colour": 1}}"#)
             #expect(response.status == .unprocessableContent)
             let details = try #require(response.json?["error"]?["details"]?.arrayValue)
             let problems = details.compactMap { $0["parameter"]?.stringValue }

@@ -48,7 +48,8 @@ import Testing
     }
 
     @Test func fileURLsUseThePublicBaseURLWhenSet() async throws {
-        try await LiveGateway.run([Self.writer], configure: { $0.publicBaseURL = "https://gw.example.com" }) { gateway in
+        try await LiveGateway.run([Self.writer], configure: { $0.publicBaseURL = "https://gw.example.com" }) {
+            gateway in
             let response = try await gateway.invoke("writer", headers: [.accept: "application/json"])
             let url = response.json?["files"]?.arrayValue?.last?["url"]?.stringValue
             #expect(url?.hasPrefix("https://gw.example.com/files/") == true)
@@ -88,7 +89,8 @@ import Testing
             let id = try #require(response.headers[.init("X-Invocation-Id")!])
             let folder = gateway.dataDirectory.appendingPathComponent("outputs/\(id)")
             #expect(FileManager.default.fileExists(atPath: folder.path))
-            #expect(await Probe.eventually(within: .seconds(6)) { !FileManager.default.fileExists(atPath: folder.path) })
+            #expect(
+                await Probe.eventually(within: .seconds(6)) { !FileManager.default.fileExists(atPath: folder.path) })
             #expect(try await gateway.request(.get, "/files/\(id)/table.csv").status == .notFound)
         }
     }

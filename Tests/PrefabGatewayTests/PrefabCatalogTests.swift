@@ -17,7 +17,8 @@ import Testing
         defer { try? FileManager.default.removeItem(at: root) }
         let catalog = try load(
             [
-                "alpha": #"{"functions": [{"name": "shared", "streaming": true}, {"name": "alpha", "streaming": true}]}"#,
+                "alpha":
+                    #"{"functions": [{"name": "shared", "streaming": true}, {"name": "alpha", "streaming": true}]}"#,
                 "beta": #"{"functions": [{"name": "shared", "streaming": true}]}"#,
                 "gamma": #"{"functions": [{"description": "no name"}]}"#,
                 "delta": "{\"functions\": [\n  {\"name\": \"d\",}\n]}",
@@ -29,7 +30,9 @@ import Testing
         )
         #expect(catalog.functions.keys.sorted() == ["alpha", "shared"])
         #expect(catalog.functions["shared"]?.prefab == "alpha")
-        let problems = Dictionary(grouping: catalog.problems) { URL(fileURLWithPath: $0.file).deletingLastPathComponent().lastPathComponent }
+        let problems = Dictionary(grouping: catalog.problems) {
+            URL(fileURLWithPath: $0.file).deletingLastPathComponent().lastPathComponent
+        }
         #expect(problems["beta"]?.first?.path == "$.functions[0].name")
         #expect(problems["beta"]?.first?.reason.contains("duplicate function name 'shared'") == true)
         #expect(problems["gamma"]?.first?.path == "$.functions[0].name")
@@ -44,10 +47,14 @@ import Testing
             at: root.appendingPathComponent("dir/prefab-manifest.json"),
             withIntermediateDirectories: true
         )
-        try FileManager.default.createDirectory(at: root.appendingPathComponent("empty"), withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(
+            at: root.appendingPathComponent("empty"), withIntermediateDirectories: true)
         let catalog = PrefabCatalog.load(from: root, compiled: [:])
         #expect(catalog.functions.isEmpty)
-        #expect(catalog.problems.map(\.reason) == ["is not a readable file", "missing: a prefab folder needs a prefab-manifest.json"])
+        #expect(
+            catalog.problems.map(\.reason) == [
+                "is not a readable file", "missing: a prefab folder needs a prefab-manifest.json",
+            ])
     }
 
     @Test func aStreamingFlagThatDiffersFromTheBuildIsReported() throws {
@@ -62,9 +69,15 @@ import Testing
 
     @Test func theExamplePrefabsAllLoad() throws {
         // The repository's own prefabs folder, as `serve` reads it.
-        let prefabs = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../prefabs")
+        let prefabs = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent(
+            "../../prefabs")
         let names = try FileManager.default.contentsOfDirectory(atPath: prefabs.path).filter { !$0.hasPrefix(".") }
-        let manifests = try names.map { try PrefabManifest(parsing: Data(contentsOf: prefabs.appendingPathComponent("\($0)/prefab-manifest.json"))) }
-        #expect(manifests.flatMap(\.functions).map(\.name).sorted() == ["batch_process", "chat_stream", "echo", "fail_midway", "report"])
+        let manifests = try names.map {
+            try PrefabManifest(parsing: Data(contentsOf: prefabs.appendingPathComponent("\($0)/prefab-manifest.json")))
+        }
+        #expect(
+            manifests.flatMap(\.functions).map(\.name).sorted() == [
+                "batch_process", "chat_stream", "echo", "fail_midway", "report",
+            ])
     }
 }

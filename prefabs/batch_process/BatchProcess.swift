@@ -12,7 +12,9 @@ enum BatchProcess {
             let result = item.stringValue.map { JSONValue.string($0.uppercased()) } ?? item
             results.append(result)
             try context.yield(
-                .progress(current: index + 1, total: items.count, message: "processed \(item.jsonString)", extra: ["item": item])
+                .progress(
+                    current: index + 1, total: items.count, message: "processed \(item.jsonString)",
+                    extra: ["item": item])
             )
         }
         try context.yield(.done(["total": .int(items.count), "results": .array(results)]))

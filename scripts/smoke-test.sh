@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Starts the real executable on the example prefabs (as the README's run command does) on a free
+# loopback port, drives it with curl, and stops it, even on failure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+data=$(mktemp -d)
+log="$data/gateway.log"
+swift build --product prefab-gateway >/dev/null
+.build/debug/prefab-gateway serve --host 127.0.0.1 --port "$port" --data "$data" >"$log" 2>&1 &
+server=$!
+trap 'kill $server 2>/dev/null; wait $server 2>/dev/null; rm -rf "$data"' EXIT
+for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$port/health" >/dev/null && break; sleep 0.1; done
+
+passed=0
+failed=0
+check() { # check NAME COMMAND...: counts and reports one check
+    local name=$1
+    shift
+    if "$@"; then passed=$((passed + 1)); else failed=$((failed + 1)); echo "FAIL: $name"; fi
+}
+
+stream=$(curl -sN -X POST "http://127.0.0.1:$port/invoke/batch_process" -H 'Content-Type: application/json' \
+    -d '{"inputs":{"items":["a","b","c"]}}')
+echo "$stream"
+check "batch_process streams start, three progress events and done" \
+    test "$(echo "$stream" | grep -o '"type":"[a-z]*"' | tr '\n' ' ')" = \
+    '"type":"start" "type":"progress" "type":"progress" "type":"progress" "type":"done" '
+check "progress percentages 33, 66, 100" \
+    test "$(echo "$stream" | grep -o '"percentage":[0-9]*' | tr '\n' ' ')" = '"percentage":33 "percentage":66 "percentage":100 '
+
+manifest=$(curl -s "http://127.0.0.1:$port/manifest")
+for name in echo batch_process chat_stream report fail_midway; do
+    check "manifest lists $name" grep -q "\"name\":\"$name\"" <<<"$manifest"
+done
+
+report=$(curl -s -X POST "http://127.0.0.1:$port/invoke/report" -H 'Accept: application/json' -d '{"inputs":{"rows":3}}')
+url=$(python3 -c 'import json, sys; print(json.loads(sys.argv[1])["files"][0]["url"])' "$report")
+check "report.csv is served from its file URL" grep -q "^month,units,revenue" <(curl -s "$url")
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ] || { cat "$log"; exit 1; }
