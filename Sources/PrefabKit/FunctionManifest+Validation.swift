@@ -39,7 +39,7 @@ extension FunctionManifest {
                 )
                 continue
             }
-            let normalized = parameter.type == .integer ? JSONValue.int(value.intValue!) : value
+            let normalized = parameter.type.normalized(value)
             if let allowed = parameter.allowedValues, !allowed.contains(normalized) {
                 let options = allowed.map(\.jsonString).joined(separator: ", ")
                 problems.append(

@@ -160,7 +160,7 @@ private struct ManifestReader {
         var allowed: [JSONValue]?
         if let value = object["enum"] {
             if let values = value.arrayValue, !values.isEmpty {
-                allowed = values
+                allowed = kind.map { kind in values.map(kind.normalized) } ?? values
                 if let kind {
                     for (index, option) in values.enumerated() where !kind.accepts(option) {
                         fail(
@@ -172,7 +172,10 @@ private struct ManifestReader {
                 fail("\(path).enum", "must be a non-empty array")
             }
         }
-        let defaultValue = object["default"].flatMap { $0.isNull ? nil : $0 }
+        var defaultValue: JSONValue?
+        if let value = object["default"], !value.isNull {
+            defaultValue = kind.map { $0.normalized(value) } ?? value
+        }
         if let defaultValue, let kind {
             if !kind.accepts(defaultValue) {
                 fail("\(path).default", "\(defaultValue.typeName) does not match the parameter type \(kind.rawValue)")

@@ -98,6 +98,13 @@ public struct ParameterManifest: Sendable, Hashable {
             default: return false
             }
         }
+
+        /// `value` in its canonical form: an integral number given for an integer becomes `.int`,
+        /// so `3.0` and `3` compare equal against defaults and enums.
+        public func normalized(_ value: JSONValue) -> JSONValue {
+            guard self == .integer, let integer = value.intValue else { return value }
+            return .int(integer)
+        }
     }
 
     public var name: String
