@@ -128,11 +128,40 @@ final class EventChannel: @unchecked Sendable {
     /// the last call.
     func heartbeat() {
         condition.lock()
-        if activeSinceLastWake {
-            activeSinceLastWake = false
-            condition.unlock()
-            return
+        let active = activeSinceLastWake
+        activeSinceLastWake = false
+        condition.unlock()
+        if !active { wake() }
+    }
+
+    /// Like `next`, but returns `.idle` after `timeout` if nothing came.
+    func next(into bytes: inout [UInt8], waitingAtMost timeout: Duration) async -> Batch {
+        let timer = Task {
+            try await Task.sleep(for: timeout)
+            wake()
         }
+        let batch = await next(into: &bytes)
+        timer.cancel()
+        clearWake()
+        return batch
+    }
+
+    private func clearWake() {
+        condition.lock()
+        wakeRequested = false
+        condition.unlock()
+    }
+
+    /// True once the producer has finished and everything was taken.
+    var isComplete: Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        return finished && buffer.isEmpty
+    }
+
+    /// Makes the waiting (or next) `next` return `.idle`.
+    private func wake() {
+        condition.lock()
         wakeRequested = true
         let consumer = waiter
         waiter = nil

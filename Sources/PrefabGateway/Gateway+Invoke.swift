@@ -46,7 +46,7 @@ extension Gateway {
             if accept.contains("application/json"), !accept.contains("text/event-stream") {
                 return try await respondWithCollectedEvents(invocation, body)
             }
-            return try respondWithStream(invocation, body, requestBody: request.body)
+            return try await respondWithStream(invocation, body, requestBody: request.body)
         }
     }
 
@@ -94,6 +94,10 @@ extension Gateway {
         return "http://" + (safe ? authority : "\(configuration.host):\(configuration.port)")
     }
 
+    /// How long a stream waits for its function to finish before it answers as a stream; the
+    /// first events of a longer function are held back this long at most.
+    static let quickAnswerWindow: Duration = .milliseconds(2)
+
     private static let authorityBytes = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-:[]".utf8)
 
     // MARK: Streaming as Server-Sent Events
@@ -102,7 +106,7 @@ extension Gateway {
         _ invocation: Invocation,
         _ function: @escaping StreamingFunction,
         requestBody: RequestBody
-    ) throws -> Response {
+    ) async throws -> Response {
         let channel = EventChannel(
             maxEvents: configuration.streamBufferEvents,
             maxBytes: configuration.streamBufferBytes
@@ -119,24 +123,43 @@ extension Gateway {
             }
             try? channel.send { sequence, bytes in SSEEncoder.appendEvent(terminal, id: sequence, to: &bytes) }
             channel.finish()
-            log(invocation, outcome: terminal, events: channel.count, cancelled: context.isCancelled)
+            log(invocation, outcome: terminal, events: channel.count)
         }
         guard accepted else { throw overloaded }
 
-        let heartbeatInterval = configuration.heartbeatInterval
-        // Watching the connection for the client's close (below) consumes its read side, so the
-        // connection cannot carry another request: say so, and clients open a new one.
         var headers: HTTPFields = [
             .contentType: "text/event-stream; charset=utf-8",
             .cacheControl: "no-cache",
-            .connection: "close",
         ]
         headers[HTTPField.Name("X-Accel-Buffering")!] = "no"
         headers[HTTPField.Name("X-Invocation-Id")!] = invocation.id
+
+        // A function that is done within moments (an echo, a short burst) is answered whole, on a
+        // connection that stays open for the next request.
+        var first: [UInt8] = []
+        var batch: [UInt8] = []
+        let deadline = ContinuousClock.now + Self.quickAnswerWindow
+        while !channel.isComplete, ContinuousClock.now < deadline {
+            let result = await channel.next(into: &batch, waitingAtMost: deadline - ContinuousClock.now)
+            first += batch
+            if case .events = result { continue }
+            break
+        }
+        if channel.isComplete {
+            return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(bytes: first)))
+        }
+
+        // Anything longer streams on a watched connection. Watching for the client's close
+        // consumes the connection's read side, so it cannot carry another request: say so, and
+        // clients open a new one.
+        headers[.connection] = "close"
+        let heartbeatInterval = configuration.heartbeatInterval
+        let stopIfAbandoned = StopOnRelease(channel: channel, context: context)
         return Response(
             status: .ok,
             headers: headers,
-            body: ResponseBody { writer in
+            body: ResponseBody { [first] writer in
+                withExtendedLifetime(stopIfAbandoned) {}
                 let heartbeat = Task {
                     while !Task.isCancelled {
                         try? await Task.sleep(for: heartbeatInterval)
@@ -148,6 +171,7 @@ extension Gateway {
                     // The client's close becomes a cancel within milliseconds, instead of at the
                     // second write that fails.
                     try await requestBody.consumeWithInboundCloseHandler { _ in
+                        if !first.isEmpty { try await writer.write(ByteBuffer(bytes: first)) }
                         var bytes: [UInt8] = []
                         while true {
                             switch await channel.next(into: &bytes) {
@@ -187,7 +211,7 @@ extension Gateway {
         }
         if let files { collector.appendAlways(files) }
         collector.appendAlways(terminal)
-        log(invocation, outcome: terminal, events: collector.count, cancelled: false)
+        log(invocation, outcome: terminal, events: collector.count)
         var bytes = Array(#"{"events":"#.utf8)
         collector.appendArray(to: &bytes)
         bytes += #","files":"#.utf8
@@ -217,12 +241,12 @@ extension Gateway {
         var response: Response
         switch result {
         case .success(let value):
-            log(invocation, outcome: .done(), events: 0, cancelled: false)
+            log(invocation, outcome: .done(), events: 0)
             response = .json(
                 ["success": true, "result": value, "files": fileList, "invocation_id": .string(invocation.id)]
             )
         case .failure(let error):
-            log(invocation, outcome: .error(error), events: 0, cancelled: false)
+            log(invocation, outcome: .error(error), events: 0)
             let failure = GatewayError(
                 error.code == .invalidInputs ? .unprocessableContent : .internalServerError,
                 error.code,
@@ -266,7 +290,8 @@ extension Gateway {
     }
 
     /// One line per invocation: id, function, outcome, events, duration.
-    private func log(_ invocation: Invocation, outcome terminal: PrefabEvent, events: Int, cancelled: Bool) {
+    private func log(_ invocation: Invocation, outcome terminal: PrefabEvent, events: Int) {
+        let cancelled = terminal.errorCode == PrefabError.Code.cancelled.rawValue
         let outcome = cancelled ? "cancelled" : terminal.type == PrefabEvent.done ? "done" : "error"
         let milliseconds = (ContinuousClock.now - invocation.started).seconds * 1000
         var metadata: Logger.Metadata = [
@@ -325,5 +350,22 @@ private final class EventCollector: Sendable {
         if state.count > 0 { state.bytes.append(UInt8(ascii: ",")) }
         event.appendJSON(to: &state.bytes)
         state.count += 1
+    }
+}
+
+/// Stops a function whose response body is dropped without being written (the connection failed
+/// before the head went out): nothing would ever read its events, so it must not wait forever.
+private final class StopOnRelease: Sendable {
+    let channel: EventChannel
+    let context: PrefabContext
+
+    init(channel: EventChannel, context: PrefabContext) {
+        self.channel = channel
+        self.context = context
+    }
+
+    deinit {
+        context.cancel()
+        channel.close()
     }
 }

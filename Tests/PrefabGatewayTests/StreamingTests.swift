@@ -28,6 +28,32 @@ import Testing
         }
     }
 
+    @Test func aQuickFunctionKeepsTheConnectionForTheNextRequest() async throws {
+        try await LiveGateway.run([Self.count]) { gateway in
+            let response = try await gateway.invoke("count")
+            #expect(response.headers[.connection] == nil)
+            // Two calls, one after the other, on one connection.
+            let connection = try RawConnection(port: gateway.port)
+            for _ in 0..<2 {
+                try connection.sendPost("/invoke/count", json: #"{"inputs": {"n": 1}}"#)
+                let answer = try await connection.readOffPool(until: #""type":"done""#)
+                #expect(answer.hasPrefix("HTTP/1.1 200 OK"))
+            }
+        }
+    }
+
+    @Test func aLongerStreamIsWatchedAndClosesItsConnection() async throws {
+        let slow = TestPrefab.streaming("slow") { _, context in
+            try context.yield(.start())
+            Thread.sleep(forTimeInterval: 0.1)
+        }
+        try await LiveGateway.run([slow]) { gateway in
+            let response = try await gateway.invoke("slow")
+            #expect(response.headers[.connection] == "close")
+            #expect(response.events.map(\.type) == ["start", "done"])
+        }
+    }
+
     @Test func eventsArriveInOrderNumberedAsDataLines() async throws {
         try await LiveGateway.run([Self.count]) { gateway in
             let response = try await gateway.invoke("count", #"{"inputs": {"n": 4}}"#)
