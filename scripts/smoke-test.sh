@@ -39,5 +39,16 @@ report=$(curl -s -X POST "http://127.0.0.1:$port/invoke/report" -H 'Accept: appl
 url=$(python3 -c 'import json, sys; print(json.loads(sys.argv[1])["files"][0]["url"])' "$report")
 check "report.csv is served from its file URL" grep -q "^month,units,revenue" <(curl -s "$url")
 
+check "list prints every example function" \
+    test "$(.build/debug/prefab-gateway list 2>/dev/null | tail -n +2 | cut -d' ' -f1 | sort | tr '\n' ' ')" = \
+    "batch_process chat_stream echo fail_midway report "
+check "validate accepts the example prefabs" .build/debug/prefab-gateway validate prefabs
+mkdir -p "$data/broken/bad"
+echo '{"functions": [{"name": "bad", "parameters": [{"name": "x", "type": "text"}]}]}' >"$data/broken/bad/prefab-manifest.json"
+validation=$(.build/debug/prefab-gateway validate "$data/broken" || echo "exit $?")
+echo "$validation"
+check "validate refuses a broken manifest with file, path and reason, exiting non-zero" \
+    grep -q 'bad/prefab-manifest.json: \$.functions\[0\].parameters\[0\].type: unknown type .text.*exit 1' <<<"$(echo $validation)"
+
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ] || { cat "$log"; exit 1; }

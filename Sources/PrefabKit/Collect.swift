@@ -15,9 +15,7 @@ public func collect(
     invocationId: String = "test-invocation",
     outputDirectory: URL? = nil
 ) throws -> [PrefabEvent] {
-    let directory =
-        outputDirectory
-        ?? FileManager.default.temporaryDirectory.appendingPathComponent("prefab-collect-\(UUID().uuidString)")
+    let directory = outputDirectory ?? temporaryOutputDirectory()
     let events = EventLog()
     let context = PrefabContext(invocationId: invocationId, outputDirectory: directory) { event in
         events.append(event)
@@ -40,11 +38,14 @@ public func call(
     invocationId: String = "test-invocation",
     outputDirectory: URL? = nil
 ) throws -> JSONValue {
-    let directory =
-        outputDirectory
-        ?? FileManager.default.temporaryDirectory.appendingPathComponent("prefab-call-\(UUID().uuidString)")
+    let directory = outputDirectory ?? temporaryOutputDirectory()
     let context = PrefabContext(invocationId: invocationId, outputDirectory: directory) { _ in }
     return try context.run(function, inputs: inputs).get()
+}
+
+/// A fresh directory name for a test run's output files (created only if the function uses it).
+private func temporaryOutputDirectory() -> URL {
+    FileManager.default.temporaryDirectory.appendingPathComponent("prefab-outputs-\(UUID().uuidString)")
 }
 
 /// Events appended from the function's thread.

@@ -24,7 +24,8 @@ struct Validate: ParsableCommand {
         if catalog.problems.isEmpty {
             print("ok: \(catalog.functions.count) functions in \(prefabCount) prefabs under \(options.url.path)")
         } else {
-            print("\(catalog.problems.count) problems; \(catalog.functions.count) functions would load")
+            let count = catalog.problems.count
+            print("\(count) problem\(count == 1 ? "" : "s"); \(catalog.functions.count) functions would load")
             throw ExitCode.failure
         }
     }
