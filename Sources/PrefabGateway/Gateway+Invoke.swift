@@ -117,7 +117,9 @@ extension Gateway {
             try channel.send { sequence, bytes in SSEEncoder.appendEvent(event, id: sequence, to: &bytes) }
         }
         let accepted = pool.submit { [self] in
+            let timer = armTimeout(invocation, context)
             let terminal = context.run(function, inputs: invocation.inputs)
+            timer?.cancel()
             if let files = filesEvent(invocation, context) {
                 try? channel.send { sequence, bytes in SSEEncoder.appendEvent(files, id: sequence, to: &bytes) }
             }
@@ -207,7 +209,9 @@ extension Gateway {
             try collector.append(event)
         }
         let (terminal, files) = try await runOnPool { [self] in
-            (context.run(function, inputs: invocation.inputs), filesEvent(invocation, context))
+            let timer = armTimeout(invocation, context)
+            defer { timer?.cancel() }
+            return (context.run(function, inputs: invocation.inputs), filesEvent(invocation, context))
         }
         if let files { collector.appendAlways(files) }
         collector.appendAlways(terminal)
@@ -235,7 +239,9 @@ extension Gateway {
             _ in
         }
         let (result, files) = try await runOnPool { [self] in
-            (context.run(function, inputs: invocation.inputs), filesEvent(invocation, context))
+            let timer = armTimeout(invocation, context)
+            defer { timer?.cancel() }
+            return (context.run(function, inputs: invocation.inputs), filesEvent(invocation, context))
         }
         let fileList = JSONValue.array(files?.data?.arrayValue ?? [])
         var response: Response
@@ -280,6 +286,20 @@ extension Gateway {
             "\(configuration.maxConcurrentInvocations) functions are already running; retry shortly",
             headers: [.retryAfter: "1"]
         )
+    }
+
+    /// Cancels the call with `TIMEOUT` once it runs past its limit: the manifest's
+    /// `timeout_seconds`, or the gateway's default. A process prefab is stopped at once; a Swift
+    /// function at its next `yield`.
+    private func armTimeout(_ invocation: Invocation, _ context: PrefabContext) -> DispatchWorkItem? {
+        let seconds = invocation.function.manifest.timeoutSeconds ?? configuration.defaultTimeout?.seconds
+        guard let seconds else { return nil }
+        let timer = DispatchWorkItem {
+            let limit = String(format: "%g", seconds)
+            context.cancel(PrefabError(.timeout, "the call ran past its time limit of \(limit) s"))
+        }
+        DispatchQueue.global().asyncAfter(deadline: .now() + seconds, execute: timer)
+        return timer
     }
 
     /// The `files` event for what the function wrote, if it wrote anything.

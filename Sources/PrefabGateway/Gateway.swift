@@ -31,7 +31,11 @@ public struct Gateway: Sendable {
         logger: Logger? = nil
     ) throws -> Gateway {
         let logger = logger ?? Logger(label: "prefab-gateway")
-        let catalog = PrefabCatalog.load(from: configuration.prefabsDirectory, compiled: compiled)
+        let catalog = PrefabCatalog.load(
+            from: configuration.prefabsDirectory,
+            compiled: compiled,
+            processes: ProcessRuntime(options: configuration.processes, logger: logger)
+        )
         for problem in catalog.problems {
             logger.error(
                 "prefab not loaded",
@@ -73,6 +77,7 @@ public struct Gateway: Sendable {
             var entry = function.manifest.json.objectValue ?? [:]
             entry["streaming"] = .bool(function.manifest.streaming)
             entry["prefab"] = .string(function.prefab)
+            entry["runtime"] = .string(function.runtime)
             return JSONValue.object(entry)
         }
         return .json(["functions": .array(functions)])

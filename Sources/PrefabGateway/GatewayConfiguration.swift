@@ -28,6 +28,10 @@ public struct GatewayConfiguration: Sendable {
     public var maxConcurrentInvocations = 4096
     /// Stack size of the threads that run functions.
     public var functionThreadStackBytes = 512 << 10
+    /// How long a call may run when its manifest gives no `timeout_seconds`; nil: no limit.
+    public var defaultTimeout: Duration? = .seconds(600)
+    /// How process prefabs (Python and commands) are run.
+    public var processes = ProcessRuntime.Options()
     /// How long output files are kept after their invocation.
     public var outputRetention: Duration = .seconds(3600)
 

@@ -5,12 +5,14 @@ import PrefabKit
 public struct LoadedFunction: Sendable {
     /// The prefab folder it came from.
     public var prefab: String
+    /// How it runs: `swift` (compiled in), `python` or `process`.
+    public var runtime: String
     public var manifest: FunctionManifest
     public var implementation: PrefabFunction
 }
 
 /// Why something under the prefabs directory was not loaded: the file, the JSON path, the reason.
-public struct LoadProblem: Sendable, Hashable, CustomStringConvertible {
+public struct LoadProblem: Error, Sendable, Hashable, CustomStringConvertible {
     public var file: String
     public var path: String
     public var reason: String
@@ -33,7 +35,11 @@ public struct PrefabCatalog: Sendable {
     /// Reads every prefab folder of `directory` and matches each manifest function with its
     /// implementation in `compiled` (prefab folder → function name → implementation). A broken
     /// manifest, a function with no implementation or a name used twice is reported and skipped.
-    public static func load(from directory: URL, compiled: [String: [String: PrefabFunction]]) -> PrefabCatalog {
+    public static func load(
+        from directory: URL,
+        compiled: [String: [String: PrefabFunction]],
+        processes: ProcessRuntime = ProcessRuntime()
+    ) -> PrefabCatalog {
         var catalog = PrefabCatalog()
         let fileManager = FileManager.default
         let folders: [String]
@@ -51,12 +57,17 @@ public struct PrefabCatalog: Sendable {
             else {
                 continue
             }
-            catalog.load(prefab: folder, at: folderURL, compiled: compiled[folder] ?? [:])
+            catalog.load(prefab: folder, at: folderURL, compiled: compiled[folder] ?? [:], processes: processes)
         }
         return catalog
     }
 
-    private mutating func load(prefab: String, at folder: URL, compiled: [String: PrefabFunction]) {
+    private mutating func load(
+        prefab: String,
+        at folder: URL,
+        compiled: [String: PrefabFunction],
+        processes: ProcessRuntime
+    ) {
         let manifestURL = folder.appendingPathComponent("prefab-manifest.json")
         let file = manifestURL.path
         var isDirectory: ObjCBool = false
@@ -76,12 +87,33 @@ public struct PrefabCatalog: Sendable {
             problems += error.problems.map { LoadProblem(file: file, path: $0.path, reason: $0.reason) }
             return
         }
+        // A folder without compiled Swift functions may be a process prefab (Python by convention).
+        var launch: ProcessLaunch?
+        if compiled.isEmpty {
+            switch ProcessLaunch.resolve(manifest: manifest, folder: folder, options: processes.options) {
+            case .success(let resolved): launch = resolved
+            case .failure(let problem):
+                problems.append(problem)
+                return
+            case .none: break
+            }
+        }
         for (index, function) in manifest.functions.enumerated() {
             let path = "$.functions[\(index)]"
             if let existing = functions[function.name] {
                 let reason =
                     "duplicate function name '\(function.name)': prefab '\(existing.prefab)' already defines it"
                 problems.append(LoadProblem(file: file, path: "\(path).name", reason: reason))
+                continue
+            }
+            if let launch {
+                let implementation = processes.function(launch, name: function.name, streaming: function.streaming)
+                functions[function.name] = LoadedFunction(
+                    prefab: prefab,
+                    runtime: launch.kind.rawValue,
+                    manifest: function,
+                    implementation: implementation
+                )
                 continue
             }
             guard let implementation = compiled[function.name] else {
@@ -98,7 +130,11 @@ public struct PrefabCatalog: Sendable {
                 continue
             }
             functions[function.name] = LoadedFunction(
-                prefab: prefab, manifest: function, implementation: implementation)
+                prefab: prefab,
+                runtime: "swift",
+                manifest: function,
+                implementation: implementation
+            )
         }
     }
 }

@@ -21,6 +21,8 @@ public final class PrefabContext: Sendable {
     private struct State {
         var terminal: PrefabEvent?
         var outputDirectoryCreated = false
+        var cancelReason: PrefabError?
+        var cancelHandlers: [@Sendable () -> Void] = []
     }
 
     public init(invocationId: String, outputDirectory: URL, sink: @escaping Sink) {
@@ -32,15 +34,37 @@ public final class PrefabContext: Sendable {
     /// True once the client has gone away or the invocation was cancelled.
     public var isCancelled: Bool { cancelled.load(ordering: .relaxed) }
 
-    /// Stops the function at its next `yield`.
-    public func cancel() {
-        cancelled.store(true, ordering: .relaxed)
+    /// Why the invocation was cancelled, once it was.
+    public var cancelReason: PrefabError? { state.withLock { $0.cancelReason } }
+
+    /// Stops the function at its next `yield`, which throws `reason`; the stream ends with an
+    /// `error` event carrying it. The first reason given wins.
+    public func cancel(_ reason: PrefabError = .cancelled) {
+        let handlers = state.withLock { state -> [@Sendable () -> Void] in
+            guard state.cancelReason == nil else { return [] }
+            state.cancelReason = reason
+            defer { state.cancelHandlers = [] }
+            return state.cancelHandlers
+        }
+        cancelled.store(true, ordering: .releasing)
+        for handler in handlers { handler() }
+    }
+
+    /// Runs `handler` once when the invocation is cancelled (at once if it already is): for a
+    /// function blocked somewhere other than `yield`, such as reading a child process's output.
+    public func onCancel(_ handler: @escaping @Sendable () -> Void) {
+        let runNow = state.withLock { state -> Bool in
+            if state.cancelReason != nil { return true }
+            state.cancelHandlers.append(handler)
+            return false
+        }
+        if runNow { handler() }
     }
 
     /// Sends one event. Throws when the invocation is cancelled (the function should let it
     /// propagate), or after a terminal event.
     public func yield(_ event: PrefabEvent) throws {
-        if isCancelled { throw PrefabError.cancelled }
+        if isCancelled { throw cancelReason ?? .cancelled }
         if event.isTerminal {
             try state.withLock { state in
                 if state.terminal != nil { throw Self.streamEnded }
@@ -86,7 +110,7 @@ extension PrefabContext {
             thrown = error
         }
         if let terminal = state.withLock({ $0.terminal }) { return terminal }
-        if isCancelled { return .error(.cancelled) }
+        if let reason = cancelReason { return .error(reason) }
         if let thrown { return .error(PrefabError(describing: thrown)) }
         return .done()
     }
@@ -96,7 +120,7 @@ extension PrefabContext {
         do {
             return .success(try function(inputs, self))
         } catch {
-            return .failure(isCancelled ? .cancelled : PrefabError(describing: error))
+            return .failure(cancelReason ?? PrefabError(describing: error))
         }
     }
 }

@@ -109,8 +109,13 @@ private struct ManifestReader {
         if let returns = object["returns"], returns.objectValue == nil {
             fail("\(path).returns", "must be an object, got \(returns.typeName)")
         }
-        if let timeout = object["timeout_seconds"], (timeout.doubleValue ?? 0) <= 0 {
-            fail("\(path).timeout_seconds", "must be a positive number")
+        var timeoutSeconds: Double?
+        if let timeout = object["timeout_seconds"] {
+            if let seconds = timeout.doubleValue, seconds > 0 {
+                timeoutSeconds = seconds
+            } else {
+                fail("\(path).timeout_seconds", "must be a positive number")
+            }
         }
         var parameters: [ParameterManifest] = []
         if let list = object["parameters"] {
@@ -134,6 +139,7 @@ private struct ManifestReader {
             streaming: streaming,
             parameters: parameters,
             returns: object["returns"],
+            timeoutSeconds: timeoutSeconds,
             json: json
         )
     }

@@ -36,6 +36,8 @@ public struct FunctionManifest: Sendable, Hashable {
     public var streaming: Bool
     public var parameters: [ParameterManifest]
     public var returns: JSONValue?
+    /// How long a call may run before it ends with `TIMEOUT`; nil: the gateway's default.
+    public var timeoutSeconds: Double?
     /// The function's entry as written, served by `GET /manifest`.
     public var json: JSONValue
 
@@ -45,6 +47,7 @@ public struct FunctionManifest: Sendable, Hashable {
         streaming: Bool = false,
         parameters: [ParameterManifest] = [],
         returns: JSONValue? = nil,
+        timeoutSeconds: Double? = nil,
         json: JSONValue? = nil
     ) {
         self.name = name
@@ -52,6 +55,7 @@ public struct FunctionManifest: Sendable, Hashable {
         self.streaming = streaming
         self.parameters = parameters
         self.returns = returns
+        self.timeoutSeconds = timeoutSeconds
         self.json = json ?? Self.synthesizedJSON(name, description, streaming, parameters, returns)
     }
 

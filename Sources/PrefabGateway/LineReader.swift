@@ -1,0 +1,81 @@
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
+/// Reads lines from a file descriptor as they are written, blocking, with a bound on line length
+/// so a child that never prints a newline cannot grow the gateway's memory.
+struct LineReader {
+    enum Line {
+        case line([UInt8])
+        /// A line longer than the limit; what was read of it is dropped.
+        case tooLong
+        case end
+    }
+
+    private let fileDescriptor: Int32
+    private let maxLineBytes: Int
+    private var buffer: [UInt8] = []
+    private var start = 0
+    /// Bytes after `start` already searched for a newline.
+    private var scanned = 0
+    private var atEnd = false
+    /// After a line that was too long: drop bytes up to its newline.
+    private var skippingLongLine = false
+
+    init(fileDescriptor: Int32, maxLineBytes: Int) {
+        self.fileDescriptor = fileDescriptor
+        self.maxLineBytes = maxLineBytes
+    }
+
+    mutating func next() -> Line {
+        while true {
+            if let newline = buffer[(start + scanned)...].firstIndex(of: UInt8(ascii: "\n")) {
+                let line = Array(buffer[start..<newline])
+                start = newline + 1
+                scanned = 0
+                if skippingLongLine {
+                    skippingLongLine = false
+                    continue
+                }
+                return .line(line)
+            }
+            scanned = buffer.count - start
+            if scanned > maxLineBytes || (skippingLongLine && scanned > 0) {
+                buffer.removeAll(keepingCapacity: true)
+                start = 0
+                scanned = 0
+                if skippingLongLine { continue }
+                skippingLongLine = true
+                return .tooLong
+            }
+            if atEnd {
+                guard start < buffer.count, !skippingLongLine else { return .end }
+                let rest = Array(buffer[start...])
+                start = buffer.count
+                return .line(rest)
+            }
+            if start > 0 {
+                buffer.removeFirst(start)
+                start = 0
+            }
+            fill()
+        }
+    }
+
+    private mutating func fill() {
+        let chunk = 64 * 1024
+        let oldCount = buffer.count
+        buffer.append(contentsOf: repeatElement(0, count: chunk))
+        let count = buffer.withUnsafeMutableBytes { bytes in
+            var result: Int
+            repeat {
+                result = read(fileDescriptor, bytes.baseAddress! + oldCount, chunk)
+            } while result < 0 && errno == EINTR
+            return result
+        }
+        buffer.removeLast(chunk - max(count, 0))
+        if count <= 0 { atEnd = true }
+    }
+}

@@ -1,0 +1,97 @@
+import Foundation
+import PrefabKit
+
+/// How to start a prefab that runs as a child process: read from the manifest's `runtime` block,
+/// or by convention from a folder with `main.py` (or `src/main.py`) and no runtime block.
+struct ProcessLaunch: Sendable, Hashable {
+    enum Kind: String, Sendable {
+        case python, process
+    }
+
+    var kind: Kind
+    var executable: String
+    var arguments: [String]
+    /// The prefab's folder: the child's working directory.
+    var directory: URL
+    /// Variables the manifest gives the child, on top of the clean environment.
+    var environment: [String: String]
+
+    /// The launch for a prefab folder, nil when it is not a process prefab (a compiled Swift one),
+    /// or the problem that keeps it from starting.
+    static func resolve(
+        manifest: PrefabManifest,
+        folder: URL,
+        options: ProcessRuntime.Options
+    ) -> Result<ProcessLaunch, LoadProblem>? {
+        let file = folder.appendingPathComponent("prefab-manifest.json").path
+        func problem(_ path: String, _ reason: String) -> Result<ProcessLaunch, LoadProblem> {
+            .failure(LoadProblem(file: file, path: path, reason: reason))
+        }
+        let runtime = manifest.runtime?.objectValue ?? [:]
+        var environment: [String: String] = [:]
+        if let env = runtime["env"] {
+            guard let values = env.objectValue, values.values.allSatisfy({ $0.stringValue != nil }) else {
+                return problem("$.runtime.env", "must be an object of strings")
+            }
+            environment = values.compactMapValues(\.stringValue)
+        }
+        let kindName = runtime["kind"]?.stringValue ?? (runtime.isEmpty ? nil : "python")
+        switch kindName {
+        case "swift":
+            return nil
+        case "process":
+            guard let command = runtime["command"]?.arrayValue?.compactMap(\.stringValue), !command.isEmpty,
+                command.count == runtime["command"]?.arrayValue?.count
+            else {
+                return problem("$.runtime.command", "a process runtime needs a non-empty array of strings")
+            }
+            var executable = command[0]
+            if executable.contains("/") && !executable.hasPrefix("/") {
+                executable = folder.appendingPathComponent(executable).standardizedFileURL.path
+            }
+            return .success(
+                ProcessLaunch(
+                    kind: .process,
+                    executable: executable,
+                    arguments: Array(command.dropFirst()),
+                    directory: folder,
+                    environment: environment
+                )
+            )
+        case "python", nil:
+            let conventional = ["main.py", "src/main.py"].first {
+                FileManager.default.fileExists(atPath: folder.appendingPathComponent($0).path)
+            }
+            let entry = runtime["entry"]?.stringValue ?? conventional
+            guard let entry else {
+                // No runtime block and no main.py: a Swift prefab (or one missing its code).
+                return kindName == nil ? nil : problem("$.runtime.entry", "no entry file and no main.py")
+            }
+            let entryURL = folder.appendingPathComponent(entry).standardizedFileURL
+            guard entryURL.path.hasPrefix(folder.standardizedFileURL.path + "/"),
+                FileManager.default.fileExists(atPath: entryURL.path)
+            else {
+                return problem("$.runtime.entry", "entry file '\(entry)' does not exist in the prefab folder")
+            }
+            let venvPython = folder.appendingPathComponent(".venv/bin/python")
+            let hasVenv = FileManager.default.isExecutableFile(atPath: venvPython.path)
+            if !hasVenv, FileManager.default.fileExists(atPath: folder.appendingPathComponent("requirements.txt").path) {
+                return problem(
+                    "$",
+                    "requirements.txt is not installed: run `prefab-gateway install` to create \(folder.lastPathComponent)/.venv"
+                )
+            }
+            return .success(
+                ProcessLaunch(
+                    kind: .python,
+                    executable: hasVenv ? venvPython.path : options.python,
+                    arguments: [options.pythonRunner.path, entryURL.path],
+                    directory: folder,
+                    environment: environment
+                )
+            )
+        default:
+            return problem("$.runtime.kind", "unknown runtime kind '\(kindName ?? "")' (python, process or swift)")
+        }
+    }
+}
