@@ -94,10 +94,6 @@ extension Gateway {
         return "http://" + (safe ? authority : "\(configuration.host):\(configuration.port)")
     }
 
-    /// How long a stream waits for its function to finish before it answers as a stream; the
-    /// first events of a longer function are held back this long at most.
-    static let quickAnswerWindow: Duration = .milliseconds(2)
-
     private static let authorityBytes = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-:[]".utf8)
 
     // MARK: Streaming as Server-Sent Events
@@ -140,7 +136,7 @@ extension Gateway {
         // connection that stays open for the next request.
         var first: [UInt8] = []
         var batch: [UInt8] = []
-        let deadline = ContinuousClock.now + Self.quickAnswerWindow
+        let deadline = ContinuousClock.now + configuration.quickAnswerWindow
         while !channel.isComplete, ContinuousClock.now < deadline {
             let result = await channel.next(into: &batch, waitingAtMost: deadline - ContinuousClock.now)
             first += batch

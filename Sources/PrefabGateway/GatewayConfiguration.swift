@@ -18,6 +18,10 @@ public struct GatewayConfiguration: Sendable {
     public var heartbeatInterval: Duration = .seconds(15)
     /// Largest request body accepted (413 beyond).
     public var maxBodyBytes = 1 << 20
+    /// How long a stream waits for its function to finish before answering as a stream: a call
+    /// done by then is answered whole on a kept-alive connection. The first events of a longer
+    /// function are held back this long at most.
+    public var quickAnswerWindow: Duration = .milliseconds(2)
     /// Events held between a function and a slow client before `yield` blocks.
     public var streamBufferEvents = 1024
     /// Bytes held between a function and a slow client before `yield` blocks.

@@ -1,5 +1,6 @@
 import Foundation
 import PrefabKit
+import Synchronization
 
 /// How to start a prefab that runs as a child process: read from the manifest's `runtime` block,
 /// or by convention from a folder with `main.py` (or `src/main.py`) and no runtime block.
@@ -75,7 +76,8 @@ struct ProcessLaunch: Sendable, Hashable {
             }
             let venvPython = folder.appendingPathComponent(".venv/bin/python")
             let hasVenv = FileManager.default.isExecutableFile(atPath: venvPython.path)
-            if !hasVenv, FileManager.default.fileExists(atPath: folder.appendingPathComponent("requirements.txt").path) {
+            if !hasVenv, FileManager.default.fileExists(atPath: folder.appendingPathComponent("requirements.txt").path)
+            {
                 return problem(
                     "$",
                     "requirements.txt is not installed: run `prefab-gateway install` to create \(folder.lastPathComponent)/.venv"
@@ -84,7 +86,7 @@ struct ProcessLaunch: Sendable, Hashable {
             return .success(
                 ProcessLaunch(
                     kind: .python,
-                    executable: hasVenv ? venvPython.path : options.python,
+                    executable: hasVenv ? venvPython.path : PythonInterpreter.resolve(options.python),
                     arguments: [options.pythonRunner.path, entryURL.path],
                     directory: folder,
                     environment: environment
@@ -93,5 +95,32 @@ struct ProcessLaunch: Sendable, Hashable {
         default:
             return problem("$.runtime.kind", "unknown runtime kind '\(kindName ?? "")' (python, process or swift)")
         }
+    }
+}
+
+/// The interpreter behind a `python3` command, asked once: version managers put shell-script
+/// shims on PATH that cost ~100 ms per start and add variables of their own to the environment.
+enum PythonInterpreter {
+    private static let resolved = Mutex<[String: String]>([:])
+
+    static func resolve(_ command: String) -> String {
+        if let known = resolved.withLock({ $0[command] }) { return known }
+        var path = command
+        if let executable = ProcessCall.resolveExecutable(command) {
+            let process = Process()
+            let output = Pipe()
+            process.executableURL = URL(fileURLWithPath: executable)
+            process.arguments = ["-c", "import sys; print(sys.executable)"]
+            process.standardOutput = output
+            process.standardError = FileHandle.nullDevice
+            if (try? process.run()) != nil {
+                let data = output.fileHandleForReading.readDataToEndOfFile()
+                process.waitUntilExit()
+                let text = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+                if process.terminationStatus == 0, FileManager.default.isExecutableFile(atPath: text) { path = text }
+            }
+        }
+        resolved.withLock { $0[command] = path }
+        return path
     }
 }

@@ -1,10 +1,10 @@
 import Foundation
+import Logging
+import PrefabKit
 
 #if canImport(Glibc)
     import Glibc
 #endif
-import Logging
-import PrefabKit
 
 /// Runs prefabs as child processes, one per invocation, behind the same closure type as compiled
 /// Swift functions: routes, validation, SSE and files work unchanged.

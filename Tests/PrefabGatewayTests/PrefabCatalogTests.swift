@@ -67,17 +67,16 @@ import Testing
         #expect(catalog.problems.first?.path == "$.functions[0].streaming")
     }
 
-    @Test func theExamplePrefabsAllLoad() throws {
-        // The repository's own prefabs folder, as `serve` reads it.
+    @Test func theExamplePythonPrefabsLoadByConventionOrRuntimeBlock() throws {
+        // The repository's own prefabs folder, as `serve` reads it, without the compiled Swift ones.
         let prefabs = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent(
             "../../prefabs")
-        let names = try FileManager.default.contentsOfDirectory(atPath: prefabs.path).filter { !$0.hasPrefix(".") }
-        let manifests = try names.map {
-            try PrefabManifest(parsing: Data(contentsOf: prefabs.appendingPathComponent("\($0)/prefab-manifest.json")))
+        let catalog = PrefabCatalog.load(from: prefabs.standardizedFileURL, compiled: [:])
+        #expect(catalog.functions.keys.sorted() == ["batch_items", "count_lines", "flaky_steps"])
+        #expect(catalog.functions.values.allSatisfy { $0.runtime == "python" })
+        let unbuilt = catalog.problems.map {
+            URL(fileURLWithPath: $0.file).deletingLastPathComponent().lastPathComponent
         }
-        #expect(
-            manifests.flatMap(\.functions).map(\.name).sorted() == [
-                "batch_process", "chat_stream", "echo", "fail_midway", "report",
-            ])
+        #expect(unbuilt.sorted() == ["batch_process", "chat_stream", "echo", "fail_midway", "report"])
     }
 }

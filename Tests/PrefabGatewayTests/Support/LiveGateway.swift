@@ -47,11 +47,13 @@ struct LiveGateway: Sendable {
 
     var baseURL: String { "http://127.0.0.1:\(port)" }
 
-    /// Writes each prefab's manifest (and any raw manifest text, by folder) into a fresh prefabs folder, starts the gateway on a free
+    /// Writes each prefab's manifest (and any raw manifest text by folder, and other files by path)
+    /// into a fresh prefabs folder, starts the gateway on a free
     /// port, runs `test`, and shuts everything down.
     static func run(
         _ prefabs: [TestPrefab],
         rawManifests: [String: String] = [:],
+        files: [String: String] = [:],
         configure: (inout GatewayConfiguration) -> Void = { _ in },
         _ test: @Sendable (LiveGateway) async throws -> Void
     ) async throws {
@@ -67,15 +69,28 @@ struct LiveGateway: Sendable {
         for (folder, text) in rawManifests {
             try writeManifest(text, folder: folder, in: prefabsDirectory)
         }
+        for (path, text) in files {
+            let url = prefabsDirectory.appendingPathComponent(path)
+            try FileManager.default.createDirectory(
+                at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+            try text.write(to: url, atomically: true, encoding: .utf8)
+            if path.hasSuffix(".sh") {
+                try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: url.path)
+            }
+        }
         try FileManager.default.createDirectory(at: prefabsDirectory, withIntermediateDirectories: true)
         var configuration = GatewayConfiguration()
         configuration.port = 0
         configuration.prefabsDirectory = prefabsDirectory
         configuration.dataDirectory = root.appendingPathComponent("data")
         configure(&configuration)
-        let catalog = PrefabCatalog.load(from: prefabsDirectory, compiled: compiled)
         var logger = Logger(label: "gateway-test")
         logger.logLevel = .warning
+        let catalog = PrefabCatalog.load(
+            from: prefabsDirectory,
+            compiled: compiled,
+            processes: ProcessRuntime(options: configuration.processes, logger: logger)
+        )
         let gateway = Gateway(configuration: configuration, catalog: catalog, logger: logger)
         let dataDirectory = configuration.dataDirectory
         try await gateway.makeApplication().test(.live) { client in

@@ -1,0 +1,297 @@
+import Foundation
+import HTTPTypes
+import PrefabGateway
+import PrefabKit
+import Testing
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// Process prefabs (Python generators and commands) through a live gateway.
+@Suite struct ProcessRuntimeTests {
+    /// A Python prefab folder without a runtime block: `main.py` makes it Python by convention.
+    static func python(
+        _ function: String,
+        _ code: String,
+        streaming: Bool = true,
+        extra: String = ""
+    ) -> (manifests: [String: String], files: [String: String]) {
+        let manifest = #"{"functions": [{"name": "\#(function)", "streaming": \#(streaming)\#(extra)}]}"#
+        return ([function: manifest], ["\(function)/main.py": code])
+    }
+
+    static func run(
+        _ prefab: (manifests: [String: String], files: [String: String]),
+        configure: (inout GatewayConfiguration) -> Void = { _ in },
+        _ test: @Sendable (LiveGateway) async throws -> Void
+    ) async throws {
+        try await LiveGateway.run([], rawManifests: prefab.manifests, files: prefab.files, configure: configure, test)
+    }
+
+    /// True once no process with this id exists any more (not even as a zombie).
+    static func isGone(_ pid: Int32) -> Bool {
+        !FileManager.default.fileExists(atPath: "/proc/\(pid)")
+    }
+
+    @Test func eventsAreRelayedAsTheyArePrinted() async throws {
+        let code = """
+            import time
+            def slow():
+                yield {"type": "start"}
+                time.sleep(1.5)
+                yield {"type": "done", "data": "late"}
+            """
+        try await Self.run(Self.python("slow", code)) { gateway in
+            let started = ContinuousClock.now
+            var stream = try await gateway.openStream("slow")
+            #expect(try await stream.nextEvent()?.type == "start")
+            let firstAfter = ContinuousClock.now - started
+            #expect(firstAfter < .milliseconds(1200), "the first event took \(firstAfter)")
+            #expect(try await stream.nextEvent() == .done("late"))
+            #expect(ContinuousClock.now - started >= .milliseconds(1500))
+        }
+    }
+
+    @Test func printsInThePrefabGoToTheLogNotTheStream() async throws {
+        let code = """
+            def chatty():
+                print("debug output")
+                yield {"type": "content", "data": "real"}
+            """
+        try await Self.run(Self.python("chatty", code)) { gateway in
+            let events = try await gateway.invoke("chatty").events
+            #expect(events == [.content("real"), .done()])
+        }
+    }
+
+    @Test func disconnectingKillsTheProcessAndWhatItStartedLeavingNoOrphans() async throws {
+        let code = """
+            import os, subprocess, time
+            def forever():
+                child = subprocess.Popen(["sleep", "60"])
+                yield {"type": "start", "data": {"pid": os.getpid(), "child": child.pid}}
+                while True:
+                    time.sleep(0.05)
+                    yield {"type": "progress", "data": {"current": 1, "total": 2}}
+            """
+        try await Self.run(Self.python("forever", code)) { gateway in
+            var pids: [Int32] = []
+            for _ in 0..<8 {
+                let connection = try RawConnection(port: gateway.port)
+                try connection.sendPost("/invoke/forever", json: "{}")
+                let text = try await connection.readOffPool(until: #""child":"#)
+                let event = try #require(text.split(separator: "\n").first { $0.hasPrefix("data: ") })
+                let data = try JSONValue(parsing: String(event.dropFirst(6)))["data"]
+                pids += [data?["pid"]?.intValue, data?["child"]?.intValue].compactMap { $0.map(Int32.init) }
+                connection.hangUp()
+            }
+            #expect(pids.count == 16)
+            #expect(
+                await Probe.eventually { pids.allSatisfy(Self.isGone) },
+                "still running: \(pids.filter { !Self.isGone($0) })")
+        }
+    }
+
+    @Test func aProcessThatIgnoresSIGTERMIsKilledAfterTheGracePeriod() async throws {
+        let code = """
+            import os, signal, time
+            def stubborn():
+                signal.signal(signal.SIGTERM, signal.SIG_IGN)
+                yield {"type": "start", "data": {"pid": os.getpid()}}
+                while True:
+                    time.sleep(0.05)
+                    yield {"type": "content", "data": "."}
+            """
+        try await Self.run(
+            Self.python("stubborn", code),
+            configure: { $0.processes.terminationGrace = .milliseconds(300) }
+        ) { gateway in
+            let connection = try RawConnection(port: gateway.port)
+            try connection.sendPost("/invoke/stubborn", json: "{}")
+            let text = try await connection.readOffPool(until: #""pid":"#)
+            let pid = try #require(text.firstMatch(of: /"pid":(\d+)/).flatMap { Int32($0.1) })
+            connection.hangUp()
+            try await Task.sleep(for: .milliseconds(150))
+            #expect(!Self.isGone(pid), "SIGTERM was ignored, so it lives until the grace period ends")
+            #expect(await Probe.eventually { Self.isGone(pid) })
+        }
+    }
+
+    @Test func aCallPastItsTimeoutEndsWithTIMEOUTAndTheProcessIsStopped() async throws {
+        let code = """
+            import os, time
+            def sleepy():
+                yield {"type": "start", "data": {"pid": os.getpid()}}
+                time.sleep(30)
+                yield {"type": "done"}
+            """
+        try await Self.run(Self.python("sleepy", code, extra: #", "timeout_seconds": 1.5"#)) { gateway in
+            let started = ContinuousClock.now
+            let events = try await gateway.invoke("sleepy").events
+            #expect(ContinuousClock.now - started < .seconds(5))
+            #expect(events.map(\.type) == ["start", "error"])
+            #expect(events.last?.errorCode == "TIMEOUT")
+            let pid = try #require(events.first?.data?["pid"]?.intValue)
+            #expect(await Probe.eventually { Self.isGone(Int32(pid)) })
+        }
+    }
+
+    @Test(arguments: [
+        ("os._exit(3)", "exited with status 3"),
+        ("os.kill(os.getpid(), signal.SIGKILL)", "killed by signal 9"),
+    ])
+    func aProcessThatDiesMidStreamEndsWithPREFAB_CRASHEDAndItsStderr(_ death: String, _ how: String) async throws {
+        let code = """
+            import os, signal, sys
+            def doomed():
+                yield {"type": "start"}
+                print("about to fail", file=sys.stderr, flush=True)
+                \(death)
+                yield {"type": "done"}
+            """
+        try await Self.run(Self.python("doomed", code)) { gateway in
+            let events = try await gateway.invoke("doomed").events
+            #expect(events.map(\.type) == ["start", "error"])
+            #expect(events.last?.errorCode == "PREFAB_CRASHED")
+            let message = try #require(events.last?.data?.stringValue)
+            #expect(message.contains(how), "\(message)")
+            #expect(message.contains("about to fail"), "\(message)")
+        }
+    }
+
+    @Test func garbageOnStdoutIsAProtocolError() async throws {
+        let script = """
+            #!/bin/sh
+            read call
+            echo '{"type": "start"}'
+            echo 'this is not json'
+            sleep 5
+            """
+        let manifest =
+            #"{"runtime": {"kind": "process", "command": ["./run.sh"]}, "functions": [{"name": "noisy", "streaming": true}]}"#
+        try await LiveGateway.run([], rawManifests: ["noisy": manifest], files: ["noisy/run.sh": script]) { gateway in
+            let started = ContinuousClock.now
+            let events = try await gateway.invoke("noisy").events
+            #expect(events.map(\.type) == ["start", "error"])
+            #expect(events.last?.errorCode == "PROTOCOL_ERROR")
+            #expect(
+                events.last?.data?.stringValue?.contains(
+                    "line 2 of the prefab's output is not a JSON object: this is not json") == true)
+            #expect(ContinuousClock.now - started < .seconds(4), "the process was stopped, not waited for")
+        }
+    }
+
+    @Test func aHugeLineIsRefusedWithBoundedMemory() async throws {
+        let script = """
+            #!/bin/sh
+            read call
+            echo '{"type": "start"}'
+            head -c 20000000 /dev/zero | tr '\\0' 'x'
+            """
+        let manifest =
+            #"{"runtime": {"kind": "process", "command": ["./run.sh"]}, "functions": [{"name": "flood", "streaming": true}]}"#
+        try await LiveGateway.run(
+            [],
+            rawManifests: ["flood": manifest],
+            files: ["flood/run.sh": script],
+            configure: { $0.processes.maxLineBytes = 1 << 20 }
+        ) { gateway in
+            let events = try await gateway.invoke("flood").events
+            #expect(events.map(\.type) == ["start", "error"])
+            #expect(events.last?.errorCode == "PROTOCOL_ERROR")
+            #expect(events.last?.data?.stringValue?.contains("longer than 1048576 bytes") == true)
+        }
+    }
+
+    @Test func theProcessGetsACleanEnvironment() async throws {
+        setenv("GATEWAY_SECRET_TOKEN", "s3cret", 1)
+        let code = """
+            import os
+            def env():
+                yield {"type": "done", "data": dict(os.environ)}
+            """
+        var prefab = Self.python("env", code)
+        prefab.manifests["env"] =
+            #"{"runtime": {"env": {"GREETING": "hi"}}, "functions": [{"name": "env", "streaming": true}]}"#
+        try await Self.run(prefab) { gateway in
+            let response = try await gateway.invoke("env")
+            let environment = try #require(response.events.last?.data?.objectValue)
+            #expect(environment["GATEWAY_SECRET_TOKEN"] == nil)
+            #expect(environment["GREETING"] == "hi")
+            #expect(environment["PATH"] != nil && environment["HOME"] != nil && environment["LANG"] != nil)
+            #expect(environment["PREFAB_INVOCATION_ID"]?.stringValue == response.headers[.init("X-Invocation-Id")!])
+            let own = Set([
+                "PATH", "HOME", "LANG", "GREETING", "PREFAB_INVOCATION_ID", "PREFAB_OUTPUT_DIR", "PREFAB_FUNCTION",
+            ])
+            let python = Set(["PYTHONUNBUFFERED", "PYTHONDONTWRITEBYTECODE", "PYTHONIOENCODING", "LC_CTYPE"])
+            #expect(Set(environment.keys).subtracting(own).subtracting(python).isEmpty, "\(environment.keys.sorted())")
+        }
+    }
+
+    @Test func filesWrittenByAProcessGetURLs() async throws {
+        let code = """
+            import os
+            def write():
+                with open(os.path.join(os.environ["PREFAB_OUTPUT_DIR"], "out.txt"), "w") as file:
+                    file.write("from python\\n")
+                yield {"type": "done"}
+            """
+        try await Self.run(Self.python("write", code)) { gateway in
+            let events = try await gateway.invoke("write").events
+            #expect(events.map(\.type) == ["files", "done"])
+            let url = try #require(events.first?.data?.arrayValue?.first?["url"]?.stringValue)
+            let file = try await gateway.request(.get, String(url.dropFirst(gateway.baseURL.count)))
+            #expect(file.text == "from python\n")
+        }
+    }
+
+    @Test func aNonStreamingPythonFunctionAnswersItsReturnValue() async throws {
+        let code = """
+            def add(a, b=2):
+                return {"sum": a + b}
+            """
+        let parameters = #", "parameters": [{"name": "a", "type": "integer", "required": true}]"#
+        try await Self.run(Self.python("add", code, streaming: false, extra: parameters)) { gateway in
+            let response = try await gateway.invoke("add", #"{"inputs": {"a": 40}}"#)
+            #expect(response.status == .ok)
+            #expect(response.json?["result"] == ["sum": 42])
+        }
+    }
+
+    @Test func aValueThatIsNotJSONIsAnErrorNamingTheField() async throws {
+        let code = """
+            def odd():
+                yield {"type": "start"}
+                yield {"type": "content", "data": {"items": [1, {2, 3}]}}
+            """
+        try await Self.run(Self.python("odd", code)) { gateway in
+            let events = try await gateway.invoke("odd").events
+            #expect(events.last?.errorCode == "NOT_SERIALIZABLE")
+            #expect(
+                events.last?.data?.stringValue
+                    == "event 2 cannot be sent as JSON: field 'data.items[1]' is a value of type set")
+        }
+    }
+
+    @Test func aRaisedExceptionBecomesAnErrorEventWithItsCode() async throws {
+        let code = """
+            class QuotaExceeded(Exception):
+                error_code = "QUOTA_EXCEEDED"
+            def limited():
+                yield {"type": "start"}
+                raise QuotaExceeded("no more today")
+            """
+        try await Self.run(Self.python("limited", code)) { gateway in
+            let events = try await gateway.invoke("limited").events
+            #expect(events == [.start(), .error("no more today", code: "QUOTA_EXCEEDED")])
+        }
+    }
+
+    @Test func aManifestFunctionMissingFromMainPyIsAnErrorEvent() async throws {
+        try await Self.run(Self.python("absent", "def other():\n    return 1\n")) { gateway in
+            let events = try await gateway.invoke("absent").events
+            #expect(events.last?.errorCode == "FUNCTION_NOT_FOUND")
+        }
+    }
+}
