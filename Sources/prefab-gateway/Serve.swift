@@ -47,6 +47,21 @@ struct Serve: AsyncParsableCommand {
     var outputRetention: Double?
 
     @Option(
+        help:
+            "Seconds a call may run when its manifest gives no timeout_seconds, 0 for no limit (env PREFAB_GATEWAY_TIMEOUT; default 600)."
+    )
+    var timeout: Double?
+
+    @Option(help: "The Python for Python prefabs without a .venv (env PREFAB_GATEWAY_PYTHON; default python3).")
+    var python: String?
+
+    @Option(
+        help:
+            "Seconds between SIGTERM and SIGKILL when a process prefab is stopped (env PREFAB_GATEWAY_TERMINATION_GRACE; default 2)."
+    )
+    var terminationGrace: Double?
+
+    @Option(
         help: "trace, debug, info, notice, warning, error or critical (env PREFAB_GATEWAY_LOG_LEVEL; default info).")
     var logLevel: String?
 
@@ -73,6 +88,13 @@ struct Serve: AsyncParsableCommand {
             ?? configuration.maxConcurrentInvocations
         if let seconds = try outputRetention ?? Environment.parse("PREFAB_GATEWAY_OUTPUT_RETENTION") as Double? {
             configuration.outputRetention = .milliseconds(Int(seconds * 1000))
+        }
+        if let seconds = try timeout ?? Environment.parse("PREFAB_GATEWAY_TIMEOUT") as Double? {
+            configuration.defaultTimeout = seconds > 0 ? .milliseconds(Int(seconds * 1000)) : nil
+        }
+        configuration.processes.python = python ?? Environment.value("PREFAB_GATEWAY_PYTHON") ?? "python3"
+        if let seconds = try terminationGrace ?? Environment.parse("PREFAB_GATEWAY_TERMINATION_GRACE") as Double? {
+            configuration.processes.terminationGrace = .milliseconds(Int(max(0, seconds) * 1000))
         }
         let levelName = logLevel ?? Environment.value("PREFAB_GATEWAY_LOG_LEVEL") ?? "info"
         guard let level = Logger.Level(rawValue: levelName) else {

@@ -288,10 +288,36 @@ import Testing
         }
     }
 
+    @Test func aPrefabWithItsOwnVenvRunsOnItsPython() async throws {
+        var prefab = Self.python(
+            "venv", "import os\ndef venv():\n    yield {'type': 'done', 'data': os.environ.get('VIA_VENV')}\n")
+        let real = PythonInterpreterPath.current
+        prefab.files["venv/.venv/bin/python"] = "#!/bin/sh\nexport VIA_VENV=yes\nexec \(real) \"$@\"\n"
+        try await Self.run(prefab) { gateway in
+            let events = try await gateway.invoke("venv").events
+            #expect(events == [.done("yes")])
+        }
+    }
+
     @Test func aManifestFunctionMissingFromMainPyIsAnErrorEvent() async throws {
         try await Self.run(Self.python("absent", "def other():\n    return 1\n")) { gateway in
             let events = try await gateway.invoke("absent").events
             #expect(events.last?.errorCode == "FUNCTION_NOT_FOUND")
         }
     }
+}
+
+/// The real interpreter behind `python3`, for tests that wrap it.
+enum PythonInterpreterPath {
+    static let current: String = {
+        let process = Process()
+        let output = Pipe()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["python3", "-c", "import sys; print(sys.executable)"]
+        process.standardOutput = output
+        try? process.run()
+        let data = output.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+    }()
 }

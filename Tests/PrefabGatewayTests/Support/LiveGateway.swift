@@ -74,7 +74,7 @@ struct LiveGateway: Sendable {
             try FileManager.default.createDirectory(
                 at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
             try text.write(to: url, atomically: true, encoding: .utf8)
-            if path.hasSuffix(".sh") {
+            if text.hasPrefix("#!") {
                 try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: url.path)
             }
         }
