@@ -156,7 +156,9 @@ private struct JSONParser {
             // Hand the finished value to its container; close every container that ends right here.
             while let container = stack.popLast() {
                 try skipWhitespace()
-                switch container {
+                // `consume` hands the container over uniquely: appending to a copy of its elements
+                // would make parsing quadratic in the length of an array or object.
+                switch consume container {
                 case .array(var elements):
                     elements.append(value)
                     guard index < end else {
