@@ -44,6 +44,14 @@ let package = Package(
             swiftSettings: strictSettings,
             plugins: ["PrefabRegistryPlugin"]
         ),
+        // Benchmark prefabs, loaded only when the gateway is pointed at bench/prefabs.
+        .target(
+            name: "BenchPrefabs",
+            dependencies: ["PrefabKit"],
+            path: "bench/prefabs",
+            swiftSettings: strictSettings,
+            plugins: ["PrefabRegistryPlugin"]
+        ),
         .executableTarget(
             name: "PrefabRegistryGenerator",
             dependencies: ["PrefabKit"],
@@ -59,6 +67,7 @@ let package = Package(
             dependencies: [
                 "PrefabGateway",
                 "Prefabs",
+                "BenchPrefabs",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],

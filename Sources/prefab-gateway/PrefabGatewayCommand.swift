@@ -1,4 +1,5 @@
 import ArgumentParser
+import BenchPrefabs
 import Foundation
 import Logging
 import PrefabGateway
@@ -26,7 +27,7 @@ struct PrefabsOptions: ParsableArguments {
     }
 
     func loadCatalog() -> PrefabCatalog {
-        PrefabCatalog.load(from: url, compiled: PrefabRegistry.functions)
+        PrefabCatalog.load(from: url, compiled: CompiledPrefabs.all)
     }
 }
 
@@ -40,5 +41,12 @@ enum Environment {
         guard let text = value(name) else { return nil }
         guard let parsed = T(text) else { throw ValidationError("\(name)=\(text) is not a valid value") }
         return parsed
+    }
+}
+
+/// Every Swift prefab compiled into this executable, by folder: the examples and the benchmark ones.
+enum CompiledPrefabs {
+    static let all = Prefabs.PrefabRegistry.functions.merging(BenchPrefabs.PrefabRegistry.functions) { example, _ in
+        example
     }
 }

@@ -3,7 +3,6 @@ import Foundation
 import Hummingbird
 import Logging
 import PrefabGateway
-import Prefabs
 
 /// `prefab-gateway serve`: runs the HTTP server.
 struct Serve: AsyncParsableCommand {
@@ -105,7 +104,7 @@ struct Serve: AsyncParsableCommand {
 
         let gateway: Gateway
         do {
-            gateway = try Gateway.load(configuration: configuration, compiled: PrefabRegistry.functions, logger: logger)
+            gateway = try Gateway.load(configuration: configuration, compiled: CompiledPrefabs.all, logger: logger)
         } catch let error as GatewayStartError {
             FileHandle.standardError.write(Data("error: \(error)\n".utf8))
             throw ExitCode.failure
