@@ -17,11 +17,14 @@ final class EventChannel: @unchecked Sendable {
         case finished
     }
 
+    // Touched only by the single producer thread.
+    private var sequence = 0
+    private var scratch: [UInt8] = []
+
     // All state below is guarded by `condition`'s lock; the producer waits on it while full.
-    private let condition = NSCondition()
+    private let condition = AdaptiveCondition()
     private var buffer: [UInt8] = []
     private var bufferedEvents = 0
-    private var sequence = 0
     private var finished = false
     private var closed = false
     private var activeSinceLastWake = false
@@ -36,18 +39,19 @@ final class EventChannel: @unchecked Sendable {
         self.maxBytes = max(1, maxBytes)
     }
 
-    /// The number of events sent so far.
-    var count: Int {
-        condition.lock()
-        defer { condition.unlock() }
-        return sequence
-    }
+    /// The number of events sent so far; read it from the producer's thread.
+    var count: Int { sequence }
 
     // MARK: Producer (a function's thread)
 
     /// Appends one event, numbered from 1, blocking while the buffer is full. Throws
     /// `CANCELLED` once the consumer has gone.
     func send(_ encode: (_ sequence: Int, _ bytes: inout [UInt8]) -> Void) throws {
+        // Encoding happens outside the lock, into the producer's own scratch buffer: the lock is
+        // then held only for a copy, so the consumer rarely has to sleep on it.
+        sequence += 1
+        scratch.removeAll(keepingCapacity: true)
+        encode(sequence, &scratch)
         condition.lock()
         while !closed && (bufferedEvents >= maxEvents || buffer.count >= maxBytes) {
             condition.wait()
@@ -56,8 +60,7 @@ final class EventChannel: @unchecked Sendable {
             condition.unlock()
             throw PrefabError.cancelled
         }
-        sequence += 1
-        encode(sequence, &buffer)
+        buffer.append(contentsOf: scratch)
         bufferedEvents += 1
         activeSinceLastWake = true
         let consumer = waiter

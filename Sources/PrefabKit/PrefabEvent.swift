@@ -109,10 +109,14 @@ extension PrefabEvent {
         bytes.append(UInt8(ascii: "{"))
         bytes.append(contentsOf: #""type":"#.utf8)
         JSONValue.appendJSONString(type, to: &bytes)
-        if !fields.isEmpty {
-            // A single member (the common `data`) needs no sort.
-            let keys = fields.count == 1 ? Array(fields.keys) : fields.keys.sorted()
-            for key in keys {
+        if fields.count == 1, let (key, value) = fields.first {
+            // The common case (`data` alone) needs no sorting and no key array.
+            bytes.append(UInt8(ascii: ","))
+            JSONValue.appendJSONString(key, to: &bytes)
+            bytes.append(UInt8(ascii: ":"))
+            value.appendJSON(to: &bytes)
+        } else {
+            for key in fields.keys.sorted() {
                 bytes.append(UInt8(ascii: ","))
                 JSONValue.appendJSONString(key, to: &bytes)
                 bytes.append(UInt8(ascii: ":"))
