@@ -23,7 +23,7 @@ public struct GatewayConfiguration: Sendable {
     /// function are held back this long at most.
     public var quickAnswerWindow: Duration = .milliseconds(2)
     /// Events held between a function and a slow client before `yield` blocks.
-    public var streamBufferEvents = 1024
+    public var streamBufferEvents = 16384
     /// Bytes held between a function and a slow client before `yield` blocks.
     public var streamBufferBytes = 256 << 10
     /// Largest response collected for a streaming function called with `Accept: application/json`.
