@@ -30,6 +30,8 @@ final class EventChannel: @unchecked Sendable {
     private var activeSinceLastWake = false
     private var wakeRequested = false
     private var waiter: CheckedContinuation<Void, Never>?
+    private var completionWaiter: CheckedContinuation<Void, Never>?
+    private var completionWaitTimedOut = false
 
     private let maxEvents: Int
     private let maxBytes: Int
@@ -75,8 +77,11 @@ final class EventChannel: @unchecked Sendable {
         finished = true
         let consumer = waiter
         waiter = nil
+        let completion = completionWaiter
+        completionWaiter = nil
         condition.unlock()
         consumer?.resume()
+        completion?.resume()
     }
 
     // MARK: Consumer (the response writer)
@@ -137,22 +142,43 @@ final class EventChannel: @unchecked Sendable {
         if !active { wake() }
     }
 
-    /// Like `next`, but returns `.idle` after `timeout` if nothing came.
-    func next(into bytes: inout [UInt8], waitingAtMost timeout: Duration) async -> Batch {
-        let timer = Task {
-            try await Task.sleep(for: timeout)
-            wake()
+    /// Waits until the producer has finished (true) or `timeout` has passed (false), without
+    /// waking for each event: a quick function costs its caller a single wake-up.
+    func waitUntilFinished(within timeout: Duration) async -> Bool {
+        // A dispatch timer, not a sleeping task: cancelled before it fires (the usual case for a
+        // quick function) it costs no wake-up at all.
+        let timer = DispatchWorkItem { [self] in completionTimeout() }
+        DispatchQueue.global().asyncAfter(deadline: .now() + timeout.seconds, execute: timer)
+        await withCheckedContinuation { continuation in
+            condition.lock()
+            if finished || closed || completionWaitTimedOut {
+                condition.unlock()
+                continuation.resume()
+            } else {
+                completionWaiter = continuation
+                condition.unlock()
+            }
         }
-        let batch = await next(into: &bytes)
         timer.cancel()
-        clearWake()
-        return batch
+        condition.lock()
+        defer { condition.unlock() }
+        completionWaitTimedOut = false
+        return finished
     }
 
-    private func clearWake() {
+    private func completionTimeout() {
         condition.lock()
-        wakeRequested = false
+        completionWaitTimedOut = true
+        let completion = completionWaiter
+        completionWaiter = nil
         condition.unlock()
+        completion?.resume()
+    }
+
+    /// Moves whatever is buffered now into `bytes`, without waiting.
+    func takeAvailable(into bytes: inout [UInt8]) {
+        bytes.removeAll(keepingCapacity: true)
+        _ = poll(into: &bytes)
     }
 
     /// True once the producer has finished and everything was taken.
@@ -179,7 +205,10 @@ final class EventChannel: @unchecked Sendable {
         condition.broadcast()
         let consumer = waiter
         waiter = nil
+        let completion = completionWaiter
+        completionWaiter = nil
         condition.unlock()
         consumer?.resume()
+        completion?.resume()
     }
 }

@@ -134,16 +134,10 @@ extension Gateway {
 
         // A function that is done within moments (an echo, a short burst) is answered whole, on a
         // connection that stays open for the next request.
+        let quick = await channel.waitUntilFinished(within: configuration.quickAnswerWindow)
         var first: [UInt8] = []
-        var batch: [UInt8] = []
-        let deadline = ContinuousClock.now + configuration.quickAnswerWindow
-        while !channel.isComplete, ContinuousClock.now < deadline {
-            let result = await channel.next(into: &batch, waitingAtMost: deadline - ContinuousClock.now)
-            first += batch
-            if case .events = result { continue }
-            break
-        }
-        if channel.isComplete {
+        channel.takeAvailable(into: &first)
+        if quick, channel.isComplete {
             return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(bytes: first)))
         }
 
