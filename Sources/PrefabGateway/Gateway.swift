@@ -31,11 +31,8 @@ public struct Gateway: Sendable {
         logger: Logger? = nil
     ) throws -> Gateway {
         let logger = logger ?? Logger(label: "prefab-gateway")
-        let catalog = PrefabCatalog.load(
-            from: configuration.prefabsDirectory,
-            compiled: compiled,
-            processes: ProcessRuntime(options: configuration.processes, logger: logger)
-        )
+        let processes = ProcessRuntime(options: configuration.processes, logger: logger)
+        let catalog = PrefabCatalog.load(from: configuration.prefabsDirectory, compiled: compiled, processes: processes)
         for problem in catalog.problems {
             logger.error(
                 "prefab not loaded",
@@ -45,6 +42,7 @@ public struct Gateway: Sendable {
             throw GatewayStartError(problems: catalog.problems)
         }
         logger.info("loaded \(catalog.functions.count) functions from \(configuration.prefabsDirectory.path)")
+        processes.prewarm()
         return Gateway(configuration: configuration, catalog: catalog, logger: logger)
     }
 

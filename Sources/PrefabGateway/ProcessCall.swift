@@ -9,109 +9,52 @@ import Synchronization
     import Darwin
 #endif
 
-/// One invocation of a process prefab: starts the child in its own process group, sends the call,
-/// relays stdout line by line while stderr is drained and logged, and stops the whole group
-/// (close stdin, SIGTERM, SIGKILL after a grace period) when cancelled, timed out or done.
-final class ProcessCall: Sendable {
-    private let launch: ProcessLaunch
-    private let function: String
-    private let streaming: Bool
-    private let runtime: ProcessRuntime
-    private let context: PrefabContext
-    private let process = Process()
-    private let stdinPipe = Pipe()
-    private let stdoutPipe = Pipe()
-    private let stderrPipe = Pipe()
-    private let exited = DispatchSemaphore(value: 0)
-    private let stopped = Atomic<Bool>(false)
-
-    init(launch: ProcessLaunch, function: String, streaming: Bool, runtime: ProcessRuntime, context: PrefabContext) {
-        self.launch = launch
-        self.function = function
-        self.streaming = streaming
-        self.runtime = runtime
-        self.context = context
-    }
+/// One invocation of a process prefab: takes a started child (a warm one, or one started now),
+/// sends the call, relays stdout line by line while stderr is drained and logged, and stops the
+/// child's whole process group when cancelled, timed out or done.
+struct ProcessCall {
+    let launch: ProcessLaunch
+    let function: String
+    let streaming: Bool
+    let runtime: ProcessRuntime
+    let context: PrefabContext
 
     /// Runs the child to its end. Streaming: yields its events and returns nil. Non-streaming:
     /// returns its result.
-    func run(inputs: PrefabInputs) throws -> JSONValue? {
+    func run(inputs: PrefabInputs, warm: ChildProcess? = nil) throws -> JSONValue? {
         let outputDirectory = try context.outputDirectory
-        try start(outputDirectory: outputDirectory)
-        let stderrTail = StderrTail(
-            fileDescriptor: stderrPipe.fileHandleForReading.fileDescriptor,
-            keep: runtime.options.stderrTailLines,
-            logger: runtime.logger,
-            invocationId: context.invocationId
-        )
-        defer {
-            stop(graceful: false)
-            try? stdoutPipe.fileHandleForReading.close()
-        }
-        context.onCancel { [self] in stop(graceful: true) }
+        let child =
+            try warm
+            ?? ChildProcess.start(
+                launch,
+                runtime: runtime,
+                invocation: (context.invocationId, outputDirectory, function)
+            )
+        child.stderrTail.invocationId = context.invocationId
+        defer { child.stop(graceful: false) }
+        context.onCancel { child.stop(graceful: true) }
         let call: JSONValue = [
             "function": .string(function), "inputs": inputs.jsonValue, "invocation_id": .string(context.invocationId),
             "output_dir": .string(outputDirectory.path), "streaming": .bool(streaming),
         ]
-        sendLine(call)
+        child.sendLine(call)
 
-        let outcome = relayOutput()
-        exited.wait()
-        stderrTail.waitForEnd(timeout: .milliseconds(500))
+        let outcome = relayOutput(of: child)
+        child.waitForExit()
         if let reason = context.cancelReason { throw reason }
         let result = try outcome.get()
-        if let crash = crashError(stderr: stderrTail.lines) { throw crash }
+        if let crash = child.crashError() { throw crash }
         if !streaming && result == nil {
             throw PrefabError(.protocolError, "the prefab process ended without a result line")
         }
         return result
     }
 
-    private func start(outputDirectory: URL) throws {
-        guard let executable = Self.resolveExecutable(launch.executable) else {
-            throw PrefabError(.prefabStartFailed, "'\(launch.executable)' was not found or is not executable")
-        }
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = launch.arguments
-        process.currentDirectoryURL = launch.directory
-        process.environment = environment(outputDirectory: outputDirectory)
-        process.standardInput = stdinPipe
-        process.standardOutput = stdoutPipe
-        process.standardError = stderrPipe
-        process.terminationHandler = { [exited] _ in exited.signal() }
-        do {
-            try process.run()
-        } catch {
-            throw PrefabError(.prefabStartFailed, "cannot start '\(executable)': \(error)")
-        }
-    }
-
-    /// The child's environment: PATH, HOME and LANG, what the manifest lists, and the invocation's
-    /// own variables. Nothing else of the gateway's environment (its secrets) reaches a prefab.
-    private func environment(outputDirectory: URL) -> [String: String] {
-        let parent = ProcessInfo.processInfo.environment
-        var environment = [
-            "PATH": parent["PATH"] ?? "/usr/local/bin:/usr/bin:/bin",
-            "HOME": parent["HOME"] ?? "/tmp",
-            "LANG": parent["LANG"] ?? "C.UTF-8",
-        ]
-        environment.merge(launch.environment) { _, manifest in manifest }
-        environment["PREFAB_INVOCATION_ID"] = context.invocationId
-        environment["PREFAB_OUTPUT_DIR"] = outputDirectory.path
-        environment["PREFAB_FUNCTION"] = function
-        if launch.kind == .python {
-            environment["PYTHONUNBUFFERED"] = "1"
-            environment["PYTHONDONTWRITEBYTECODE"] = "1"
-            environment["PYTHONIOENCODING"] = "utf-8"
-        }
-        return environment
-    }
-
     /// Reads stdout to its end: events are yielded as they come; a non-streaming call's result is
     /// returned. A line that breaks the protocol stops the child.
-    private func relayOutput() -> Result<JSONValue?, PrefabError> {
+    private func relayOutput(of child: ChildProcess) -> Result<JSONValue?, PrefabError> {
         var reader = LineReader(
-            fileDescriptor: stdoutPipe.fileHandleForReading.fileDescriptor,
+            fileDescriptor: child.stdout,
             maxLineBytes: runtime.options.maxLineBytes
         )
         var lineNumber = 0
@@ -122,7 +65,7 @@ final class ProcessCall: Sendable {
             case .end:
                 return .success(result)
             case .tooLong:
-                stop(graceful: false)
+                child.stop(graceful: false)
                 return .failure(
                     PrefabError(
                         .protocolError,
@@ -135,7 +78,7 @@ final class ProcessCall: Sendable {
             lineNumber += 1
             if bytes.allSatisfy({ $0 == 32 || $0 == 9 || $0 == 13 }) { continue }
             guard let json = try? JSONValue(parsing: bytes), let object = json.objectValue else {
-                stop(graceful: false)
+                child.stop(graceful: false)
                 let preview = String(decoding: bytes.prefix(120), as: UTF8.self)
                 return .failure(
                     PrefabError(
@@ -149,7 +92,7 @@ final class ProcessCall: Sendable {
                 continue
             }
             guard let event = PrefabEvent(json: json) else {
-                stop(graceful: false)
+                child.stop(graceful: false)
                 return .failure(
                     PrefabError(
                         .protocolError,
@@ -161,7 +104,7 @@ final class ProcessCall: Sendable {
                 do {
                     try context.yield(event)
                 } catch {
-                    stop(graceful: true)
+                    child.stop(graceful: true)
                     return .failure(PrefabError(describing: error))
                 }
             } else if event.type == PrefabEvent.error {
@@ -177,8 +120,96 @@ final class ProcessCall: Sendable {
         }
     }
 
+}
+
+/// A started child process of a process prefab: its pipes, its stderr drain, and how to stop
+/// its process group. Started per invocation, or ahead of time as a warm child.
+final class ChildProcess: Sendable {
+    private let process = Process()
+    private let stdinPipe = Pipe()
+    private let stdoutPipe = Pipe()
+    private let stderrPipe = Pipe()
+    private let exited = DispatchSemaphore(value: 0)
+    private let stopped = Atomic<Bool>(false)
+    private let runtime: ProcessRuntime
+    let stderrTail: StderrTail
+
+    private init(runtime: ProcessRuntime) {
+        self.runtime = runtime
+        self.stderrTail = StderrTail(keep: runtime.options.stderrTailLines, logger: runtime.logger)
+    }
+
+    /// The read end of the child's stdout.
+    var stdout: Int32 { stdoutPipe.fileHandleForReading.fileDescriptor }
+
+    var isRunning: Bool { process.isRunning && !stopped.load(ordering: .relaxed) }
+
+    /// Starts the child in the prefab's folder; `invocation` nil starts a warm child that waits
+    /// for its call.
+    static func start(
+        _ launch: ProcessLaunch,
+        runtime: ProcessRuntime,
+        invocation: (id: String, outputDirectory: URL, function: String)?
+    ) throws -> ChildProcess {
+        let child = ChildProcess(runtime: runtime)
+        guard let executable = resolveExecutable(launch.executable) else {
+            throw PrefabError(.prefabStartFailed, "'\(launch.executable)' was not found or is not executable")
+        }
+        let process = child.process
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = launch.arguments
+        process.currentDirectoryURL = launch.directory
+        process.environment = environment(launch, invocation: invocation)
+        process.standardInput = child.stdinPipe
+        process.standardOutput = child.stdoutPipe
+        process.standardError = child.stderrPipe
+        process.terminationHandler = { [exited = child.exited] _ in exited.signal() }
+        do {
+            try process.run()
+        } catch {
+            throw PrefabError(.prefabStartFailed, "cannot start '\(executable)': \(error)")
+        }
+        child.stderrTail.drain(child.stderrPipe.fileHandleForReading.fileDescriptor)
+        return child
+    }
+
+    /// Waits for the child to exit and for its stderr to be read.
+    func waitForExit() {
+        exited.wait()
+        stderrTail.waitForEnd(timeout: .milliseconds(500))
+        try? stdoutPipe.fileHandleForReading.close()
+    }
+
+    /// The child's environment: PATH, HOME and LANG, what the manifest lists, and the invocation's
+    /// own variables. Nothing else of the gateway's environment (its secrets) reaches a prefab.
+    private static func environment(
+        _ launch: ProcessLaunch,
+        invocation: (id: String, outputDirectory: URL, function: String)?
+    ) -> [String: String] {
+        let parent = ProcessInfo.processInfo.environment
+        var environment = [
+            "PATH": parent["PATH"] ?? "/usr/local/bin:/usr/bin:/bin",
+            "HOME": parent["HOME"] ?? "/tmp",
+            "LANG": parent["LANG"] ?? "C.UTF-8",
+        ]
+        environment.merge(launch.environment) { _, manifest in manifest }
+        // A warm child starts before its invocation; the runner sets these from the call.
+        if let invocation {
+            environment["PREFAB_INVOCATION_ID"] = invocation.id
+            environment["PREFAB_OUTPUT_DIR"] = invocation.outputDirectory.path
+            environment["PREFAB_FUNCTION"] = invocation.function
+        }
+        if launch.kind == .python {
+            environment["PYTHONUNBUFFERED"] = "1"
+            environment["PYTHONDONTWRITEBYTECODE"] = "1"
+            environment["PYTHONIOENCODING"] = "utf-8"
+        }
+        return environment
+    }
+
     /// `PREFAB_CRASHED` when the child exited non-zero or died by a signal.
-    private func crashError(stderr: [String]) -> PrefabError? {
+    func crashError() -> PrefabError? {
+        let stderr = stderrTail.lines
         let status = process.terminationStatus
         let how: String
         switch process.terminationReason {
@@ -190,7 +221,7 @@ final class ProcessCall: Sendable {
         return PrefabError(.prefabCrashed, "the prefab process \(how)\(tail)", details: stderr.map { .string($0) })
     }
 
-    private func sendLine(_ value: JSONValue) {
+    func sendLine(_ value: JSONValue) {
         var bytes: [UInt8] = []
         value.appendJSON(to: &bytes)
         bytes.append(UInt8(ascii: "\n"))
@@ -206,7 +237,7 @@ final class ProcessCall: Sendable {
 
     /// Stops the child's whole process group once: closes stdin, sends SIGTERM, and SIGKILL after
     /// the grace period (at once when not graceful).
-    private func stop(graceful: Bool) {
+    func stop(graceful: Bool) {
         guard !stopped.exchange(true, ordering: .acquiringAndReleasing) else { return }
         try? stdinPipe.fileHandleForWriting.close()
         let group = -process.processIdentifier
@@ -236,10 +267,30 @@ final class ProcessCall: Sendable {
 /// Drains a child's stderr on a thread of its own, logging each line with the invocation id and
 /// keeping the last few for the error event of a crash.
 final class StderrTail: Sendable {
-    private let tail = Mutex<[String]>([])
-    private let ended = DispatchSemaphore(value: 0)
+    private struct State {
+        var lines: [String] = []
+        var invocationId = "(warm)"
+    }
 
-    init(fileDescriptor: Int32, keep: Int, logger: Logger, invocationId: String) {
+    private let state = Mutex(State())
+    private let ended = DispatchSemaphore(value: 0)
+    private let keep: Int
+    private let logger: Logger
+
+    init(keep: Int, logger: Logger) {
+        self.keep = keep
+        self.logger = logger
+    }
+
+    /// The invocation the lines belong to; a warm child learns it when it is taken.
+    var invocationId: String {
+        get { state.withLock { $0.invocationId } }
+        set { state.withLock { $0.invocationId = newValue } }
+    }
+
+    var lines: [String] { state.withLock { $0.lines } }
+
+    func drain(_ fileDescriptor: Int32) {
         let thread = Thread { [self] in
             var reader = LineReader(fileDescriptor: fileDescriptor, maxLineBytes: 64 * 1024)
             reading: while true {
@@ -249,18 +300,17 @@ final class StderrTail: Sendable {
                 case .tooLong: text = "(a line of over 64 KiB was dropped)"
                 case .line(let bytes): text = String(decoding: bytes.prefix(2000), as: UTF8.self)
                 }
-                logger.info("prefab stderr", metadata: ["invocation": "\(invocationId)", "line": "\(text)"])
-                tail.withLock { lines in
-                    lines.append(text)
-                    if lines.count > keep { lines.removeFirst(lines.count - keep) }
+                let invocation = state.withLock { state in
+                    state.lines.append(text)
+                    if state.lines.count > keep { state.lines.removeFirst(state.lines.count - keep) }
+                    return state.invocationId
                 }
+                logger.info("prefab stderr", metadata: ["invocation": "\(invocation)", "line": "\(text)"])
             }
             ended.signal()
         }
         thread.start()
     }
-
-    var lines: [String] { tail.withLock { $0 } }
 
     func waitForEnd(timeout: Duration) {
         _ = ended.wait(timeout: .now() + timeout.seconds)

@@ -106,7 +106,7 @@ enum PythonInterpreter {
     static func resolve(_ command: String) -> String {
         if let known = resolved.withLock({ $0[command] }) { return known }
         var path = command
-        if let executable = ProcessCall.resolveExecutable(command) {
+        if let executable = ChildProcess.resolveExecutable(command) {
             let process = Process()
             let output = Pipe()
             process.executableURL = URL(fileURLWithPath: executable)

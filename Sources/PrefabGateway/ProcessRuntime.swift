@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import PrefabKit
+import Synchronization
 
 #if canImport(Glibc)
     import Glibc
@@ -24,12 +25,16 @@ public struct ProcessRuntime: Sendable {
         public var maxLineBytes = 8 << 20
         /// Lines of stderr kept for the error event of a crash.
         public var stderrTailLines = 20
+        /// Children started ahead of time per process prefab, each used for one call: a Python
+        /// call then skips the interpreter's start-up. 0 starts every child on demand.
+        public var warmProcesses = 0
 
         public init() {}
     }
 
     public var options: Options
     let logger: Logger
+    private let warm = WarmChildren()
 
     public init(options: Options = Options(), logger: Logger = Logger(label: "prefab-gateway")) {
         self.options = options
@@ -45,15 +50,39 @@ public struct ProcessRuntime: Sendable {
     }
 
     func function(_ launch: ProcessLaunch, name: String, streaming: Bool) -> PrefabFunction {
+        if options.warmProcesses > 0 { warm.register(launch) }
         if streaming {
             return .streaming { inputs, context in
                 let call = ProcessCall(launch: launch, function: name, streaming: true, runtime: self, context: context)
-                _ = try call.run(inputs: inputs)
+                _ = try call.run(inputs: inputs, warm: takeWarm(launch))
             }
         }
         return .result { inputs, context in
             let call = ProcessCall(launch: launch, function: name, streaming: false, runtime: self, context: context)
-            return try call.run(inputs: inputs) ?? .null
+            return try call.run(inputs: inputs, warm: takeWarm(launch)) ?? .null
+        }
+    }
+
+    /// Starts the warm children of every process prefab loaded so far (`serve` calls it).
+    public func prewarm() {
+        for launch in warm.launches { refill(launch) }
+    }
+
+    private func takeWarm(_ launch: ProcessLaunch) -> ChildProcess? {
+        guard options.warmProcesses > 0 else { return nil }
+        let child = warm.take(launch)
+        refill(launch)
+        return child
+    }
+
+    private func refill(_ launch: ProcessLaunch) {
+        let wanted = options.warmProcesses
+        DispatchQueue.global().async { [self] in
+            while warm.reserveStart(launch, wanted: wanted) {
+                let child = try? ChildProcess.start(launch, runtime: self, invocation: nil)
+                warm.add(child, for: launch)
+                if child == nil { return }  // it cannot start now; calls will start their own
+            }
         }
     }
 }
@@ -62,4 +91,50 @@ extension PrefabError.Code {
     public static let prefabCrashed: Self = "PREFAB_CRASHED"
     public static let protocolError: Self = "PROTOCOL_ERROR"
     public static let prefabStartFailed: Self = "PREFAB_START_FAILED"
+}
+
+/// Children started ahead of their invocation, by prefab; each is taken once.
+final class WarmChildren: Sendable {
+    private struct Pool {
+        var ready: [ChildProcess] = []
+        var starting = 0
+    }
+
+    private let pools = Mutex<[ProcessLaunch: Pool]>([:])
+
+    var launches: [ProcessLaunch] { pools.withLock { Array($0.keys) } }
+
+    func register(_ launch: ProcessLaunch) {
+        pools.withLock { pools in
+            if pools[launch] == nil { pools[launch] = Pool() }
+        }
+    }
+
+    /// A running warm child, or nil; children that died while waiting are dropped.
+    func take(_ launch: ProcessLaunch) -> ChildProcess? {
+        pools.withLock { pools in
+            while let child = pools[launch]?.ready.popLast() {
+                if child.isRunning { return child }
+            }
+            return nil
+        }
+    }
+
+    /// Whether another child should be started, counting it as starting if so.
+    func reserveStart(_ launch: ProcessLaunch, wanted: Int) -> Bool {
+        pools.withLock { pools in
+            var pool = pools[launch] ?? Pool()
+            defer { pools[launch] = pool }
+            guard pool.ready.count + pool.starting < wanted else { return false }
+            pool.starting += 1
+            return true
+        }
+    }
+
+    func add(_ child: ChildProcess?, for launch: ProcessLaunch) {
+        pools.withLock { pools in
+            pools[launch, default: Pool()].starting -= 1
+            if let child { pools[launch, default: Pool()].ready.append(child) }
+        }
+    }
 }

@@ -56,6 +56,12 @@ struct Serve: AsyncParsableCommand {
 
     @Option(
         help:
+            "Children started ahead of time per process prefab, each used once: skips Python's start-up (env PREFAB_GATEWAY_WARM_PROCESSES; default 0)."
+    )
+    var warmProcesses: Int?
+
+    @Option(
+        help:
             "Seconds between SIGTERM and SIGKILL when a process prefab is stopped (env PREFAB_GATEWAY_TERMINATION_GRACE; default 2)."
     )
     var terminationGrace: Double?
@@ -91,6 +97,8 @@ struct Serve: AsyncParsableCommand {
         if let seconds = try timeout ?? Environment.parse("PREFAB_GATEWAY_TIMEOUT") as Double? {
             configuration.defaultTimeout = seconds > 0 ? .milliseconds(Int(seconds * 1000)) : nil
         }
+        configuration.processes.warmProcesses =
+            try warmProcesses ?? Environment.parse("PREFAB_GATEWAY_WARM_PROCESSES") ?? 0
         configuration.processes.python = python ?? Environment.value("PREFAB_GATEWAY_PYTHON") ?? "python3"
         if let seconds = try terminationGrace ?? Environment.parse("PREFAB_GATEWAY_TERMINATION_GRACE") as Double? {
             configuration.processes.terminationGrace = .milliseconds(Int(max(0, seconds) * 1000))

@@ -305,6 +305,31 @@ import Testing
         }
     }
 
+    @Test func warmChildrenAreStartedAheadAndUsedOnceWithTheirOwnInvocation() async throws {
+        let code = """
+            import os, time
+            IMPORTED = time.time()
+            def warm():
+                yield {"type": "done", "data": {"pid": os.getpid(), "age": time.time() - IMPORTED,
+                                                "invocation": os.environ["PREFAB_INVOCATION_ID"]}}
+            """
+        try await Self.run(Self.python("warm", code), configure: { $0.processes.warmProcesses = 1 }) { gateway in
+            var pids: Set<Int> = []
+            for call in 0..<3 {
+                let response = try await gateway.invoke("warm")
+                let data = try #require(response.events.last?.data)
+                #expect(data["invocation"]?.stringValue == response.headers[.init("X-Invocation-Id")!])
+                pids.insert(try #require(data["pid"]?.intValue))
+                if call > 0 {
+                    // Started after the previous call and waiting since: imported long before this call.
+                    #expect(try #require(data["age"]?.doubleValue) > 0.3)
+                }
+                try await Task.sleep(for: .milliseconds(600))
+            }
+            #expect(pids.count == 3)
+        }
+    }
+
     @Test func aManifestFunctionMissingFromMainPyIsAnErrorEvent() async throws {
         try await Self.run(Self.python("absent", "def other():\n    return 1\n")) { gateway in
             let events = try await gateway.invoke("absent").events

@@ -13,7 +13,7 @@ standard library is used.
 """
 
 import importlib.util
-import inspect
+import types
 import json
 import math
 import os
@@ -27,26 +27,36 @@ def main():
     os.dup2(2, 1)
     sys.stdout = sys.stderr
     writer = EventWriter(protocol)
+    # The prefab is imported before the call arrives, so a pre-started (warm) runner only has to
+    # call the function.
+    module, load_error = None, None
     try:
-        call = json.loads(sys.stdin.readline())
         entry = os.path.abspath(sys.argv[1])
-    except (ValueError, IndexError) as error:
-        writer.error(f"the runner got no valid call: {error}", "PROTOCOL_ERROR")
-        return
-    try:
-        function = load_function(entry, call["function"])
+        module = import_entry(entry)
     except Exception as error:  # noqa: BLE001 - any import failure is the prefab's error
         traceback.print_exc()
-        writer.error(f"cannot load {call['function']} from {os.path.basename(entry)}: {describe(error)}",
-                     getattr(error, "error_code", None) or "PREFAB_LOAD_FAILED")
+        load_error = error
+    try:
+        call = json.loads(sys.stdin.readline())
+    except ValueError as error:
+        writer.error(f"the runner got no valid call: {error}", "PROTOCOL_ERROR")
         return
-    if function is None:
-        writer.error(f"{os.path.basename(entry)} has no function '{call['function']}'", "FUNCTION_NOT_FOUND")
+    # A warm runner was started before its invocation: its variables arrive with the call.
+    os.environ["PREFAB_INVOCATION_ID"] = call.get("invocation_id", "")
+    os.environ["PREFAB_OUTPUT_DIR"] = call.get("output_dir", "")
+    os.environ["PREFAB_FUNCTION"] = call.get("function", "")
+    if load_error is not None:
+        writer.error(f"cannot load {call.get('function')} from {os.path.basename(sys.argv[1])}: "
+                     f"{describe(load_error)}", getattr(load_error, "error_code", None) or "PREFAB_LOAD_FAILED")
+        return
+    function = getattr(module, call.get("function", ""), None)
+    if not callable(function):
+        writer.error(f"{os.path.basename(sys.argv[1])} has no function '{call.get('function')}'", "FUNCTION_NOT_FOUND")
         return
     run(function, call.get("inputs") or {}, bool(call.get("streaming", True)), writer)
 
 
-def load_function(entry, name):
+def import_entry(entry):
     folder = os.path.dirname(entry)
     for path in (folder, os.getcwd()):
         if path not in sys.path:
@@ -55,14 +65,13 @@ def load_function(entry, name):
     module = importlib.util.module_from_spec(spec)
     sys.modules["prefab_main"] = module
     spec.loader.exec_module(module)
-    function = getattr(module, name, None)
-    return function if callable(function) else None
+    return module
 
 
 def run(function, inputs, streaming, writer):
     try:
         result = function(**inputs)
-        if inspect.isgenerator(result):
+        if isinstance(result, types.GeneratorType):
             for event in result:
                 if not writer.event(event):
                     result.close()
