@@ -35,6 +35,8 @@ final class EventChannel: @unchecked Sendable {
 
     private let maxEvents: Int
     private let maxBytes: Int
+    /// Buffered bytes that end the wait for a quick answer.
+    private static let streamWithoutWaitingBytes = 32 * 1024
 
     init(maxEvents: Int, maxBytes: Int) {
         self.maxEvents = max(1, maxEvents)
@@ -67,8 +69,15 @@ final class EventChannel: @unchecked Sendable {
         activeSinceLastWake = true
         let consumer = waiter
         waiter = nil
+        // A function that has already produced this much is no quick answer: start streaming.
+        var completion: CheckedContinuation<Void, Never>?
+        if buffer.count >= Self.streamWithoutWaitingBytes {
+            completion = completionWaiter
+            completionWaiter = nil
+        }
         condition.unlock()
         consumer?.resume()
+        completion?.resume()
     }
 
     /// No more events will come.

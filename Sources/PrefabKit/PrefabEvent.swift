@@ -4,31 +4,59 @@
 /// other type (`question`, `thought`, `tool_call`, ...) passes through with all its fields.
 public struct PrefabEvent: Sendable, Hashable {
     public var type: String
-    /// Every member of the event object except `type`.
-    public var fields: [String: JSONValue]
+    /// The `data` member, kept apart from the others: most events carry only `data`, and then
+    /// need no dictionary at all (the hot path of a fast stream).
+    public var data: JSONValue?
+    /// The members other than `type` and `data`.
+    private var otherFields: [String: JSONValue]
 
     public init(type: String, fields: [String: JSONValue] = [:]) {
         self.type = type
-        self.fields = fields
+        var fields = fields
+        self.data = fields.removeValue(forKey: "data")
+        self.otherFields = fields
     }
 
     /// An event of any type with a `data` member, e.g. `PrefabEvent("thought", data: "...")`.
     public init(_ type: String, data: JSONValue) {
-        self.init(type: type, fields: ["data": data])
+        self.type = type
+        self.data = data
+        self.otherFields = [:]
     }
 
-    public subscript(field: String) -> JSONValue? {
-        get { field == "type" ? .string(type) : fields[field] }
+    /// Every member of the event object except `type`.
+    public var fields: [String: JSONValue] {
+        get {
+            var all = otherFields
+            if let data { all["data"] = data }
+            return all
+        }
         set {
-            guard field != "type" else { return }
-            fields[field] = newValue
+            var rest = newValue
+            data = rest.removeValue(forKey: "data")
+            otherFields = rest
         }
     }
 
-    public var data: JSONValue? { fields["data"] }
+    public subscript(field: String) -> JSONValue? {
+        get {
+            switch field {
+            case "type": return .string(type)
+            case "data": return data
+            default: return otherFields[field]
+            }
+        }
+        set {
+            switch field {
+            case "type": return
+            case "data": data = newValue
+            default: otherFields[field] = newValue
+            }
+        }
+    }
 
     /// `error_code` of an `error` event.
-    public var errorCode: String? { fields["error_code"]?.stringValue }
+    public var errorCode: String? { otherFields["error_code"]?.stringValue }
 
     /// `done` and `error` end a stream.
     public var isTerminal: Bool { type == Self.done || type == Self.error }
@@ -44,7 +72,9 @@ extension PrefabEvent {
     public static let files = "files"
 
     public static func start(_ data: JSONValue? = nil) -> PrefabEvent {
-        PrefabEvent(type: start, fields: data.map { ["data": $0] } ?? [:])
+        var event = PrefabEvent(type: start)
+        event.data = data
+        return event
     }
 
     /// Progress with `current`, `total` and an integer `percentage` computed from them.
@@ -68,7 +98,9 @@ extension PrefabEvent {
     }
 
     public static func done(_ data: JSONValue? = nil) -> PrefabEvent {
-        PrefabEvent(type: done, fields: data.map { ["data": $0] } ?? [:])
+        var event = PrefabEvent(type: done)
+        event.data = data
+        return event
     }
 
     /// An error event: `data` is the message, `error_code` the stable code.
@@ -83,7 +115,7 @@ extension PrefabEvent {
 
     public static func error(_ error: PrefabError) -> PrefabEvent {
         var event = PrefabEvent.error(error.message, code: error.code.rawValue)
-        if !error.details.isEmpty { event.fields["details"] = .array(error.details) }
+        if !error.details.isEmpty { event["details"] = .array(error.details) }
         return event
     }
 }
@@ -109,18 +141,19 @@ extension PrefabEvent {
         bytes.append(UInt8(ascii: "{"))
         bytes.append(contentsOf: #""type":"#.utf8)
         JSONValue.appendJSONString(type, to: &bytes)
-        if fields.count == 1, let (key, value) = fields.first {
-            // The common case (`data` alone) needs no sorting and no key array.
-            bytes.append(UInt8(ascii: ","))
-            JSONValue.appendJSONString(key, to: &bytes)
-            bytes.append(UInt8(ascii: ":"))
-            value.appendJSON(to: &bytes)
+        if otherFields.isEmpty {
+            // The common case: `data` alone, or nothing.
+            if let data {
+                bytes.append(contentsOf: #","data":"#.utf8)
+                data.appendJSON(to: &bytes)
+            }
         } else {
-            for key in fields.keys.sorted() {
+            let all = fields
+            for key in all.keys.sorted() {
                 bytes.append(UInt8(ascii: ","))
                 JSONValue.appendJSONString(key, to: &bytes)
                 bytes.append(UInt8(ascii: ":"))
-                fields[key]!.appendJSON(to: &bytes)
+                all[key]!.appendJSON(to: &bytes)
             }
         }
         bytes.append(UInt8(ascii: "}"))
