@@ -69,7 +69,7 @@ def main():
     options = parser.parse_args()
 
     if not options.skip_build:
-        subprocess.run(["swift", "build", "-c", "release", "--product", "prefab-gateway"], cwd=ROOT, check=True,
+        subprocess.run(["swift", "build", "-c", "release", "--static-swift-stdlib", "--product", "prefab-gateway"], cwd=ROOT, check=True,
                        stdout=subprocess.DEVNULL)
     work = pathlib.Path(tempfile.mkdtemp(prefix="bench-process-"))
     prefabs = work / "prefabs"

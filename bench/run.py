@@ -226,7 +226,7 @@ def main():
 
     if not options.skip_build:
         log("building the gateway (release) and the load client")
-        subprocess.run(["swift", "build", "-c", "release", "--product", "prefab-gateway"], cwd=ROOT, check=True,
+        subprocess.run(["swift", "build", "-c", "release", "--static-swift-stdlib", "--product", "prefab-gateway"], cwd=ROOT, check=True,
                        stdout=subprocess.DEVNULL)
         subprocess.run(["make", "-s", "-C", str(BENCH / "loadgen")], check=True)
     if not options.no_peer and not (VENV / "bin" / "uvicorn").exists():
