@@ -31,7 +31,7 @@ check "progress percentages 33, 66, 100" \
     test "$(echo "$stream" | grep -o '"percentage":[0-9]*' | tr '\n' ' ')" = '"percentage":33 "percentage":66 "percentage":100 '
 
 manifest=$(curl -s "http://127.0.0.1:$port/manifest")
-for name in echo batch_process chat_stream report fail_midway; do
+for name in echo batch_process chat_stream report fail_midway batch_items count_lines flaky_steps; do
     check "manifest lists $name" grep -q "\"name\":\"$name\"" <<<"$manifest"
 done
 
@@ -39,9 +39,16 @@ report=$(curl -s -X POST "http://127.0.0.1:$port/invoke/report" -H 'Accept: appl
 url=$(python3 -c 'import json, sys; print(json.loads(sys.argv[1])["files"][0]["url"])' "$report")
 check "report.csv is served from its file URL" grep -q "^month,units,revenue" <(curl -s "$url")
 
+python=$(curl -sN -X POST "http://127.0.0.1:$port/invoke/count_lines" -H 'Content-Type: application/json' \
+    -d '{"inputs":{"text":"a b\nc d e\nf","every":1}}')
+check "the Python prefab count_lines streams progress, its summary files and done" \
+    test "$(echo "$python" | grep -o '"type":"[a-z]*"' | tr '\n' ' ')" = \
+    '"type":"start" "type":"progress" "type":"progress" "type":"progress" "type":"files" "type":"done" '
+
+
 check "list prints every example function" \
     test "$(.build/debug/prefab-gateway list 2>/dev/null | tail -n +2 | cut -d' ' -f1 | sort | tr '\n' ' ')" = \
-    "batch_process chat_stream echo fail_midway report "
+    "batch_items batch_process chat_stream count_lines echo fail_midway flaky_steps report "
 check "validate accepts the example prefabs" .build/debug/prefab-gateway validate prefabs
 mkdir -p "$data/broken/bad"
 echo '{"functions": [{"name": "bad", "parameters": [{"name": "x", "type": "text"}]}]}' >"$data/broken/bad/prefab-manifest.json"
