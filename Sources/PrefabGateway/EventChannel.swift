@@ -157,7 +157,7 @@ final class EventChannel: @unchecked Sendable {
         // A dispatch timer, not a sleeping task: cancelled before it fires (the usual case for a
         // quick function) it costs no wake-up at all.
         let timer = DispatchWorkItem { [self] in completionTimeout() }
-        DispatchQueue.global().asyncAfter(deadline: .now() + timeout.seconds, execute: timer)
+        DispatchQueue.gatewayTimers.asyncAfter(deadline: .now() + timeout.seconds, execute: timer)
         await withCheckedContinuation { continuation in
             condition.lock()
             if finished || closed || completionWaitTimedOut {

@@ -288,7 +288,7 @@ extension Gateway {
             let limit = String(format: "%g", seconds)
             context.cancel(PrefabError(.timeout, "the call ran past its time limit of \(limit) s"))
         }
-        DispatchQueue.global().asyncAfter(deadline: .now() + seconds, execute: timer)
+        DispatchQueue.gatewayTimers.asyncAfter(deadline: .now() + seconds, execute: timer)
         return timer
     }
 

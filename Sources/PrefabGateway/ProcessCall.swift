@@ -245,7 +245,7 @@ final class ChildProcess: Sendable {
         if graceful {
             kill(group, SIGTERM)
             let grace = runtime.options.terminationGrace
-            DispatchQueue.global().asyncAfter(deadline: .now() + grace.seconds) { kill(group, SIGKILL) }
+            DispatchQueue.gatewayTimers.asyncAfter(deadline: .now() + grace.seconds) { kill(group, SIGKILL) }
         } else {
             // Also reached after a normal exit: nothing the prefab started may outlive it.
             kill(group, SIGKILL)

@@ -163,15 +163,18 @@ import Testing
     }
 
     @Test func idleStreamsGetHeartbeatComments() async throws {
-        let slow = TestPrefab.streaming("slow") { _, context in
+        let probe = Probe()
+        let idle = TestPrefab.streaming("idle") { _, context in
             try context.yield(.start())
-            Thread.sleep(forTimeInterval: 0.6)
+            // Idle until the test has seen a heartbeat.
+            _ = probe.proceed.wait(timeout: DispatchTime.now() + 10.0)
         }
-        try await LiveGateway.run([slow], configure: { $0.heartbeatInterval = .milliseconds(100) }) { gateway in
-            var stream = try await gateway.openStream("slow")
+        try await LiveGateway.run([idle], configure: { $0.heartbeatInterval = .milliseconds(100) }) { gateway in
+            var stream = try await gateway.openStream("idle")
+            #expect(try await stream.readRaw(until: "\n\n: ping\n\n"))
+            probe.proceed.signal()
             let messages = try await stream.rest()
             #expect(messages.compactMap(\.prefabEvent).map(\.type) == ["start", "done"])
-            #expect(stream.raw.contains("\n\n: ping\n\n"))
         }
     }
 

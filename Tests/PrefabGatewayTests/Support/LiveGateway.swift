@@ -170,6 +170,16 @@ struct EventStream {
         return pending.removeFirst()
     }
 
+    /// Reads until the raw stream contains `text`; false if it ended first.
+    mutating func readRaw(until text: String) async throws -> Bool {
+        while !raw.contains(text) {
+            guard let chunk = try await chunks.next() else { return false }
+            raw += String(buffer: chunk)
+            pending += parser.feed(chunk.readableBytesView)
+        }
+        return true
+    }
+
     /// The next message as an event.
     mutating func nextEvent() async throws -> PrefabEvent? {
         guard let message = try await next() else { return nil }
