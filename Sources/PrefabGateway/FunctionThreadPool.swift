@@ -13,6 +13,8 @@ final class FunctionThreadPool: @unchecked Sendable {
     private var pending: [Work] = []
     /// `pending.count`, readable without the lock by a thread looking for work.
     private let pendingCount = Atomic<Int>(0)
+    /// Whether a thread is already looking for work without sleeping.
+    private let spinning = Atomic<Bool>(false)
     private var idleThreads = 0
     private var threads = 0
     private var busy = 0
@@ -65,11 +67,14 @@ final class FunctionThreadPool: @unchecked Sendable {
             condition.lock()
             busy -= 1
             idleThreads += 1
-            if pending.isEmpty {
-                // Calls often come back to back: look for the next one briefly before sleeping,
-                // which saves a futex sleep and wake-up per call.
+            // Calls often come back to back: one thread at a time looks for the next call briefly
+            // before sleeping, which saves a futex sleep and wake-up per call. One, so that
+            // thousands of threads finishing together do not all spin.
+            if pending.isEmpty, spinning.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged
+            {
                 condition.unlock()
                 for _ in 0..<64 where pendingCount.load(ordering: .relaxed) == 0 { sched_yield() }
+                spinning.store(false, ordering: .releasing)
                 condition.lock()
             }
             let deadline = Date(timeIntervalSinceNow: idleTimeout)
