@@ -107,15 +107,11 @@ extension Gateway {
             maxEvents: configuration.streamBufferEvents,
             maxBytes: configuration.streamBufferBytes
         )
-        let context = PrefabContext(invocationId: invocation.id, outputDirectory: outputs.directory(for: invocation.id))
-        {
-            event in
+        let context = makeContext(invocation) { event in
             try channel.send { sequence, bytes in SSEEncoder.appendEvent(event, id: sequence, to: &bytes) }
         }
         let accepted = pool.submit { [self] in
-            let timer = armTimeout(invocation, context)
-            let terminal = context.run(function, inputs: invocation.inputs)
-            timer?.cancel()
+            let terminal = withTimeout(invocation, context) { context.run(function, inputs: invocation.inputs) }
             if let files = filesEvent(invocation, context) {
                 try? channel.send { sequence, bytes in SSEEncoder.appendEvent(files, id: sequence, to: &bytes) }
             }
@@ -129,8 +125,8 @@ extension Gateway {
             .contentType: "text/event-stream; charset=utf-8",
             .cacheControl: "no-cache",
         ]
-        headers[HTTPField.Name("X-Accel-Buffering")!] = "no"
-        headers[HTTPField.Name("X-Invocation-Id")!] = invocation.id
+        headers[.accelBuffering] = "no"
+        headers[.invocationId] = invocation.id
 
         // A function that is done within moments (an echo, a short burst) is answered whole, on a
         // connection that stays open for the next request.
@@ -193,15 +189,10 @@ extension Gateway {
         _ function: @escaping StreamingFunction
     ) async throws -> Response {
         let collector = EventCollector(maxBytes: configuration.maxCollectedBytes)
-        let context = PrefabContext(invocationId: invocation.id, outputDirectory: outputs.directory(for: invocation.id))
-        {
-            event in
-            try collector.append(event)
-        }
+        let context = makeContext(invocation) { event in try collector.append(event) }
         let (terminal, files) = try await runOnPool { [self] in
-            let timer = armTimeout(invocation, context)
-            defer { timer?.cancel() }
-            return (context.run(function, inputs: invocation.inputs), filesEvent(invocation, context))
+            let outcome = withTimeout(invocation, context) { context.run(function, inputs: invocation.inputs) }
+            return (outcome, filesEvent(invocation, context))
         }
         if let files { collector.appendAlways(files) }
         collector.appendAlways(terminal)
@@ -215,7 +206,7 @@ extension Gateway {
         bytes += #","success":\#(terminal.type == PrefabEvent.done)}"#.utf8
         bytes.append(UInt8(ascii: "\n"))
         var headers: HTTPFields = [.contentType: "application/json; charset=utf-8"]
-        headers[HTTPField.Name("X-Invocation-Id")!] = invocation.id
+        headers[.invocationId] = invocation.id
         return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(bytes: bytes)))
     }
 
@@ -224,14 +215,10 @@ extension Gateway {
     private func respondWithResult(_ invocation: Invocation, _ function: @escaping ResultFunction) async throws
         -> Response
     {
-        let context = PrefabContext(invocationId: invocation.id, outputDirectory: outputs.directory(for: invocation.id))
-        {
-            _ in
-        }
+        let context = makeContext(invocation) { _ in }
         let (result, files) = try await runOnPool { [self] in
-            let timer = armTimeout(invocation, context)
-            defer { timer?.cancel() }
-            return (context.run(function, inputs: invocation.inputs), filesEvent(invocation, context))
+            let outcome = withTimeout(invocation, context) { context.run(function, inputs: invocation.inputs) }
+            return (outcome, filesEvent(invocation, context))
         }
         let fileList = JSONValue.array(files?.data?.arrayValue ?? [])
         var response: Response
@@ -255,7 +242,7 @@ extension Gateway {
             body["invocation_id"] = .string(invocation.id)
             response = .json(.object(body), status: failure.status)
         }
-        response.headers[HTTPField.Name("X-Invocation-Id")!] = invocation.id
+        response.headers[.invocationId] = invocation.id
         return response
     }
 
@@ -278,18 +265,24 @@ extension Gateway {
         )
     }
 
-    /// Cancels the call with `TIMEOUT` once it runs past its limit: the manifest's
-    /// `timeout_seconds`, or the gateway's default. A process prefab is stopped at once; a Swift
-    /// function at its next `yield`.
-    private func armTimeout(_ invocation: Invocation, _ context: PrefabContext) -> DispatchWorkItem? {
+    /// The context of one call: its id, its output directory, and where its events go.
+    private func makeContext(_ invocation: Invocation, sink: @escaping PrefabContext.Sink) -> PrefabContext {
+        PrefabContext(invocationId: invocation.id, outputDirectory: outputs.directory(for: invocation.id), sink: sink)
+    }
+
+    /// Runs `body` (the call), cancelling it with `TIMEOUT` once it runs past its limit: the
+    /// manifest's `timeout_seconds`, or the gateway's default. A process prefab is stopped at
+    /// once; a Swift function at its next `yield`.
+    private func withTimeout<T>(_ invocation: Invocation, _ context: PrefabContext, _ body: () -> T) -> T {
         let seconds = invocation.function.manifest.timeoutSeconds ?? configuration.defaultTimeout?.seconds
-        guard let seconds else { return nil }
+        guard let seconds else { return body() }
         let timer = DispatchWorkItem {
             let limit = String(format: "%g", seconds)
             context.cancel(PrefabError(.timeout, "the call ran past its time limit of \(limit) s"))
         }
         DispatchQueue.gatewayTimers.asyncAfter(deadline: .now() + seconds, execute: timer)
-        return timer
+        defer { timer.cancel() }
+        return body()
     }
 
     /// The `files` event for what the function wrote, if it wrote anything.
@@ -378,4 +371,11 @@ private final class StopOnRelease: Sendable {
         context.cancel()
         channel.close()
     }
+}
+
+extension HTTPField.Name {
+    /// The invocation's id, on every answer of `/invoke`.
+    static let invocationId = HTTPField.Name("X-Invocation-Id")!
+    /// Tells nginx not to buffer a stream.
+    static let accelBuffering = HTTPField.Name("X-Accel-Buffering")!
 }
