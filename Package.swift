@@ -80,6 +80,7 @@ let package = Package(
             dependencies: [
                 "PrefabGateway",
                 "PrefabKit",
+                "Prefabs",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ],

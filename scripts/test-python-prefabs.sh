@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs each Python prefab's own pytest tests in its folder, as its author does (`cd prefab && pytest`),
-# then checks `prefab-gateway install` on a prefab with a requirements.txt.
+# then the runner's own tests (scripts/test_prefab_runner.py), then checks `prefab-gateway install` on a
+# prefab with a requirements.txt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONDONTWRITEBYTECODE=1
@@ -12,6 +13,8 @@ for folder in prefabs/*/; do
     echo "== pytest $folder"
     (cd "$folder" && python3 -m pytest -q -p no:cacheprovider) || failed=1
 done
+echo "== pytest scripts/test_prefab_runner.py"
+python3 -m pytest -q -p no:cacheprovider scripts/test_prefab_runner.py || failed=1
 
 echo "== prefab-gateway install: a Python prefab with requirements.txt gets its own .venv"
 swift build --product prefab-gateway >/dev/null

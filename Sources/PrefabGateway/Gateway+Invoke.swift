@@ -6,16 +6,6 @@ import NIOCore
 import PrefabKit
 import Synchronization
 
-/// One call being served: what was asked and where its files go.
-struct Invocation: Sendable {
-    let id: String
-    let function: LoadedFunction
-    let inputs: PrefabInputs
-    /// The scheme, host and port that file URLs start with.
-    let baseURL: String
-    let started = ContinuousClock.now
-}
-
 extension Gateway {
     /// `POST /invoke/<name>`: checks the request, then answers a stream of SSE events, the
     /// collected events as JSON (`Accept: application/json`), or a non-streaming function's result.
@@ -32,20 +22,17 @@ extension Gateway {
         case .failure(let error):
             throw GatewayError(.unprocessableContent, error.code, error.message, details: error.details)
         }
-        let invocation = Invocation(
-            id: InvocationID.make(),
-            function: function,
-            inputs: validated,
-            baseURL: baseURL(for: request)
-        )
+        let baseURL = baseURL(for: request)
         switch function.implementation {
         case .result(let body):
+            let invocation = makeInvocation(function, validated, baseURL: baseURL, flowControl: false)
             return try await respondWithResult(invocation, body)
         case .streaming(let body):
             let accept = request.headers[.accept] ?? ""
             if accept.contains("application/json"), !accept.contains("text/event-stream") {
-                return try await respondWithCollectedEvents(invocation, body)
+                return try await respondWithCollectedEvents(function, validated, baseURL: baseURL, body)
             }
+            let invocation = makeInvocation(function, validated, baseURL: baseURL, flowControl: true)
             return try await respondWithStream(invocation, body, requestBody: request.body)
         }
     }
@@ -103,100 +90,51 @@ extension Gateway {
         _ function: @escaping StreamingFunction,
         requestBody: RequestBody
     ) async throws -> Response {
-        let channel = EventChannel(
-            maxEvents: configuration.streamBufferEvents,
-            maxBytes: configuration.streamBufferBytes
-        )
-        let context = makeContext(invocation) { event in
-            try channel.send { sequence, bytes in SSEEncoder.appendEvent(event, id: sequence, to: &bytes) }
+        let reader = invocation.events.attach()
+        guard start(invocation, function) else {
+            invocation.events.finish()
+            invocations.remove(invocation)
+            throw overloaded
         }
-        let accepted = pool.submit { [self] in
-            let terminal = withTimeout(invocation, context) { context.run(function, inputs: invocation.inputs) }
-            if let files = filesEvent(invocation, context) {
-                try? channel.send { sequence, bytes in SSEEncoder.appendEvent(files, id: sequence, to: &bytes) }
-            }
-            try? channel.send { sequence, bytes in SSEEncoder.appendEvent(terminal, id: sequence, to: &bytes) }
-            channel.finish()
-            log(invocation, outcome: terminal, events: channel.count)
-        }
-        guard accepted else { throw overloaded }
-
-        var headers: HTTPFields = [
-            .contentType: "text/event-stream; charset=utf-8",
-            .cacheControl: "no-cache",
-        ]
-        headers[.accelBuffering] = "no"
-        headers[.invocationId] = invocation.id
-
         // A function that is done within moments (an echo, a short burst) is answered whole, on a
         // connection that stays open for the next request.
-        let quick = await channel.waitUntilFinished(within: configuration.quickAnswerWindow)
-        var first: [UInt8] = []
-        channel.takeAvailable(into: &first)
-        if quick, channel.isComplete {
-            return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(bytes: first)))
-        }
+        _ = await invocation.events.waitUntilFinished(within: configuration.quickAnswerWindow)
+        return eventStreamResponse(invocation, reader: reader, requestBody: requestBody)
+    }
 
-        // Anything longer streams on a watched connection. Watching for the client's close
-        // consumes the connection's read side, so it cannot carry another request: say so, and
-        // clients open a new one.
-        headers[.connection] = "close"
-        let heartbeatInterval = configuration.heartbeatInterval
-        let stopIfAbandoned = StopOnRelease(channel: channel, context: context)
-        return Response(
-            status: .ok,
-            headers: headers,
-            body: ResponseBody { [first] writer in
-                withExtendedLifetime(stopIfAbandoned) {}
-                let heartbeat = Task {
-                    while !Task.isCancelled {
-                        try? await Task.sleep(for: heartbeatInterval)
-                        channel.heartbeat()
-                    }
-                }
-                defer { heartbeat.cancel() }
-                do {
-                    // The client's close becomes a cancel within milliseconds, instead of at the
-                    // second write that fails.
-                    try await requestBody.consumeWithInboundCloseHandler { _ in
-                        if !first.isEmpty { try await writer.write(ByteBuffer(bytes: first)) }
-                        var bytes: [UInt8] = []
-                        while true {
-                            switch await channel.next(into: &bytes) {
-                            case .events: try await writer.write(ByteBuffer(bytes: bytes))
-                            case .idle: try await writer.write(ByteBuffer(bytes: SSEEncoder.heartbeat))
-                            case .finished: return
-                            }
-                        }
-                    } onInboundClosed: {
-                        context.cancel()
-                        channel.close()
-                    }
-                } catch {
-                    context.cancel()
-                    channel.close()
-                    throw error
-                }
-                try await writer.finish(nil)
-            }
-        )
+    /// Starts a streaming function's call on a function thread: its events, then the `files`
+    /// event, then the terminal event. False when too many are running.
+    func start(_ invocation: Invocation, _ function: @escaping StreamingFunction) -> Bool {
+        pool.submit { [self] in
+            let terminal = withTimeout(invocation) { invocation.context.run(function, inputs: invocation.inputs) }
+            if let files = filesEvent(invocation) { invocation.sendClosing(files) }
+            invocation.sendClosing(terminal)
+            complete(invocation, terminal: terminal)
+        }
     }
 
     // MARK: Collected as one JSON document
 
     private func respondWithCollectedEvents(
-        _ invocation: Invocation,
-        _ function: @escaping StreamingFunction
+        _ function: LoadedFunction,
+        _ inputs: PrefabInputs,
+        baseURL: String,
+        _ body: @escaping StreamingFunction
     ) async throws -> Response {
         let collector = EventCollector(maxBytes: configuration.maxCollectedBytes)
-        let context = makeContext(invocation) { event in try collector.append(event) }
-        let (terminal, files) = try await runOnPool { [self] in
-            let outcome = withTimeout(invocation, context) { context.run(function, inputs: invocation.inputs) }
-            return (outcome, filesEvent(invocation, context))
+        let invocation = makeInvocation(function, inputs, baseURL: baseURL, flowControl: false) { event in
+            try collector.append(event)
+        }
+        let (terminal, files) = try await runOnPool(invocation) { [self] in
+            let outcome = withTimeout(invocation) { invocation.context.run(body, inputs: invocation.inputs) }
+            let files = filesEvent(invocation)
+            if let files { invocation.sendClosing(files) }
+            invocation.sendClosing(outcome)
+            complete(invocation, terminal: outcome)
+            return (outcome, files)
         }
         if let files { collector.appendAlways(files) }
         collector.appendAlways(terminal)
-        log(invocation, outcome: terminal, events: collector.count)
         var bytes = Array(#"{"events":"#.utf8)
         collector.appendArray(to: &bytes)
         bytes += #","files":"#.utf8
@@ -215,21 +153,27 @@ extension Gateway {
     private func respondWithResult(_ invocation: Invocation, _ function: @escaping ResultFunction) async throws
         -> Response
     {
-        let context = makeContext(invocation) { _ in }
-        let (result, files) = try await runOnPool { [self] in
-            let outcome = withTimeout(invocation, context) { context.run(function, inputs: invocation.inputs) }
-            return (outcome, filesEvent(invocation, context))
+        let (result, files) = try await runOnPool(invocation) { [self] in
+            let outcome = withTimeout(invocation) { invocation.context.run(function, inputs: invocation.inputs) }
+            let files = filesEvent(invocation)
+            if let files { invocation.sendClosing(files) }
+            let terminal: PrefabEvent
+            switch outcome {
+            case .success(let value): terminal = .done(value)
+            case .failure(let error): terminal = .error(error)
+            }
+            invocation.sendClosing(terminal)
+            complete(invocation, terminal: terminal)
+            return (outcome, files)
         }
         let fileList = JSONValue.array(files?.data?.arrayValue ?? [])
         var response: Response
         switch result {
         case .success(let value):
-            log(invocation, outcome: .done(), events: 0)
             response = .json(
                 ["success": true, "result": value, "files": fileList, "invocation_id": .string(invocation.id)]
             )
         case .failure(let error):
-            log(invocation, outcome: .error(error), events: 0)
             let failure = GatewayError(
                 error.code == .invalidInputs ? .unprocessableContent : .internalServerError,
                 error.code,
@@ -248,11 +192,19 @@ extension Gateway {
 
     // MARK: Shared
 
-    /// Runs `work` on a function thread and waits for it without blocking an event loop.
-    private func runOnPool<T: Sendable>(_ work: @escaping @Sendable () -> T) async throws -> T {
+    /// Runs `work` (the invocation's call) on a function thread and waits for it without blocking
+    /// an event loop.
+    private func runOnPool<T: Sendable>(
+        _ invocation: Invocation,
+        _ work: @escaping @Sendable () -> T
+    ) async throws -> T {
         try await withCheckedThrowingContinuation { continuation in
             let accepted = pool.submit { continuation.resume(returning: work()) }
-            if !accepted { continuation.resume(throwing: overloaded) }
+            if !accepted {
+                invocation.events.finish()
+                invocations.remove(invocation)
+                continuation.resume(throwing: overloaded)
+            }
         }
     }
 
@@ -265,20 +217,51 @@ extension Gateway {
         )
     }
 
-    /// The context of one call: its id, its output directory, and where its events go.
-    private func makeContext(_ invocation: Invocation, sink: @escaping PrefabContext.Sink) -> PrefabContext {
-        PrefabContext(invocationId: invocation.id, outputDirectory: outputs.directory(for: invocation.id), sink: sink)
+    /// A new invocation, reachable at `/invocations/<id>` from now on. `sink` sees each event
+    /// the function yields before the event log does.
+    private func makeInvocation(
+        _ function: LoadedFunction,
+        _ inputs: PrefabInputs,
+        baseURL: String,
+        flowControl: Bool,
+        sink: (@Sendable (PrefabEvent) throws -> Void)? = nil
+    ) -> Invocation {
+        let id = InvocationID.make()
+        let invocation = Invocation(
+            id: id,
+            function: function,
+            inputs: inputs,
+            baseURL: baseURL,
+            outputDirectory: outputs.directory(for: id),
+            events: EventLog(
+                flowControl: flowControl,
+                maxEvents: configuration.streamBufferEvents,
+                maxBytes: configuration.streamBufferBytes,
+                historyBytes: configuration.eventHistoryBytes
+            ),
+            questionTimeout: configuration.questionTimeout,
+            sink: sink
+        )
+        invocations.add(invocation)
+        return invocation
+    }
+
+    /// The call has ended and its last event is in the log: record how, and log it.
+    private func complete(_ invocation: Invocation, terminal: PrefabEvent) {
+        invocation.finish(with: terminal)
+        invocations.finished(invocation)
+        log(invocation, outcome: terminal, events: invocation.events.count)
     }
 
     /// Runs `body` (the call), cancelling it with `TIMEOUT` once it runs past its limit: the
     /// manifest's `timeout_seconds`, or the gateway's default. A process prefab is stopped at
     /// once; a Swift function at its next `yield`.
-    private func withTimeout<T>(_ invocation: Invocation, _ context: PrefabContext, _ body: () -> T) -> T {
+    private func withTimeout<T>(_ invocation: Invocation, _ body: () -> T) -> T {
         let seconds = invocation.function.manifest.timeoutSeconds ?? configuration.defaultTimeout?.seconds
         guard let seconds else { return body() }
         let timer = DispatchWorkItem {
             let limit = String(format: "%g", seconds)
-            context.cancel(PrefabError(.timeout, "the call ran past its time limit of \(limit) s"))
+            invocation.context.cancel(PrefabError(.timeout, "the call ran past its time limit of \(limit) s"))
         }
         DispatchQueue.gatewayTimers.asyncAfter(deadline: .now() + seconds, execute: timer)
         defer { timer.cancel() }
@@ -286,8 +269,8 @@ extension Gateway {
     }
 
     /// The `files` event for what the function wrote, if it wrote anything.
-    private func filesEvent(_ invocation: Invocation, _ context: PrefabContext) -> PrefabEvent? {
-        guard let directory = context.usedOutputDirectory else { return nil }
+    private func filesEvent(_ invocation: Invocation) -> PrefabEvent? {
+        guard let directory = invocation.context.usedOutputDirectory else { return nil }
         let entries = outputs.fileEntries(in: directory, invocationId: invocation.id, baseURL: invocation.baseURL)
         return entries.isEmpty ? nil : .files(entries)
     }
@@ -353,23 +336,6 @@ private final class EventCollector: Sendable {
         if state.count > 0 { state.bytes.append(UInt8(ascii: ",")) }
         event.appendJSON(to: &state.bytes)
         state.count += 1
-    }
-}
-
-/// Stops a function whose response body is dropped without being written (the connection failed
-/// before the head went out): nothing would ever read its events, so it must not wait forever.
-private final class StopOnRelease: Sendable {
-    let channel: EventChannel
-    let context: PrefabContext
-
-    init(channel: EventChannel, context: PrefabContext) {
-        self.channel = channel
-        self.context = context
-    }
-
-    deinit {
-        context.cancel()
-        channel.close()
     }
 }
 

@@ -11,6 +11,7 @@ public struct Gateway: Sendable {
     public let catalog: PrefabCatalog
     let outputs: OutputStore
     let pool: FunctionThreadPool
+    let invocations: InvocationStore
     let logger: Logger
 
     public init(configuration: GatewayConfiguration, catalog: PrefabCatalog, logger: Logger? = nil) {
@@ -20,6 +21,11 @@ public struct Gateway: Sendable {
         self.pool = FunctionThreadPool(
             maxThreads: configuration.maxConcurrentInvocations,
             stackSize: configuration.functionThreadStackBytes
+        )
+        self.invocations = InvocationStore(
+            retention: configuration.invocationRetention,
+            maxFinished: configuration.maxFinishedInvocations,
+            maxFinishedBytes: configuration.maxFinishedInvocationBytes
         )
         self.logger = logger ?? Logger(label: "prefab-gateway")
     }
@@ -56,6 +62,15 @@ public struct Gateway: Sendable {
         router.get("/health") { _, _ in healthResponse() }
         router.post("/invoke/:name") { request, context in try await invoke(request, context: context) }
         router.get("/files/:invocation/**") { request, context in try await file(request, context: context) }
+        router.get("/invocations/:id") { _, context in try invocationStatus(context: context) }
+        router.delete("/invocations/:id") { _, context in try cancelInvocation(context: context) }
+        router.post("/invocations/:id/cancel") { _, context in try cancelInvocation(context: context) }
+        router.post("/invocations/:id/messages") { request, context in
+            try await deliverMessage(request, context: context)
+        }
+        router.get("/invocations/:id/events") { request, context in
+            try await invocationEvents(request, context: context)
+        }
         var logger = logger
         logger.logLevel = .warning  // Hummingbird's own request lines; invocations log on ours.
         return Application(

@@ -38,6 +38,20 @@ public struct GatewayConfiguration: Sendable {
     public var processes = ProcessRuntime.Options()
     /// How long output files are kept after their invocation.
     public var outputRetention: Duration = .seconds(3600)
+    /// Events of an invocation kept after its clients have taken them, so that a client whose
+    /// connection dropped can resume (`Last-Event-ID`) without gaps.
+    public var eventHistoryBytes = 1 << 20
+    /// How long a running call whose last client disconnected waits for one to resume before it
+    /// is cancelled; zero cancels at once.
+    public var resumeGrace: Duration = .seconds(10)
+    /// How long `ask` waits for an answer when the function gives no timeout; nil: no limit.
+    public var questionTimeout: Duration? = .seconds(300)
+    /// How long a finished invocation stays reachable at `/invocations/<id>`.
+    public var invocationRetention: Duration = .seconds(300)
+    /// Most finished invocations kept reachable; the oldest are forgotten first.
+    public var maxFinishedInvocations = 10_000
+    /// Most bytes of events kept for finished invocations in all.
+    public var maxFinishedInvocationBytes = 64 << 20
 
     public init() {}
 

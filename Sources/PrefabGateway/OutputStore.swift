@@ -80,10 +80,3 @@ struct OutputStore: Sendable {
         text.addingPercentEncoding(withAllowedCharacters: unreserved) ?? text
     }
 }
-
-extension Duration {
-    var seconds: Double {
-        let (seconds, attoseconds) = components
-        return Double(seconds) + Double(attoseconds) / 1e18
-    }
-}

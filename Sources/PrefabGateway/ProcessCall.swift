@@ -36,8 +36,11 @@ struct ProcessCall {
         let call: JSONValue = [
             "function": .string(function), "inputs": inputs.jsonValue, "invocation_id": .string(context.invocationId),
             "output_dir": .string(outputDirectory.path), "streaming": .bool(streaming),
+            "question_timeout_seconds": context.questionTimeout.map { .double($0.seconds) } ?? .null,
         ]
         child.sendLine(call)
+        // Answers and other messages follow the call on stdin, one JSON line each.
+        context.forwardMessages { message in child.sendMessage(message.jsonValue) }
 
         let outcome = relayOutput(of: child)
         child.waitForExit()
@@ -131,6 +134,7 @@ final class ChildProcess: Sendable {
     private let stderrPipe = Pipe()
     private let exited = DispatchSemaphore(value: 0)
     private let stopped = Atomic<Bool>(false)
+    private let messageQueue = DispatchQueue(label: "prefab-gateway.child-messages")
     private let runtime: ProcessRuntime
     let stderrTail: StderrTail
 
@@ -219,6 +223,14 @@ final class ChildProcess: Sendable {
         }
         let tail = stderr.isEmpty ? "" : "; last lines of stderr:\n" + stderr.joined(separator: "\n")
         return PrefabError(.prefabCrashed, "the prefab process \(how)\(tail)", details: stderr.map { .string($0) })
+    }
+
+    /// Sends a message line without blocking the caller: a child that does not read its stdin
+    /// holds up only its own queue.
+    func sendMessage(_ value: JSONValue) {
+        messageQueue.async { [self] in
+            if !stopped.load(ordering: .relaxed) { sendLine(value) }
+        }
     }
 
     func sendLine(_ value: JSONValue) {

@@ -9,16 +9,28 @@ import Synchronization
 ///
 ///     let events = try collect(BatchProcess.batchProcess, inputs: ["items": ["a", "b"]])
 ///     #expect(events.first?.type == "start")
+///
+/// `answering` plays the caller of a function that asks questions: it gets each `question`
+/// event and returns the answer (nil leaves the question unanswered).
 public func collect(
     _ function: StreamingFunction,
     inputs: PrefabInputs = [:],
     invocationId: String = "test-invocation",
-    outputDirectory: URL? = nil
+    outputDirectory: URL? = nil,
+    answering: (@Sendable (PrefabEvent) -> JSONValue?)? = nil
 ) throws -> [PrefabEvent] {
     let directory = outputDirectory ?? temporaryOutputDirectory()
-    let events = EventLog()
+    let events = CollectedEvents()
     let context = PrefabContext(invocationId: invocationId, outputDirectory: directory) { event in
         events.append(event)
+    }
+    if let answering {
+        events.onQuestion = { [unowned context] question in
+            guard let id = question.data?.objectValue?["questionId"]?.stringValue,
+                let answer = answering(question)
+            else { return }
+            try? context.deliver(.answer(answer, to: id))
+        }
     }
     let terminal = context.run(function, inputs: inputs)
     if let used = context.usedOutputDirectory {
@@ -49,8 +61,15 @@ private func temporaryOutputDirectory() -> URL {
 }
 
 /// Events appended from the function's thread.
-private final class EventLog: Sendable {
+private final class CollectedEvents: @unchecked Sendable {
     private let events = Mutex<[PrefabEvent]>([])
-    func append(_ event: PrefabEvent) { events.withLock { $0.append(event) } }
+    /// Set before the function runs; called after a question is recorded.
+    var onQuestion: ((PrefabEvent) -> Void)?
+
+    func append(_ event: PrefabEvent) {
+        events.withLock { $0.append(event) }
+        if event.type == PrefabEvent.question { onQuestion?(event) }
+    }
+
     var all: [PrefabEvent] { events.withLock { $0 } }
 }

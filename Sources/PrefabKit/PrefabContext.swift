@@ -17,6 +17,9 @@ public final class PrefabContext: Sendable {
     /// Set with the terminal event; an atomic keeps the per-event check off the lock.
     private let ended = Atomic<Bool>(false)
     private let state = Mutex(State())
+    let inbox = MessageInbox()
+    /// How long `ask` waits for an answer when it is given no timeout; nil waits until cancelled.
+    public let questionTimeout: Duration?
 
     private struct State {
         var terminal: PrefabEvent?
@@ -25,9 +28,15 @@ public final class PrefabContext: Sendable {
         var cancelHandlers: [@Sendable () -> Void] = []
     }
 
-    public init(invocationId: String, outputDirectory: URL, sink: @escaping Sink) {
+    public init(
+        invocationId: String,
+        outputDirectory: URL,
+        questionTimeout: Duration? = nil,
+        sink: @escaping Sink
+    ) {
         self.invocationId = invocationId
         self.outputURL = outputDirectory
+        self.questionTimeout = questionTimeout
         self.sink = sink
     }
 
@@ -47,6 +56,7 @@ public final class PrefabContext: Sendable {
             return state.cancelHandlers
         }
         cancelled.store(true, ordering: .releasing)
+        inbox.cancel(reason)
         for handler in handlers { handler() }
     }
 
@@ -74,6 +84,8 @@ public final class PrefabContext: Sendable {
             return
         }
         if ended.load(ordering: .acquiring) { throw Self.streamEnded }
+        // Recorded before the client can see it, so that its answer is always accepted.
+        if event.type == PrefabEvent.question { inbox.questionAsked(event) }
         try sink(event)
     }
 
@@ -96,6 +108,7 @@ public final class PrefabContext: Sendable {
         state.withLock { $0.outputDirectoryCreated } ? outputURL : nil
     }
 
+    private static let finished = PrefabError(.invocationFinished, "the function has returned")
     private static let streamEnded = PrefabError(.streamEnded, "the stream already ended with a terminal event")
 }
 
@@ -109,6 +122,7 @@ extension PrefabContext {
         } catch {
             thrown = error
         }
+        inbox.cancel(Self.finished)
         if let terminal = state.withLock({ $0.terminal }) { return terminal }
         if let reason = cancelReason { return .error(reason) }
         if let thrown { return .error(PrefabError(describing: thrown)) }
@@ -117,6 +131,7 @@ extension PrefabContext {
 
     /// Runs a non-streaming function; events it yields are dropped.
     public func run(_ function: ResultFunction, inputs: PrefabInputs) -> Result<JSONValue, PrefabError> {
+        defer { inbox.cancel(Self.finished) }
         do {
             return .success(try function(inputs, self))
         } catch {

@@ -13,6 +13,12 @@ public struct PrefabError: Error, Sendable, Hashable, CustomStringConvertible {
         public static let unexpectedError: Code = "UNEXPECTED_ERROR"
         public static let streamEnded: Code = "STREAM_ENDED"
         public static let timeout: Code = "TIMEOUT"
+        public static let questionTimeout: Code = "QUESTION_TIMEOUT"
+        public static let invalidMessage: Code = "INVALID_MESSAGE"
+        public static let questionNotPending: Code = "QUESTION_NOT_PENDING"
+        public static let invalidAnswer: Code = "INVALID_ANSWER"
+        public static let tooManyMessages: Code = "TOO_MANY_MESSAGES"
+        public static let invocationFinished: Code = "INVOCATION_FINISHED"
     }
 
     public var code: Code

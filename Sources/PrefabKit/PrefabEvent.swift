@@ -70,6 +70,10 @@ extension PrefabEvent {
     public static let error = "error"
     /// Sent by the gateway after the function's last event when it wrote output files.
     public static let files = "files"
+    /// A function asks its caller something: `text`, `data.questionId`, optional `data.options`.
+    public static let question = "question"
+    /// The caller's reply: `data.questionId` and `data.answer`.
+    public static let answer = "answer"
 
     public static func start(_ data: JSONValue? = nil) -> PrefabEvent {
         var event = PrefabEvent(type: start)
@@ -111,6 +115,18 @@ extension PrefabEvent {
     /// The gateway's list of output files: `data` holds one entry per file.
     public static func files(_ entries: [JSONValue]) -> PrefabEvent {
         PrefabEvent(files, data: .array(entries))
+    }
+
+    /// A question for the caller; `ask` sends one and waits for its answer.
+    public static func question(_ text: String, id: String, options: [JSONValue] = []) -> PrefabEvent {
+        var data: [String: JSONValue] = ["questionId": .string(id)]
+        if !options.isEmpty { data["options"] = .array(options) }
+        return PrefabEvent(type: question, fields: ["text": .string(text), "data": .object(data)])
+    }
+
+    /// The answer to the question `questionId`.
+    public static func answer(_ value: JSONValue, to questionId: String) -> PrefabEvent {
+        PrefabEvent(answer, data: ["questionId": .string(questionId), "answer": value])
     }
 
     public static func error(_ error: PrefabError) -> PrefabEvent {

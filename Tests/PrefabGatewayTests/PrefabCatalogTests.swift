@@ -72,11 +72,11 @@ import Testing
         let prefabs = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent(
             "../../prefabs")
         let catalog = PrefabCatalog.load(from: prefabs.standardizedFileURL, compiled: [:])
-        #expect(catalog.functions.keys.sorted() == ["batch_items", "count_lines", "flaky_steps"])
+        #expect(catalog.functions.keys.sorted() == ["batch_items", "count_lines", "flaky_steps", "wizard_py"])
         #expect(catalog.functions.values.allSatisfy { $0.runtime == "python" })
         let unbuilt = catalog.problems.map {
             URL(fileURLWithPath: $0.file).deletingLastPathComponent().lastPathComponent
         }
-        #expect(unbuilt.sorted() == ["batch_process", "chat_stream", "echo", "fail_midway", "report"])
+        #expect(unbuilt.sorted() == ["batch_process", "chat_stream", "echo", "fail_midway", "report", "wizard"])
     }
 }

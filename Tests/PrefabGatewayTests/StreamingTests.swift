@@ -68,7 +68,13 @@ import Testing
             #expect(events.map(\.type) == ["start", "progress", "progress", "progress", "progress", "done"])
             #expect(events.dropFirst().prefix(4).map { $0.data?["percentage"] } == [25, 50, 75, 100])
             // The raw framing: `id:` then one `data:` line of one-line JSON, then a blank line.
-            #expect(response.text.hasPrefix("id: 1\ndata: {\"type\":\"start\",\"data\":{\"total\":4}}\n\n"))
+            // The first event also carries the invocation's id.
+            let id = try #require(response.headers[.init("X-Invocation-Id")!])
+            #expect(
+                response.text.hasPrefix(
+                    "id: 1\ndata: {\"type\":\"start\",\"data\":{\"total\":4},\"invocation_id\":\"\(id)\"}\n\n"
+                )
+            )
         }
     }
 

@@ -20,10 +20,12 @@ struct RegistryTests {
         ("batch_process", true), ("chat_stream", true), ("echo", false), ("fail_midway", true), ("report", true),
     ]
 
-    @Test("the registry holds exactly the five example folders")
+    @Test("the registry holds exactly the six example folders")
     func folders() {
         #expect(
-            PrefabRegistry.functions.keys.sorted() == ["batch_process", "chat_stream", "echo", "fail_midway", "report"])
+            PrefabRegistry.functions.keys.sorted() == [
+                "batch_process", "chat_stream", "echo", "fail_midway", "report", "wizard",
+            ])
     }
 
     @Test("each example folder registers one function of its name, with the right kind", arguments: kinds)

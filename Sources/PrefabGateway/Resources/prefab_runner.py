@@ -6,7 +6,16 @@ Reads the call as one JSON line on stdin:
     {"function": "...", "inputs": {...}, "invocation_id": "...", "output_dir": "...", "streaming": true}
 imports ENTRY_FILE, calls the function with the inputs as keyword arguments, and writes to stdout
 one JSON line per event a generator yields, or {"result": ...} for a plain return value. An
-exception becomes an error event. stdin stays open for messages from the gateway.
+exception becomes an error event. The call may carry "question_timeout_seconds" (a number, or
+null for no limit; 300 when absent).
+
+Messages: stdin stays open, and every further line is a message from the client, one JSON object
+with a string "type", e.g. {"type": "answer", "data": {"questionId": "q1", "answer": "A"}}.
+A generator that yields {"type": "question", ...} gets the matching answer's data.answer as the
+value of that yield (data.questionId is set to "q1", "q2", ... when absent); with no answer
+within the timeout, QuestionTimeout (error_code QUESTION_TIMEOUT) is thrown into it. The module
+`prefab_runtime` (ask, next_message, messages, QuestionTimeout) offers the same to any prefab.
+Closing stdin cancels the call: whatever waits for a message ends the run quietly (exit 0).
 
 Anything the prefab prints goes to stderr, so it can never corrupt the protocol. Only the
 standard library is used.
@@ -17,8 +26,13 @@ import types
 import json
 import math
 import os
+import queue
 import sys
+import threading
+import time
 import traceback
+
+DEFAULT_QUESTION_TIMEOUT = 300.0
 
 
 def main():
@@ -27,6 +41,9 @@ def main():
     os.dup2(2, 1)
     sys.stdout = sys.stderr
     writer = EventWriter(protocol)
+    session = Session(writer)
+    # Before the import, so a prefab can `import prefab_runtime` at its top.
+    sys.modules["prefab_runtime"] = session.runtime_module()
     # The prefab is imported before the call arrives, so a pre-started (warm) runner only has to
     # call the function.
     module, load_error = None, None
@@ -38,9 +55,14 @@ def main():
         load_error = error
     try:
         call = json.loads(sys.stdin.readline())
+        if not isinstance(call, dict):
+            raise ValueError(f"the call is {type(call).__name__}, not an object")
     except ValueError as error:
         writer.error(f"the runner got no valid call: {error}", "PROTOCOL_ERROR")
         return
+    # Every further line is a message; sys.stdin itself, since its buffer may already hold some.
+    session.start_reading(sys.stdin)
+    session.question_timeout = call_question_timeout(call)
     # A warm runner was started before its invocation: its variables arrive with the call.
     os.environ["PREFAB_INVOCATION_ID"] = call.get("invocation_id", "")
     os.environ["PREFAB_OUTPUT_DIR"] = call.get("output_dir", "")
@@ -53,7 +75,31 @@ def main():
     if not callable(function):
         writer.error(f"{os.path.basename(sys.argv[1])} has no function '{call.get('function')}'", "FUNCTION_NOT_FOUND")
         return
-    run(function, call.get("inputs") or {}, bool(call.get("streaming", True)), writer)
+    run(function, call.get("inputs") or {}, bool(call.get("streaming", True)), writer, session)
+
+
+def call_question_timeout(call):
+    if "question_timeout_seconds" not in call:
+        return DEFAULT_QUESTION_TIMEOUT
+    value = seconds_or_none(call["question_timeout_seconds"])
+    if value is False:
+        note(f"question_timeout_seconds {call['question_timeout_seconds']!r} is not a number: "
+             f"using {DEFAULT_QUESTION_TIMEOUT:g} s")
+        return DEFAULT_QUESTION_TIMEOUT
+    return value
+
+
+def seconds_or_none(value):
+    """A timeout in seconds (at least 0), None for no limit, or False when it is not one."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+        return False
+    return None if math.isinf(value) and value > 0 else max(0.0, float(value))
+
+
+def note(text):
+    print(f"prefab_runner: {text}", file=sys.stderr, flush=True)
 
 
 def import_entry(entry):
@@ -68,21 +114,232 @@ def import_entry(entry):
     return module
 
 
-def run(function, inputs, streaming, writer):
+def run(function, inputs, streaming, writer, session):
     try:
         result = function(**inputs)
         if isinstance(result, types.GeneratorType):
-            for event in result:
-                if not writer.event(event):
-                    result.close()
-                    return
+            drive(result, writer, session)
         elif streaming:
             writer.event({"type": "done", "data": result} if result is not None else {"type": "done"})
         else:
             writer.result(result)
+    except EndRun:
+        return  # cancelled (stdin closed) while waiting for a message: nothing more is written
     except Exception as error:  # noqa: BLE001 - every exception becomes an error event
         traceback.print_exc()
         writer.error(describe(error), error_code(error))
+
+
+def drive(generator, writer, session):
+    """Writes each event the generator yields; a question's answer is sent back as the value of
+    its yield, a missing one is thrown into it as QuestionTimeout."""
+    reply, failure = None, None
+    while True:
+        try:
+            event = generator.throw(failure) if failure is not None else generator.send(reply)
+        except StopIteration:
+            return
+        reply, failure = None, None
+        question = None
+        if isinstance(event, dict) and event.get("type") == "question":
+            question = session.prepare_question(event, writer.count + 1)
+            if question is None:
+                generator.close()
+                return
+            event = question[0]
+        if not writer.event(event):
+            generator.close()
+            return
+        if question is not None:
+            _, question_id, timeout = question
+            try:
+                reply = session.wait_for_answer(question_id, timeout)
+            except QuestionTimeout as timed_out:
+                failure = timed_out
+            except EndRun:
+                try:
+                    generator.close()
+                except Exception:  # noqa: BLE001 - the run is over either way
+                    traceback.print_exc()
+                raise
+
+
+class EndRun(BaseException):
+    """Ends the run without writing anything more: stdin closed while a message was awaited.
+    A BaseException, so a prefab's `except Exception` does not stop it."""
+
+
+class QuestionTimeout(Exception):
+    """No answer to a question came within its timeout."""
+
+    error_code = "QUESTION_TIMEOUT"
+
+
+QuestionTimeout.__module__ = "prefab_runtime"
+
+_CLOSED = object()  # put on the message queue when stdin reaches its end
+
+
+class Session:
+    """The messages of one call: a thread reads stdin into a queue; messages taken from it while
+    waiting for a particular answer are kept, in order, in a backlog that is read first."""
+
+    def __init__(self, writer):
+        self.writer = writer
+        self.queue = queue.Queue()
+        self.backlog = []
+        self.closed = False
+        self.question_count = 0
+        self.question_timeout = DEFAULT_QUESTION_TIMEOUT
+
+    def start_reading(self, stream):
+        threading.Thread(target=self._read, args=(stream,), name="prefab-messages", daemon=True).start()
+
+    def _read(self, stream):
+        try:
+            for line in iter(stream.readline, ""):
+                if not line.strip():
+                    continue
+                try:
+                    message = json.loads(line)
+                except ValueError as error:
+                    note(f"ignored a message that is not valid JSON ({error}): {line.strip()!r:.120}")
+                    continue
+                if not isinstance(message, dict) or not isinstance(message.get("type"), str):
+                    note(f"ignored a message that is not an object with a string 'type': {line.strip()!r:.120}")
+                    continue
+                self.queue.put(message)
+        except (OSError, ValueError) as error:
+            note(f"stopped reading messages: {error}")
+        finally:
+            self.queue.put(_CLOSED)
+
+    def _take(self, timeout):
+        """The next message from the queue; None when none comes within timeout (None: no limit).
+        Raises EndRun once stdin is closed, and from then on writes nothing more."""
+        if self.closed:
+            raise EndRun()
+        try:
+            message = self.queue.get(timeout=timeout)
+        except queue.Empty:
+            return None
+        if message is _CLOSED:
+            self.closed = True
+            self.writer.silent = True
+            raise EndRun()
+        return message
+
+    def next_message(self, timeout=None):
+        if self.backlog:
+            return self.backlog.pop(0)
+        return self._take(None if timeout is None else max(0.0, timeout))
+
+    def messages(self):
+        while True:
+            try:
+                message = self.next_message()
+            except EndRun:
+                return
+            yield message
+
+    def wait_for_answer(self, question_id, timeout):
+        """The answer's data.answer; QuestionTimeout when none comes within timeout seconds."""
+        for index, message in enumerate(self.backlog):
+            if is_answer(message, question_id):
+                del self.backlog[index]
+                return message["data"].get("answer")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            message = self._take(remaining)
+            if message is None:
+                raise QuestionTimeout(f"no answer to question '{question_id}' within {timeout:g} s")
+            if is_answer(message, question_id):
+                return message["data"].get("answer")
+            self.backlog.append(message)
+
+    def new_question_id(self, given):
+        self.question_count += 1
+        return given if given is not None else f"q{self.question_count}"
+
+    def prepare_question(self, event, number):
+        """(event to write, its question id, timeout) for a yielded question, its data completed
+        with a questionId; None, after an INVALID_EVENT error, when its data is not an object."""
+        data = event.get("data")
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            self.writer.error(f"event {number} is a question whose data is {type(data).__name__}, not an object",
+                              "INVALID_EVENT")
+            return None
+        question_id = self.new_question_id(data.get("questionId"))
+        event = dict(event, data=dict(data, questionId=question_id))
+        timeout = self.question_timeout
+        if "timeout_seconds" in event:
+            given = seconds_or_none(event["timeout_seconds"])
+            if given is False:
+                note(f"question '{question_id}': timeout_seconds {event['timeout_seconds']!r} is not a number")
+            else:
+                timeout = given
+        return event, question_id, timeout
+
+    def ask(self, text, options=None, question_id=None, timeout=None):
+        question_id = self.new_question_id(question_id)
+        data = {"questionId": question_id}
+        if options is not None:
+            data["options"] = list(options)
+        event = {"type": "question", "text": text, "data": data}
+        limit = self.question_timeout if timeout is None else seconds_or_none(timeout)
+        if limit is False:
+            raise TypeError(f"ask: timeout must be a number of seconds, not {timeout!r}")
+        if timeout is not None and limit is not None:
+            event["timeout_seconds"] = timeout
+        if not self.writer.event(event):
+            raise EndRun()  # the writer already sent the error event
+        return self.wait_for_answer(question_id, limit)
+
+    def runtime_module(self):
+        module = types.ModuleType("prefab_runtime", RUNTIME_DOC)
+        session = self
+
+        def ask(text, options=None, question_id=None, timeout=None):
+            """Sends a question event and blocks until its answer arrives; returns the answer's
+            value. Raises QuestionTimeout when none comes within timeout seconds (None: the
+            call's question_timeout_seconds)."""
+            return session.ask(text, options=options, question_id=question_id, timeout=timeout)
+
+        def next_message(timeout=None):
+            """The next message from the client (a dict with a string "type"), in order; None
+            when none comes within timeout seconds (None: wait until one comes)."""
+            return session.next_message(timeout)
+
+        def messages():
+            """The client's messages, in order, until stdin closes (the call was cancelled)."""
+            return session.messages()
+
+        for function in (ask, next_message, messages):
+            function.__module__ = "prefab_runtime"
+            setattr(module, function.__name__, function)
+        module.QuestionTimeout = QuestionTimeout
+        module.__all__ = ["ask", "next_message", "messages", "QuestionTimeout"]
+        return module
+
+
+RUNTIME_DOC = """Talks with the client of a prefab run by the Prefab Gateway's Python runner.
+
+    from prefab_runtime import ask
+    name = ask("What is the project called?")
+    template = ask(f"Which template for {name}?", options=["cli", "web", "library"])
+
+ask() sends a question event and waits for its answer, next_message() and messages() give the
+client's other messages. When the call is cancelled (stdin closed), a wait ends the run quietly.
+A generator can instead yield {"type": "question", ...} and get the answer as the yield's value.
+"""
+
+
+def is_answer(message, question_id):
+    data = message.get("data")
+    return message.get("type") == "answer" and isinstance(data, dict) and data.get("questionId") == question_id
 
 
 def error_code(error):
@@ -101,6 +358,7 @@ class EventWriter:
     def __init__(self, stream):
         self.stream = stream
         self.count = 0
+        self.silent = False  # set once the call is cancelled
 
     def event(self, event):
         """Writes one event; False (after an error event) when it cannot be sent."""
@@ -132,6 +390,8 @@ class EventWriter:
             return None
 
     def write(self, line):
+        if self.silent:
+            return
         try:
             self.stream.write(line + "\n")
             self.stream.flush()

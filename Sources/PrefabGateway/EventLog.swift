@@ -1,0 +1,423 @@
+import Foundation
+import PrefabKit
+
+/// The events of one invocation, each encoded once as an SSE message (`id: n`, `data: json`),
+/// kept for every reader: the stream that started the call, a client resuming with
+/// `Last-Event-ID`, a WebSocket.
+///
+/// What is kept: every event no reader has taken yet, and the most recent `historyBytes` of
+/// those taken, so a client that lost its connection can resume without gaps. Older events are
+/// dropped; a reader that asks for them is told which ones it missed.
+///
+/// With flow control (streams), the function blocks in `yield` while `maxEvents`/`maxBytes`
+/// events wait untaken by the furthest reader, so a slow client slows the function instead of
+/// growing memory, and a run nobody reads pauses. Without it (JSON answers), nothing waits.
+final class EventLog: @unchecked Sendable {
+    /// What a reader gets from `next`.
+    enum Batch: Equatable {
+        /// SSE messages, to be written in one go. Events the reader asked for that are no longer
+        /// kept come as one `gap` message (without an id) saying which were dropped.
+        case events
+        /// Nothing arrived for a heartbeat interval.
+        case idle
+        /// The invocation ended and the reader has everything (or the reader was detached).
+        case finished
+    }
+
+    /// One reader's position, guarded by the log's lock.
+    final class Reader: @unchecked Sendable {
+        fileprivate var after: Int
+        fileprivate var waiter: CheckedContinuation<Void, Never>?
+        fileprivate var detached = false
+        fileprivate var wakeRequested = false
+        fileprivate var activeSinceHeartbeat = false
+        fileprivate let log: EventLog
+
+        fileprivate init(log: EventLog, after: Int) {
+            self.log = log
+            self.after = after
+        }
+
+        /// Waits for events after the last ones taken and moves all of them into `bytes`
+        /// (emptied first, keeping its capacity).
+        func next(into bytes: inout [UInt8]) async -> Batch { await log.next(self, into: &bytes) }
+
+        /// Like `next`, as one JSON object per event (for a WebSocket).
+        func nextEvents() async -> ([ArraySlice<UInt8>], Batch) {
+            var bytes: [UInt8] = []
+            let batch = await log.next(self, into: &bytes)
+            guard batch == .events else { return ([], batch) }
+            return (EventLog.jsonObjects(inSSE: bytes), batch)
+        }
+
+        /// Moves what is there now into `bytes`, without waiting; true when the reader has
+        /// everything of a finished invocation.
+        func takeAvailable(into bytes: inout [UInt8]) -> Bool { log.takeAvailable(self, into: &bytes) }
+
+        /// Called every heartbeat interval: wakes the reader with `.idle` if no event came since.
+        func heartbeat() { log.heartbeat(self) }
+
+        /// The reader stops: its `next` returns `.finished`. Returns the readers left.
+        @discardableResult
+        func detach() -> Int { log.detach(self) }
+    }
+
+    // Touched only by the single producer thread.
+    private var sequence = 0
+    private var scratch: [UInt8] = []
+
+    // All state below is guarded by `condition`'s lock; the producer waits on it under flow control.
+    private let condition = AdaptiveCondition()
+    /// SSE messages from `head` on; bytes before `head` were dropped.
+    private var bytes: [UInt8] = []
+    private var head = 0
+    /// The end offset in `bytes` of each kept event, oldest first, from index `headIndex`.
+    private var ends: [Int] = []
+    private var headIndex = 0
+    /// The sequence number of the oldest kept event.
+    private var firstKept = 1
+    private var last = 0
+    /// The furthest any reader has taken: flow control and history count from here.
+    private var taken = 0
+    private var finished = false
+    private var producerStopped = false
+    private var readers: [ObjectIdentifier: Reader] = [:]
+    private var completionWaiter: CheckedContinuation<Void, Never>?
+    private var completionWaitTimedOut = false
+
+    private let flowControl: Bool
+    private let maxEvents: Int
+    private let maxBytes: Int
+    private let historyBytes: Int
+    /// Untaken bytes that end the wait for a quick answer.
+    private static let streamWithoutWaitingBytes = 32 * 1024
+
+    init(flowControl: Bool, maxEvents: Int, maxBytes: Int, historyBytes: Int) {
+        self.flowControl = flowControl
+        self.maxEvents = max(1, maxEvents)
+        self.maxBytes = max(1, maxBytes)
+        self.historyBytes = max(0, historyBytes)
+    }
+
+    // MARK: Producer (a function's thread)
+
+    /// Appends one of the function's events, numbered from 1; under flow control blocks while
+    /// too much waits untaken. Throws `CANCELLED` once the producer was stopped.
+    func send(_ encode: (_ sequence: Int, _ bytes: inout [UInt8]) -> Void) throws {
+        // Encoding happens outside the lock, into the producer's own scratch buffer: the lock is
+        // then held only for a copy, so readers rarely have to sleep on it.
+        scratch.removeAll(keepingCapacity: true)
+        encode(sequence + 1, &scratch)
+        condition.lock()
+        while flowControl && !producerStopped && isFull {
+            condition.wait()
+        }
+        if producerStopped {
+            condition.unlock()
+            throw PrefabError.cancelled
+        }
+        sequence += 1
+        let wake = appendScratch()
+        condition.unlock()
+        resume(wake)
+    }
+
+    /// Appends the gateway's closing events (`files`, the terminal event): never blocks.
+    func sendClosing(_ encode: (_ sequence: Int, _ bytes: inout [UInt8]) -> Void) {
+        scratch.removeAll(keepingCapacity: true)
+        sequence += 1
+        encode(sequence, &scratch)
+        condition.lock()
+        let wake = appendScratch()
+        condition.unlock()
+        resume(wake)
+    }
+
+    /// No more events will come.
+    func finish() {
+        condition.lock()
+        finished = true
+        var wake = takeWaiters()
+        if let completion = completionWaiter {
+            wake.append(completion)
+            completionWaiter = nil
+        }
+        // A finished log is kept for a while: give back what it no longer needs.
+        trimHistory(keepingUntaken: true)
+        compact(force: true)
+        condition.unlock()
+        resume(wake)
+    }
+
+    /// The function was cancelled: a blocked or later `send` throws. Readers stay.
+    func stopProducer() {
+        condition.lock()
+        producerStopped = true
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    /// The number of events sent so far.
+    var count: Int {
+        condition.lock()
+        defer { condition.unlock() }
+        return last
+    }
+
+    private var isFull: Bool {
+        last - taken >= maxEvents || bytes.count - endOffset(of: max(taken, firstKept - 1)) >= maxBytes
+    }
+
+    /// Appends `scratch` as the next event; returns the continuations to resume.
+    private func appendScratch() -> [CheckedContinuation<Void, Never>] {
+        bytes.append(contentsOf: scratch)
+        ends.append(bytes.count)
+        last += 1
+        if !flowControl { taken = last }
+        trimHistory(keepingUntaken: flowControl)
+        var wake = takeWaiters()
+        // A function that has already produced this much is no quick answer: start streaming.
+        if let completion = completionWaiter, bytes.count - head >= Self.streamWithoutWaitingBytes {
+            wake.append(completion)
+            completionWaiter = nil
+        }
+        return wake
+    }
+
+    // MARK: Readers
+
+    /// A reader that starts with the events after `after` (0: all of them).
+    func attach(after: Int = 0) -> Reader {
+        let reader = Reader(log: self, after: max(0, after))
+        condition.lock()
+        readers[ObjectIdentifier(reader)] = reader
+        condition.unlock()
+        return reader
+    }
+
+    /// Readers attached now.
+    var readerCount: Int {
+        condition.lock()
+        defer { condition.unlock() }
+        return readers.count
+    }
+
+    /// The number of the last event, once the invocation has ended; nil while it runs.
+    var finalCount: Int? {
+        condition.lock()
+        defer { condition.unlock() }
+        return finished ? last : nil
+    }
+
+    /// The sequence number of the oldest event still kept (1 while nothing was dropped).
+    var oldestKept: Int {
+        condition.lock()
+        defer { condition.unlock() }
+        return firstKept
+    }
+
+    /// The memory the kept events take, roughly.
+    var keptBytes: Int {
+        condition.lock()
+        defer { condition.unlock() }
+        return bytes.capacity + ends.capacity * MemoryLayout<Int>.stride
+    }
+
+    fileprivate func next(_ reader: Reader, into out: inout [UInt8]) async -> Batch {
+        while true {
+            out.removeAll(keepingCapacity: true)
+            if let batch = poll(reader, into: &out) { return batch }
+            await withTaskCancellationHandler {
+                await withCheckedContinuation { continuation in
+                    park(reader, continuation)
+                }
+            } onCancel: {
+                detach(reader)
+            }
+        }
+    }
+
+    /// What `next` can return right now, or nil when it has to wait.
+    private func poll(_ reader: Reader, into out: inout [UInt8]) -> Batch? {
+        condition.lock()
+        defer { condition.unlock() }
+        if reader.detached { return .finished }
+        if reader.after < firstKept - 1 {
+            Self.appendGap(first: reader.after + 1, last: firstKept - 1, to: &out)
+            reader.after = firstKept - 1
+        }
+        if reader.after < last {
+            out.append(contentsOf: bytes[endOffset(of: reader.after)...])
+            reader.after = last
+            reader.activeSinceHeartbeat = true
+            if last > taken {
+                taken = last
+                trimHistory(keepingUntaken: flowControl)
+                condition.broadcast()
+            }
+            return .events
+        }
+        if !out.isEmpty { return .events }
+        if finished { return .finished }
+        if reader.wakeRequested {
+            reader.wakeRequested = false
+            return .idle
+        }
+        return nil
+    }
+
+    fileprivate func takeAvailable(_ reader: Reader, into out: inout [UInt8]) -> Bool {
+        out.removeAll(keepingCapacity: true)
+        _ = poll(reader, into: &out)
+        condition.lock()
+        defer { condition.unlock() }
+        return finished && reader.after == last
+    }
+
+    private func park(_ reader: Reader, _ continuation: CheckedContinuation<Void, Never>) {
+        condition.lock()
+        if reader.detached || reader.after < last || finished || reader.wakeRequested {
+            condition.unlock()
+            continuation.resume()
+        } else {
+            reader.waiter = continuation
+            condition.unlock()
+        }
+    }
+
+    fileprivate func heartbeat(_ reader: Reader) {
+        condition.lock()
+        let wasActive = reader.activeSinceHeartbeat
+        reader.activeSinceHeartbeat = false
+        var waiter: CheckedContinuation<Void, Never>?
+        if !wasActive {
+            reader.wakeRequested = true
+            waiter = reader.waiter
+            reader.waiter = nil
+        }
+        condition.unlock()
+        waiter?.resume()
+    }
+
+    @discardableResult
+    fileprivate func detach(_ reader: Reader) -> Int {
+        condition.lock()
+        reader.detached = true
+        readers[ObjectIdentifier(reader)] = nil
+        let waiter = reader.waiter
+        reader.waiter = nil
+        let left = readers.count
+        condition.unlock()
+        waiter?.resume()
+        return left
+    }
+
+    // MARK: Quick answers
+
+    /// Waits until the invocation has finished (true) or `timeout` has passed (false), without
+    /// waking for each event: a quick function costs its caller a single wake-up.
+    func waitUntilFinished(within timeout: Duration) async -> Bool {
+        // A dispatch timer, not a sleeping task: cancelled before it fires (the usual case for a
+        // quick function) it costs no wake-up at all.
+        let timer = DispatchWorkItem { [self] in completionTimeout() }
+        DispatchQueue.gatewayTimers.asyncAfter(deadline: .now() + timeout.seconds, execute: timer)
+        await withCheckedContinuation { continuation in
+            condition.lock()
+            if finished || completionWaitTimedOut || bytes.count - head >= Self.streamWithoutWaitingBytes {
+                condition.unlock()
+                continuation.resume()
+            } else {
+                completionWaiter = continuation
+                condition.unlock()
+            }
+        }
+        timer.cancel()
+        condition.lock()
+        defer { condition.unlock() }
+        completionWaitTimedOut = false
+        return finished
+    }
+
+    private func completionTimeout() {
+        condition.lock()
+        completionWaitTimedOut = true
+        let completion = completionWaiter
+        completionWaiter = nil
+        condition.unlock()
+        completion?.resume()
+    }
+
+    // MARK: Storage
+
+    /// Where the event `sequence` ends in `bytes` (`head` for the one before the oldest kept).
+    private func endOffset(of sequence: Int) -> Int {
+        sequence < firstKept ? head : ends[headIndex + sequence - firstKept]
+    }
+
+    /// Drops the oldest taken events beyond `historyBytes` (and, for a finished log, beyond it
+    /// whether taken or not).
+    private func trimHistory(keepingUntaken: Bool) {
+        let protected = keepingUntaken ? min(taken, last) : last
+        while firstKept <= protected, endOffset(of: protected) - head > historyBytes {
+            head = ends[headIndex]
+            headIndex += 1
+            firstKept += 1
+        }
+        compact(force: false)
+    }
+
+    /// Gives back the dropped prefix once it is large, so that trimming stays linear overall.
+    private func compact(force: Bool) {
+        guard head > 0, force || (head >= 64 * 1024 && head * 2 >= bytes.count) else { return }
+        var kept = [UInt8]()
+        kept.reserveCapacity(bytes.count - head)
+        kept.append(contentsOf: bytes[head...])
+        bytes = kept
+        ends = ends[headIndex...].map { $0 - head }
+        head = 0
+        headIndex = 0
+    }
+
+    private func takeWaiters() -> [CheckedContinuation<Void, Never>] {
+        var waiters: [CheckedContinuation<Void, Never>] = []
+        for reader in readers.values {
+            if let waiter = reader.waiter {
+                waiters.append(waiter)
+                reader.waiter = nil
+            }
+        }
+        return waiters
+    }
+
+    private func resume(_ continuations: [CheckedContinuation<Void, Never>]) {
+        for continuation in continuations { continuation.resume() }
+    }
+
+    /// The SSE message for events a reader asked for that are no longer kept. It has no `id`,
+    /// so a client's last event id stays the last event it really got.
+    static func appendGap(first: Int, last: Int, to bytes: inout [UInt8]) {
+        let gap = PrefabEvent(
+            "gap",
+            data: [
+                "first": .int(first), "last": .int(last),
+                "message": .string("events \(first) to \(last) are no longer kept and were skipped"),
+            ]
+        )
+        bytes.append(contentsOf: "data: ".utf8)
+        gap.appendJSON(to: &bytes)
+        bytes.append(contentsOf: "\n\n".utf8)
+    }
+
+    /// The JSON object of each SSE message in `sse` (as this log writes them: one `data:` line each).
+    static func jsonObjects(inSSE sse: [UInt8]) -> [ArraySlice<UInt8>] {
+        var objects: [ArraySlice<UInt8>] = []
+        var lineStart = sse.startIndex
+        while lineStart < sse.endIndex {
+            let lineEnd = sse[lineStart...].firstIndex(of: UInt8(ascii: "\n")) ?? sse.endIndex
+            let line = sse[lineStart..<lineEnd]
+            if line.starts(with: "data: ".utf8) { objects.append(line.dropFirst(6)) }
+            lineStart = lineEnd + 1
+        }
+        return objects
+    }
+}

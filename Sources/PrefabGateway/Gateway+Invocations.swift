@@ -1,0 +1,202 @@
+import HTTPTypes
+import Hummingbird
+import NIOCore
+import PrefabKit
+import Synchronization
+
+extension Gateway {
+    /// `GET /invocations/<id>`: state, function, timing, event count.
+    func invocationStatus(context: some RequestContext) throws -> Response {
+        .json(try invocation(context).statusJSON)
+    }
+
+    /// `DELETE /invocations/<id>` (or `POST .../cancel`): the function's next `yield` throws, a
+    /// process prefab is stopped, and the stream ends with an `error` event `CANCELLED`.
+    func cancelInvocation(context: some RequestContext) throws -> Response {
+        let invocation = try invocation(context)
+        try requireRunning(invocation)
+        invocation.context.cancel(PrefabError(.cancelled, "the invocation was cancelled by a client"))
+        return .json(["id": .string(invocation.id), "state": "cancelling"], status: .accepted)
+    }
+
+    /// `POST /invocations/<id>/messages`: one event object (an `answer`, or anything the
+    /// function reads with `nextMessage`), delivered to the running function.
+    func deliverMessage(_ request: Request, context: some RequestContext) async throws -> Response {
+        let invocation = try invocation(context)
+        var request = request
+        let json = try await readJSONBody(&request)
+        guard let message = PrefabEvent(json: json) else {
+            throw GatewayError(
+                .badRequest,
+                .invalidMessage,
+                #"a message is one event object with a string "type", e.g. {"type": "answer", "data": {"questionId": "q1", "answer": "A"}}"#
+            )
+        }
+        try requireRunning(invocation)
+        try deliver(message, to: invocation)
+        return .json(["id": .string(invocation.id), "delivered": true], status: .accepted)
+    }
+
+    /// Hands `message` to the invocation, turning a refusal into its HTTP error.
+    func deliver(_ message: PrefabEvent, to invocation: Invocation) throws(GatewayError) {
+        do {
+            try invocation.context.deliver(message)
+        } catch {
+            switch error.code {
+            case .questionNotPending, .invocationFinished:
+                throw GatewayError(.conflict, error.code, error.message, details: error.details)
+            case .invalidAnswer:
+                throw GatewayError(.unprocessableContent, error.code, error.message, details: error.details)
+            case .tooManyMessages:
+                throw GatewayError(.tooManyRequests, error.code, error.message, headers: [.retryAfter: "1"])
+            default:
+                throw GatewayError(.badRequest, error.code, error.message, details: error.details)
+            }
+        }
+    }
+
+    /// `GET /invocations/<id>/events`: every event after `Last-Event-ID` (or `?after=`), then the
+    /// live ones until the end. 204 when there is nothing more to come, which tells a browser's
+    /// `EventSource` to stop reconnecting.
+    func invocationEvents(_ request: Request, context: some RequestContext) async throws -> Response {
+        let invocation = try invocation(context)
+        let text = request.headers[.lastEventID] ?? request.uri.queryParameters.get("after") ?? "0"
+        guard let after = Int(text.filter { $0 != " " }), after >= 0 else {
+            throw GatewayError(
+                .badRequest,
+                .invalidRequest,
+                "Last-Event-ID (or ?after=) must be an event number, not '\(text)'"
+            )
+        }
+        if let count = invocation.events.finalCount, after >= count {
+            var response = Response(status: .noContent)
+            response.headers[.invocationId] = invocation.id
+            return response
+        }
+        let reader = invocation.events.attach(after: after)
+        return eventStreamResponse(invocation, reader: reader, requestBody: request.body)
+    }
+
+    /// The SSE answer for `reader`: whole on a kept-alive connection when everything is already
+    /// there, otherwise streamed until the end on a watched connection.
+    func eventStreamResponse(_ invocation: Invocation, reader: EventLog.Reader, requestBody: RequestBody) -> Response {
+        var headers: HTTPFields = [
+            .contentType: "text/event-stream; charset=utf-8",
+            .cacheControl: "no-cache",
+        ]
+        headers[.accelBuffering] = "no"
+        headers[.invocationId] = invocation.id
+        let lease = ReaderLease(invocation: invocation, reader: reader, grace: configuration.resumeGrace)
+        var first: [UInt8] = []
+        if reader.takeAvailable(into: &first) {
+            lease.release()
+            return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(bytes: first)))
+        }
+
+        // Watching for the client's close consumes the connection's read side, so it cannot
+        // carry another request: say so, and clients open a new one.
+        headers[.connection] = "close"
+        let heartbeatInterval = configuration.heartbeatInterval
+        return Response(
+            status: .ok,
+            headers: headers,
+            body: ResponseBody { [first] writer in
+                defer { lease.release() }
+                let heartbeat = Task {
+                    while !Task.isCancelled {
+                        try? await Task.sleep(for: heartbeatInterval)
+                        reader.heartbeat()
+                    }
+                }
+                defer { heartbeat.cancel() }
+                // The client's close is noticed within milliseconds, instead of at the second
+                // write that fails.
+                try await requestBody.consumeWithInboundCloseHandler { _ in
+                    if !first.isEmpty { try await writer.write(ByteBuffer(bytes: first)) }
+                    var bytes: [UInt8] = []
+                    while true {
+                        switch await reader.next(into: &bytes) {
+                        case .events: try await writer.write(ByteBuffer(bytes: bytes))
+                        case .idle: try await writer.write(ByteBuffer(bytes: SSEEncoder.heartbeat))
+                        case .finished: return
+                        }
+                    }
+                } onInboundClosed: {
+                    lease.release()
+                }
+                try await writer.finish(nil)
+            }
+        )
+    }
+
+    private func invocation(_ context: some RequestContext) throws -> Invocation {
+        let id = context.parameters.get("id") ?? ""
+        guard let invocation = invocations.invocation(id) else {
+            throw GatewayError(
+                .notFound,
+                .invocationNotFound,
+                "no invocation '\(id)': it never existed, or it ended more than \(Int(configuration.invocationRetention.seconds)) s ago"
+            )
+        }
+        return invocation
+    }
+
+    private func requireRunning(_ invocation: Invocation) throws {
+        let phase = invocation.phase
+        guard phase == .running else {
+            throw GatewayError(
+                .conflict, .invocationFinished, "the invocation has already ended: it is \(phase.rawValue)")
+        }
+    }
+
+    /// A JSON request body, with the gateway's size limit and clear errors.
+    func readJSONBody(_ request: inout Request) async throws -> JSONValue {
+        let body: ByteBuffer
+        do {
+            body = try await request.collectBody(upTo: configuration.maxBodyBytes)
+        } catch is NIOTooManyBytesError {
+            throw GatewayError(
+                .contentTooLarge,
+                .payloadTooLarge,
+                "the request body is larger than the limit of \(configuration.maxBodyBytes) bytes"
+            )
+        }
+        do {
+            return try body.withUnsafeReadableBytes { try JSONValue(parsing: $0) }
+        } catch {
+            throw GatewayError(.badRequest, .invalidJSON, "the body is not valid JSON: \(error)")
+        }
+    }
+}
+
+/// A reader's hold on an invocation's events. Released once — when its response ends, its client
+/// disconnects, or the response is dropped unwritten — it detaches the reader, and a call left
+/// with no reader is cancelled after the resume grace period.
+final class ReaderLease: Sendable {
+    private let invocation: Invocation
+    private let reader: EventLog.Reader
+    private let grace: Duration
+    private let released = Atomic<Bool>(false)
+
+    init(invocation: Invocation, reader: EventLog.Reader, grace: Duration) {
+        self.invocation = invocation
+        self.reader = reader
+        self.grace = grace
+    }
+
+    func release() {
+        guard !released.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        invocation.readerLeft(remaining: reader.detach(), grace: grace)
+    }
+
+    deinit { release() }
+}
+
+extension PrefabError.Code {
+    public static let invocationNotFound: Self = "INVOCATION_NOT_FOUND"
+}
+
+extension HTTPField.Name {
+    /// Where a reconnecting SSE client (a browser's `EventSource`) resumes.
+    static let lastEventID = HTTPField.Name("Last-Event-ID")!
+}

@@ -1,0 +1,144 @@
+import Foundation
+import PrefabKit
+import Synchronization
+
+/// One call of a function, from its request until it is forgotten: what was asked, its context
+/// (cancel, messages), its events for every reader, and how it ended.
+final class Invocation: Sendable {
+    enum Phase: String, Sendable {
+        case running, done, failed, cancelled
+    }
+
+    let id: String
+    let function: LoadedFunction
+    let inputs: PrefabInputs
+    /// The scheme, host and port that file URLs start with.
+    let baseURL: String
+    let started = ContinuousClock.now
+    let startedAt = Date()
+    let context: PrefabContext
+    let events: EventLog
+    private let state = Mutex(State())
+
+    private struct State {
+        var phase = Phase.running
+        var finishedAt: Date?
+        var duration: Duration?
+        var error: PrefabError?
+        var departures = 0
+    }
+
+    init(
+        id: String = InvocationID.make(),
+        function: LoadedFunction,
+        inputs: PrefabInputs,
+        baseURL: String,
+        outputDirectory: URL,
+        events: EventLog,
+        questionTimeout: Duration?,
+        sink: (@Sendable (PrefabEvent) throws -> Void)? = nil
+    ) {
+        self.id = id
+        self.function = function
+        self.inputs = inputs
+        self.baseURL = baseURL
+        self.events = events
+        self.context = PrefabContext(
+            invocationId: id,
+            outputDirectory: outputDirectory,
+            questionTimeout: questionTimeout
+        ) { [events, id] event in
+            try sink?(event)
+            try events.send { sequence, bytes in Self.appendMessage(event, sequence: sequence, id: id, to: &bytes) }
+        }
+        context.onCancel { [events] in events.stopProducer() }
+    }
+
+    /// Appends one of the gateway's closing events (`files`, the terminal event).
+    func sendClosing(_ event: PrefabEvent) {
+        events.sendClosing { [id] sequence, bytes in Self.appendMessage(event, sequence: sequence, id: id, to: &bytes) }
+    }
+
+    /// One SSE message; the first event of every invocation also carries its id.
+    private static func appendMessage(_ event: PrefabEvent, sequence: Int, id: String, to bytes: inout [UInt8]) {
+        guard sequence == 1 else {
+            SSEEncoder.appendEvent(event, id: sequence, to: &bytes)
+            return
+        }
+        var first = event
+        first["invocation_id"] = .string(id)
+        SSEEncoder.appendEvent(first, id: sequence, to: &bytes)
+    }
+
+    var phase: Phase { state.withLock { $0.phase } }
+
+    /// Records how the call ended; the terminal event tells done, failed or cancelled.
+    func finish(with terminal: PrefabEvent) {
+        let error: PrefabError? =
+            terminal.type == PrefabEvent.error
+            ? PrefabError(
+                .init(rawValue: terminal.errorCode ?? PrefabError.Code.unexpectedError.rawValue),
+                terminal.data?.stringValue ?? ""
+            ) : nil
+        finish(error: error)
+    }
+
+    func finish(error: PrefabError?) {
+        state.withLock { state in
+            state.phase = error == nil ? .done : error?.code == PrefabError.Code.cancelled ? .cancelled : .failed
+            state.error = error
+            state.finishedAt = Date()
+            state.duration = ContinuousClock.now - started
+        }
+        events.finish()
+    }
+
+    /// A reader left. With nobody reading a running call, it is cancelled after `grace` (at
+    /// once for zero), unless a client resumes it first.
+    func readerLeft(remaining: Int, grace: Duration) {
+        guard remaining == 0 else { return }
+        let abandoned = PrefabError(
+            .cancelled,
+            "the client disconnected and did not resume within \(String(format: "%g", grace.seconds)) s"
+        )
+        guard grace > .zero else {
+            if phase == .running { context.cancel(abandoned) }
+            return
+        }
+        // Only the latest departure's timer counts: a client that resumed and left again gets
+        // a full grace period.
+        let departure = state.withLock { state in
+            state.departures += 1
+            return state.departures
+        }
+        DispatchQueue.gatewayTimers.asyncAfter(deadline: .now() + grace.seconds) { [self] in
+            let latest = state.withLock { $0.phase == .running && $0.departures == departure }
+            if latest && events.readerCount == 0 { context.cancel(abandoned) }
+        }
+    }
+
+    /// `GET /invocations/<id>`: state, function, timing and event counts.
+    var statusJSON: JSONValue {
+        let state = state.withLock { $0 }
+        let milliseconds = (state.duration ?? ContinuousClock.now - started).seconds * 1000
+        var status: [String: JSONValue] = [
+            "id": .string(id),
+            "function": .string(function.manifest.name),
+            "state": .string(state.phase.rawValue),
+            "started_at": .string(Self.timestamp(startedAt)),
+            "finished_at": state.finishedAt.map { .string(Self.timestamp($0)) } ?? .null,
+            "duration_ms": .double((milliseconds * 10).rounded() / 10),
+            "events": .int(events.count),
+            "oldest_kept_event": .int(events.oldestKept),
+            "readers": .int(events.readerCount),
+        ]
+        if let error = state.error {
+            status["error"] = ["code": .string(error.code.rawValue), "message": .string(error.message)]
+        }
+        return .object(status)
+    }
+
+    private static func timestamp(_ date: Date) -> String {
+        date.formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: true))
+    }
+}

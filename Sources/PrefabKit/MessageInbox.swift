@@ -1,0 +1,141 @@
+import Foundation
+
+/// Messages sent to a running invocation (answers and anything else), kept in order until the
+/// function reads them, and the questions it has asked that are still unanswered.
+///
+/// A function thread blocks here in `ask`, `nextMessage` or `sleep`; cancelling wakes it.
+final class MessageInbox: @unchecked Sendable {
+    /// The most messages that wait unread; past it a sender is told to slow down.
+    static let capacity = 256
+
+    // Guarded by `condition`.
+    private let condition = NSCondition()
+    private var messages: [PrefabEvent] = []
+    /// Unanswered questions by id, with their options (empty when any answer goes).
+    private var pending: [String: [JSONValue]] = [:]
+    private var questionCount = 0
+    private var cancelReason: PrefabError?
+    /// Set for a function that runs elsewhere (a process): messages go there instead of the queue.
+    private var forward: (@Sendable (PrefabEvent) -> Void)?
+
+    /// Records a question the function sent, so that its answer is accepted.
+    func questionAsked(_ event: PrefabEvent) {
+        let id = event.data?.objectValue?["questionId"]?.stringValue
+        let options = event.data?.objectValue?["options"]?.arrayValue ?? []
+        condition.withLock {
+            questionCount += 1
+            if let id { pending[id] = options }
+        }
+    }
+
+    /// An id for a question asked without one: `q<n>` for the n-th question.
+    func nextQuestionId() -> String {
+        condition.withLock { "q\(questionCount + 1)" }
+    }
+
+    /// Checks a message from the client and queues (or forwards) it. Throws `INVALID_MESSAGE`,
+    /// `QUESTION_NOT_PENDING`, `INVALID_ANSWER` or `TOO_MANY_MESSAGES`.
+    func deliver(_ message: PrefabEvent) throws(PrefabError) {
+        var answered: String?
+        if message.type == PrefabEvent.answer {
+            guard let answer = message.data?.objectValue, let id = answer["questionId"]?.stringValue else {
+                throw PrefabError(
+                    .invalidMessage,
+                    #"an answer needs "data": {"questionId": "...", "answer": ...}"#
+                )
+            }
+            guard answer["answer"] != nil else {
+                throw PrefabError(.invalidMessage, "the answer to question '\(id)' has no \"answer\" member")
+            }
+            answered = id
+        }
+        condition.lock()
+        let accepted = accept(message, answering: answered)
+        condition.unlock()
+        if case .success(let forward?) = accepted { forward(message) }
+        _ = try accepted.get()
+    }
+
+    /// The checks of `deliver`, under the lock; queues the message, or returns where it goes.
+    private func accept(
+        _ message: PrefabEvent,
+        answering answered: String?
+    ) -> Result<(@Sendable (PrefabEvent) -> Void)?, PrefabError> {
+        if cancelReason != nil { return .failure(PrefabError(.invocationFinished, "the invocation has already ended")) }
+        if let id = answered {
+            guard let options = pending[id] else {
+                let open = pending.keys.sorted().map { "'\($0)'" }.joined(separator: ", ")
+                return .failure(
+                    PrefabError(
+                        .questionNotPending,
+                        "no question '\(id)' is waiting for an answer" + (open.isEmpty ? "" : "; waiting: \(open)")
+                    )
+                )
+            }
+            let value = message.data?.objectValue?["answer"] ?? .null
+            if !options.isEmpty && !options.contains(value) {
+                return .failure(
+                    PrefabError(
+                        .invalidAnswer, "the answer to question '\(id)' must be one of the options", details: options)
+                )
+            }
+            pending[id] = nil
+        }
+        if let forward { return .success(forward) }
+        guard messages.count < Self.capacity else {
+            return .failure(
+                PrefabError(
+                    .tooManyMessages, "\(Self.capacity) messages are already waiting to be read by the function")
+            )
+        }
+        messages.append(message)
+        condition.broadcast()
+        return .success(nil)
+    }
+
+    /// From now on, messages go to `forward` (after the ones already queued, in order).
+    func forward(to forward: @escaping @Sendable (PrefabEvent) -> Void) {
+        let queued = condition.withLock {
+            self.forward = forward
+            defer { messages = [] }
+            return messages
+        }
+        for message in queued { forward(message) }
+    }
+
+    /// Takes the first message that `matches`, waiting until `deadline` (nil: no limit). Returns
+    /// nil at the deadline; throws the reason once the invocation is cancelled.
+    func take(
+        until deadline: ContinuousClock.Instant?,
+        matching matches: (PrefabEvent) -> Bool = { _ in true }
+    ) throws -> PrefabEvent? {
+        condition.lock()
+        defer { condition.unlock() }
+        while true {
+            if let reason = cancelReason { throw reason }
+            if let index = messages.firstIndex(where: matches) { return messages.remove(at: index) }
+            guard let deadline else {
+                condition.wait()
+                continue
+            }
+            let left = deadline - .now
+            if left <= .zero { return nil }
+            _ = condition.wait(until: Date(timeIntervalSinceNow: left.seconds))
+        }
+    }
+
+    /// Waits for `duration` unless the invocation is cancelled first, which throws.
+    func sleep(for duration: Duration) throws {
+        _ = try take(until: .now + duration) { _ in false }
+    }
+
+    /// Wakes every waiter with `reason`; later waits throw it at once and messages are refused.
+    /// Also called when the function returns.
+    func cancel(_ reason: PrefabError) {
+        condition.withLock {
+            if cancelReason == nil { cancelReason = reason }
+            pending = [:]
+            condition.broadcast()
+        }
+    }
+}

@@ -1,0 +1,59 @@
+extension PrefabContext {
+    /// Sends a `question` event and blocks until its answer arrives, returning the answer's
+    /// value. Throws `QUESTION_TIMEOUT` when none comes within `timeout` (or the context's
+    /// `questionTimeout`), and the cancel reason once the invocation is cancelled.
+    ///
+    ///     let name = try context.ask("What is the project called?", id: "name").stringValue
+    ///
+    /// With `options`, only one of them is accepted as the answer.
+    public func ask(
+        _ text: String,
+        options: [JSONValue] = [],
+        id: String? = nil,
+        timeout: Duration? = nil
+    ) throws -> JSONValue {
+        let questionId = id ?? inbox.nextQuestionId()
+        try yield(.question(text, id: questionId, options: options))
+        let limit = timeout ?? questionTimeout
+        let answer = try inbox.take(until: limit.map { .now + $0 }) { message in
+            message.type == PrefabEvent.answer
+                && message.data?.objectValue?["questionId"]?.stringValue == questionId
+        }
+        guard let answer else {
+            let seconds = limit.map { "\($0.seconds)" } ?? "?"
+            throw PrefabError(.questionTimeout, "no answer to question '\(questionId)' within \(seconds) s")
+        }
+        return answer.data?.objectValue?["answer"] ?? .null
+    }
+
+    /// The next message the caller sent (answers to `ask` excepted), in order; nil when none
+    /// comes within `timeout` (nil: wait until one comes). Throws once cancelled.
+    public func nextMessage(timeout: Duration? = nil) throws -> PrefabEvent? {
+        try inbox.take(until: timeout.map { .now + $0 })
+    }
+
+    /// The caller's messages in order, for a function that serves them one by one:
+    /// `for message in context.messages { ... }`. Ends when the invocation is cancelled.
+    public var messages: some Sequence<PrefabEvent> {
+        AnyIterator { [self] in try? nextMessage() }.lazy
+    }
+
+    /// Sleeps like `Thread.sleep`, but throws as soon as the invocation is cancelled.
+    public func sleep(for duration: Duration) throws {
+        try inbox.sleep(for: duration)
+    }
+
+    /// Hands a message from the caller to the function. Throws, without delivering it,
+    /// `INVALID_MESSAGE` (an answer without `questionId` or `answer`), `QUESTION_NOT_PENDING`
+    /// (no such unanswered question), `INVALID_ANSWER` (not one of the options),
+    /// `TOO_MANY_MESSAGES` (the function is not reading) or `INVOCATION_FINISHED`.
+    public func deliver(_ message: PrefabEvent) throws(PrefabError) {
+        try inbox.deliver(message)
+    }
+
+    /// Sends every message, from now on, to `forward` instead of queueing it: for a function
+    /// that runs in another process.
+    public func forwardMessages(to forward: @escaping @Sendable (PrefabEvent) -> Void) {
+        inbox.forward(to: forward)
+    }
+}

@@ -1,0 +1,179 @@
+import Foundation
+import PrefabKit
+import Synchronization
+import Testing
+
+@Suite("questions, answers and messages")
+struct MessageTests {
+    /// A context whose sink hands each question to `onQuestion` (as a client would see it).
+    private func makeContext(
+        questionTimeout: Duration? = nil,
+        onQuestion: @escaping @Sendable (PrefabContext, PrefabEvent) -> Void = { _, _ in }
+    ) -> PrefabContext {
+        let box = ContextBox()
+        let context = PrefabContext(
+            invocationId: "test",
+            outputDirectory: URL(fileURLWithPath: "/nonexistent"),
+            questionTimeout: questionTimeout
+        ) { event in
+            if event.type == PrefabEvent.question, let context = box.context { onQuestion(context, event) }
+        }
+        box.context = context
+        return context
+    }
+
+    @Test("ask returns the answer delivered for its question, and numbers questions without an id")
+    func askAndAnswer() throws {
+        let context = makeContext { context, question in
+            let id = question.data?.objectValue?["questionId"]?.stringValue ?? ""
+            try? context.deliver(.answer(.string("answer to \(id)"), to: id))
+        }
+        #expect(try context.ask("first?") == "answer to q1")
+        #expect(try context.ask("named?", id: "color") == "answer to color")
+        #expect(try context.ask("third?") == "answer to q3")
+    }
+
+    @Test("an answer from another thread wakes a waiting ask")
+    func answerFromAnotherThread() throws {
+        let context = makeContext { context, question in
+            Thread.detachNewThread {
+                Thread.sleep(forTimeInterval: 0.05)
+                try? context.deliver(.answer(42, to: "n"))
+            }
+        }
+        #expect(try context.ask("how many?", id: "n") == 42)
+    }
+
+    @Test("an answer to no open question is refused with QUESTION_NOT_PENDING")
+    func answerWithoutQuestion() {
+        let context = makeContext()
+        #expect(throws: PrefabError.self) { try context.deliver(.answer("x", to: "nope")) }
+        do {
+            try context.deliver(.answer("x", to: "nope"))
+        } catch {
+            #expect(error.code == .questionNotPending)
+        }
+    }
+
+    @Test("an answer outside the options is refused and the question stays open for a valid one")
+    func answerOutsideOptions() throws {
+        let refusal = Mutex<PrefabError?>(nil)
+        let context = makeContext { context, _ in
+            do {
+                try context.deliver(.answer("java", to: "lang"))
+            } catch {
+                refusal.withLock { $0 = error as? PrefabError }
+            }
+            try? context.deliver(.answer("swift", to: "lang"))
+        }
+        #expect(try context.ask("language?", options: ["swift", "python"], id: "lang") == "swift")
+        #expect(refusal.withLock { $0?.code } == .invalidAnswer)
+        #expect(refusal.withLock { $0?.details } == ["swift", "python"])
+    }
+
+    @Test("an answer must name its question and carry an answer")
+    func malformedAnswers() {
+        let context = makeContext()
+        for message in [
+            PrefabEvent("answer", data: "just text"),
+            PrefabEvent("answer", data: ["questionId": "q1"]),
+        ] {
+            do {
+                try context.deliver(message)
+                Issue.record("\(message) should be refused")
+            } catch {
+                #expect(error.code == .invalidMessage)
+            }
+        }
+    }
+
+    @Test("a question nobody answers ends with QUESTION_TIMEOUT")
+    func questionTimeout() {
+        let context = makeContext(questionTimeout: .milliseconds(50))
+        let started = ContinuousClock.now
+        #expect(throws: PrefabError(.questionTimeout, "no answer to question 'q1' within 0.05 s")) {
+            try context.ask("anyone?")
+        }
+        #expect(ContinuousClock.now - started >= .milliseconds(50))
+    }
+
+    @Test("cancelling wakes a waiting ask, which throws the cancel reason")
+    func cancelWakesAsk() {
+        let context = makeContext { context, _ in
+            Thread.detachNewThread {
+                Thread.sleep(forTimeInterval: 0.05)
+                context.cancel()
+            }
+        }
+        #expect(throws: PrefabError.cancelled) { try context.ask("waiting", timeout: .seconds(30)) }
+    }
+
+    @Test("other messages are read in order with nextMessage and the messages sequence")
+    func messagesInOrder() throws {
+        let context = makeContext()
+        for index in 1...3 { try context.deliver(PrefabEvent("note", data: .int(index))) }
+        #expect(try context.nextMessage()?.data == 1)
+        #expect(Array(context.messages.prefix(2)).map(\.data) == [2, 3])
+        context.cancel()
+        #expect(Array(context.messages).isEmpty)
+    }
+
+    @Test("nextMessage returns nil when nothing comes in time")
+    func nextMessageTimeout() throws {
+        let context = makeContext()
+        #expect(try context.nextMessage(timeout: .milliseconds(20)) == nil)
+    }
+
+    @Test("the inbox is bounded: past 256 unread messages the sender gets TOO_MANY_MESSAGES")
+    func boundedInbox() throws {
+        let context = makeContext()
+        for index in 0..<256 { try context.deliver(PrefabEvent("note", data: .int(index))) }
+        do {
+            try context.deliver(PrefabEvent("note", data: "one too many"))
+            Issue.record("the 257th message should be refused")
+        } catch {
+            #expect(error.code == .tooManyMessages)
+        }
+    }
+
+    @Test("messages to a function that has returned are refused with INVOCATION_FINISHED")
+    func finished() {
+        let context = makeContext()
+        _ = context.run({ _, _ in }, inputs: [:])
+        do {
+            try context.deliver(PrefabEvent("note", data: 1))
+            Issue.record("a finished invocation should refuse messages")
+        } catch {
+            #expect(error.code == .invocationFinished)
+        }
+    }
+
+    @Test("sleep returns after its duration, and throws at once when cancelled")
+    func cancellableSleep() throws {
+        let context = makeContext()
+        let started = ContinuousClock.now
+        try context.sleep(for: .milliseconds(20))
+        #expect(ContinuousClock.now - started >= .milliseconds(20))
+        Thread.detachNewThread {
+            Thread.sleep(forTimeInterval: 0.05)
+            context.cancel()
+        }
+        let sleeping = ContinuousClock.now
+        #expect(throws: PrefabError.cancelled) { try context.sleep(for: .seconds(30)) }
+        #expect(ContinuousClock.now - sleeping < .seconds(10))
+    }
+
+    @Test("forwarded messages go to the forwarder, queued ones first, in order")
+    func forwarding() throws {
+        let context = makeContext()
+        try context.deliver(PrefabEvent("note", data: 1))
+        let forwarded = Mutex<[JSONValue?]>([])
+        context.forwardMessages { message in forwarded.withLock { $0.append(message.data) } }
+        try context.deliver(PrefabEvent("note", data: 2))
+        #expect(forwarded.withLock { $0 } == [1, 2])
+    }
+}
+
+private final class ContextBox: @unchecked Sendable {
+    var context: PrefabContext?
+}
