@@ -10,35 +10,8 @@ extension Gateway {
     /// `POST /invoke/<name>`: checks the request, then answers a stream of SSE events, the
     /// collected events as JSON (`Accept: application/json`), or a non-streaming function's result.
     func invoke(_ request: Request, context: some RequestContext) async throws -> Response {
-        let name = context.parameters.get("name") ?? ""
-        guard let function = catalog.functions[name] else {
-            throw GatewayError(.notFound, .functionNotFound, "no function named '\(name)'; GET /manifest lists them")
-        }
+        let function = try function(named: context.parameters.get("name") ?? "")
         var request = request
-        let inputs = try await readInputs(&request)
-        let validated: PrefabInputs
-        switch function.manifest.validate(inputs) {
-        case .success(let value): validated = value
-        case .failure(let error):
-            throw GatewayError(.unprocessableContent, error.code, error.message, details: error.details)
-        }
-        let baseURL = baseURL(for: request)
-        switch function.implementation {
-        case .result(let body):
-            let invocation = makeInvocation(function, validated, baseURL: baseURL, flowControl: false)
-            return try await respondWithResult(invocation, body)
-        case .streaming(let body):
-            let accept = request.headers[.accept] ?? ""
-            if accept.contains("application/json"), !accept.contains("text/event-stream") {
-                return try await respondWithCollectedEvents(function, validated, baseURL: baseURL, body)
-            }
-            let invocation = makeInvocation(function, validated, baseURL: baseURL, flowControl: true)
-            return try await respondWithStream(invocation, body, requestBody: request.body)
-        }
-    }
-
-    /// Reads `{"inputs": {...}}`; an empty body means no inputs.
-    private func readInputs(_ request: inout Request) async throws -> PrefabInputs {
         let body: ByteBuffer
         do {
             body = try await request.collectBody(upTo: configuration.maxBodyBytes)
@@ -49,6 +22,41 @@ extension Gateway {
                 "the request body is larger than the limit of \(configuration.maxBodyBytes) bytes"
             )
         }
+        let inputs = try validatedInputs(of: function, call: body)
+        let baseURL = baseURL(for: request)
+        switch function.implementation {
+        case .result(let body):
+            let invocation = makeInvocation(function, inputs, baseURL: baseURL, flowControl: false)
+            return try await respondWithResult(invocation, body)
+        case .streaming(let body):
+            let accept = request.headers[.accept] ?? ""
+            if accept.contains("application/json"), !accept.contains("text/event-stream") {
+                return try await respondWithCollectedEvents(function, inputs, baseURL: baseURL, body)
+            }
+            let invocation = makeInvocation(function, inputs, baseURL: baseURL, flowControl: true)
+            return try await respondWithStream(invocation, body, requestBody: request.body)
+        }
+    }
+
+    func function(named name: String) throws(GatewayError) -> LoadedFunction {
+        guard let function = catalog.functions[name] else {
+            throw GatewayError(.notFound, .functionNotFound, "no function named '\(name)'; GET /manifest lists them")
+        }
+        return function
+    }
+
+    /// The inputs of a call `{"inputs": {...}}` (an empty one means no inputs), checked against
+    /// the function's parameters.
+    func validatedInputs(of function: LoadedFunction, call body: ByteBuffer) throws(GatewayError) -> PrefabInputs {
+        let inputs = try readInputs(body)
+        switch function.manifest.validate(inputs) {
+        case .success(let value): return value
+        case .failure(let error):
+            throw GatewayError(.unprocessableContent, error.code, error.message, details: error.details)
+        }
+    }
+
+    private func readInputs(_ body: ByteBuffer) throws(GatewayError) -> PrefabInputs {
         guard body.readableBytes > 0 else { return [:] }
         let json: JSONValue
         do {
@@ -73,7 +81,7 @@ extension Gateway {
         return PrefabInputs(values)
     }
 
-    private func baseURL(for request: Request) -> String {
+    func baseURL(for request: Request) -> String {
         if let configured = configuration.publicBaseURL { return configured }
         // The Host header is echoed into URLs: only a plain host[:port] is trusted.
         let authority = request.head.authority ?? ""
@@ -107,9 +115,35 @@ extension Gateway {
     func start(_ invocation: Invocation, _ function: @escaping StreamingFunction) -> Bool {
         pool.submit { [self] in
             let terminal = withTimeout(invocation) { invocation.context.run(function, inputs: invocation.inputs) }
-            if let files = filesEvent(invocation) { invocation.sendClosing(files) }
-            invocation.sendClosing(terminal)
-            complete(invocation, terminal: terminal)
+            finish(invocation, terminal: terminal)
+        }
+    }
+
+    /// Starts a non-streaming function's call: its result becomes the `done` event.
+    func start(_ invocation: Invocation, _ function: @escaping ResultFunction) -> Bool {
+        pool.submit { [self] in _ = runResult(invocation, function) }
+    }
+
+    /// Sends the `files` event (if the function wrote any, and returns it) and the terminal
+    /// event, and records the end.
+    @discardableResult
+    private func finish(_ invocation: Invocation, terminal: PrefabEvent) -> PrefabEvent? {
+        let files = filesEvent(invocation)
+        if let files { invocation.sendClosing(files) }
+        invocation.sendClosing(terminal)
+        complete(invocation, terminal: terminal)
+        return files
+    }
+
+    /// Runs a non-streaming call to its end on the current (function) thread.
+    private func runResult(
+        _ invocation: Invocation,
+        _ function: ResultFunction
+    ) -> (Result<JSONValue, PrefabError>, PrefabEvent?) {
+        let outcome = withTimeout(invocation) { invocation.context.run(function, inputs: invocation.inputs) }
+        switch outcome {
+        case .success(let value): return (outcome, finish(invocation, terminal: .done(value)))
+        case .failure(let error): return (outcome, finish(invocation, terminal: .error(error)))
         }
     }
 
@@ -127,11 +161,7 @@ extension Gateway {
         }
         let (terminal, files) = try await runOnPool(invocation) { [self] in
             let outcome = withTimeout(invocation) { invocation.context.run(body, inputs: invocation.inputs) }
-            let files = filesEvent(invocation)
-            if let files { invocation.sendClosing(files) }
-            invocation.sendClosing(outcome)
-            complete(invocation, terminal: outcome)
-            return (outcome, files)
+            return (outcome, finish(invocation, terminal: outcome))
         }
         if let files { collector.appendAlways(files) }
         collector.appendAlways(terminal)
@@ -153,19 +183,7 @@ extension Gateway {
     private func respondWithResult(_ invocation: Invocation, _ function: @escaping ResultFunction) async throws
         -> Response
     {
-        let (result, files) = try await runOnPool(invocation) { [self] in
-            let outcome = withTimeout(invocation) { invocation.context.run(function, inputs: invocation.inputs) }
-            let files = filesEvent(invocation)
-            if let files { invocation.sendClosing(files) }
-            let terminal: PrefabEvent
-            switch outcome {
-            case .success(let value): terminal = .done(value)
-            case .failure(let error): terminal = .error(error)
-            }
-            invocation.sendClosing(terminal)
-            complete(invocation, terminal: terminal)
-            return (outcome, files)
-        }
+        let (result, files) = try await runOnPool(invocation) { [self] in runResult(invocation, function) }
         let fileList = JSONValue.array(files?.data?.arrayValue ?? [])
         var response: Response
         switch result {
@@ -208,7 +226,7 @@ extension Gateway {
         }
     }
 
-    private var overloaded: GatewayError {
+    var overloaded: GatewayError {
         GatewayError(
             .serviceUnavailable,
             .overloaded,
@@ -219,7 +237,7 @@ extension Gateway {
 
     /// A new invocation, reachable at `/invocations/<id>` from now on. `sink` sees each event
     /// the function yields before the event log does.
-    private func makeInvocation(
+    func makeInvocation(
         _ function: LoadedFunction,
         _ inputs: PrefabInputs,
         baseURL: String,

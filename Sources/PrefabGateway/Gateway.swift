@@ -1,6 +1,7 @@
 import Foundation
 import HTTPTypes
 import Hummingbird
+import HummingbirdWebSocket
 import Logging
 import PrefabKit
 
@@ -61,6 +62,7 @@ public struct Gateway: Sendable {
         router.get("/manifest") { _, _ in manifestResponse() }
         router.get("/health") { _, _ in healthResponse() }
         router.post("/invoke/:name") { request, context in try await invoke(request, context: context) }
+        router.get("/invoke/:name/ws") { _, context in try webSocketWithoutUpgrade(context: context) }
         router.get("/files/:invocation/**") { request, context in try await file(request, context: context) }
         router.get("/invocations/:id") { _, context in try invocationStatus(context: context) }
         router.delete("/invocations/:id") { _, context in try cancelInvocation(context: context) }
@@ -75,6 +77,7 @@ public struct Gateway: Sendable {
         logger.logLevel = .warning  // Hummingbird's own request lines; invocations log on ours.
         return Application(
             router: router,
+            server: .http1WebSocketUpgrade(webSocketRouter: makeWebSocketRouter()),
             configuration: ApplicationConfiguration(
                 address: .hostname(configuration.host, port: configuration.port),
                 serverName: "prefab-gateway"
