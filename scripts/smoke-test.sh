@@ -31,7 +31,7 @@ check "progress percentages 33, 66, 100" \
     test "$(echo "$stream" | grep -o '"percentage":[0-9]*' | tr '\n' ' ')" = '"percentage":33 "percentage":66 "percentage":100 '
 
 manifest=$(curl -s "http://127.0.0.1:$port/manifest")
-for name in echo batch_process chat_stream report fail_midway batch_items count_lines flaky_steps; do
+for name in echo batch_process chat_stream report fail_midway wizard batch_items count_lines flaky_steps wizard_py; do
     check "manifest lists $name" grep -q "\"name\":\"$name\"" <<<"$manifest"
 done
 
@@ -45,10 +45,29 @@ check "the Python prefab count_lines streams progress, its summary files and don
     test "$(echo "$python" | grep -o '"type":"[a-z]*"' | tr '\n' ' ')" = \
     '"type":"start" "type":"progress" "type":"progress" "type":"progress" "type":"files" "type":"done" '
 
+# The README's question-and-answer round: a stream in the background, answers posted with curl.
+for function in wizard wizard_py; do
+    events="$data/$function.sse"
+    curl -sN -X POST "http://127.0.0.1:$port/invoke/$function" -d '{}' >"$events" &
+    client=$!
+    for _ in $(seq 1 100); do grep -q '"questionId":"name"' "$events" && break; sleep 0.05; done
+    id=$(grep -o '"invocation_id":"[0-9a-f]*"' "$events" | cut -d'"' -f4)
+    curl -s -X POST "http://127.0.0.1:$port/invocations/$id/messages" \
+        -d '{"type":"answer","data":{"questionId":"name","answer":"demo"}}' >/dev/null
+    for _ in $(seq 1 100); do grep -q '"questionId":"template"' "$events" && break; sleep 0.05; done
+    curl -s -X POST "http://127.0.0.1:$port/invocations/$id/messages" \
+        -d '{"type":"answer","data":{"questionId":"template","answer":"web"}}' >/dev/null
+    timeout 10 tail --pid=$client -f /dev/null || kill $client
+    cat "$events"
+    check "$function answered with curl ends with done carrying both answers" \
+        grep -q '"type":"done","data":{"name":"demo","template":"web"}' "$events"
+    status=$(curl -s "http://127.0.0.1:$port/invocations/$id")
+    check "$function is done at /invocations/<id>" grep -q '"state":"done"' <<<"$status"
+done
 
 check "list prints every example function" \
     test "$(.build/debug/prefab-gateway list 2>/dev/null | tail -n +2 | cut -d' ' -f1 | sort | tr '\n' ' ')" = \
-    "batch_items batch_process chat_stream count_lines echo fail_midway flaky_steps report "
+    "batch_items batch_process chat_stream count_lines echo fail_midway flaky_steps report wizard wizard_py "
 check "validate accepts the example prefabs" .build/debug/prefab-gateway validate prefabs
 mkdir -p "$data/broken/bad"
 echo '{"functions": [{"name": "bad", "parameters": [{"name": "x", "type": "text"}]}]}' >"$data/broken/bad/prefab-manifest.json"

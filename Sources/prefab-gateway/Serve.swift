@@ -67,6 +67,30 @@ struct Serve: AsyncParsableCommand {
     var terminationGrace: Double?
 
     @Option(
+        help:
+            "Seconds a running call waits for a client to resume after its last one disconnected, 0 to cancel at once (env PREFAB_GATEWAY_RESUME_GRACE; default 10)."
+    )
+    var resumeGrace: Double?
+
+    @Option(
+        help:
+            "Seconds a question waits for its answer when the function gives no timeout, 0 for no limit (env PREFAB_GATEWAY_QUESTION_TIMEOUT; default 300)."
+    )
+    var questionTimeout: Double?
+
+    @Option(
+        help:
+            "Seconds a finished invocation stays reachable at /invocations/<id> (env PREFAB_GATEWAY_INVOCATION_RETENTION; default 300)."
+    )
+    var invocationRetention: Double?
+
+    @Option(
+        help:
+            "Bytes of already-sent events kept per invocation for clients that resume (env PREFAB_GATEWAY_EVENT_HISTORY; default 1048576)."
+    )
+    var eventHistoryBytes: Int?
+
+    @Option(
         help: "trace, debug, info, notice, warning, error or critical (env PREFAB_GATEWAY_LOG_LEVEL; default info).")
     var logLevel: String?
 
@@ -103,6 +127,17 @@ struct Serve: AsyncParsableCommand {
         if let seconds = try terminationGrace ?? Environment.parse("PREFAB_GATEWAY_TERMINATION_GRACE") as Double? {
             configuration.processes.terminationGrace = .milliseconds(Int(max(0, seconds) * 1000))
         }
+        if let seconds = try resumeGrace ?? Environment.parse("PREFAB_GATEWAY_RESUME_GRACE") as Double? {
+            configuration.resumeGrace = .milliseconds(Int(max(0, seconds) * 1000))
+        }
+        if let seconds = try questionTimeout ?? Environment.parse("PREFAB_GATEWAY_QUESTION_TIMEOUT") as Double? {
+            configuration.questionTimeout = seconds > 0 ? .milliseconds(Int(seconds * 1000)) : nil
+        }
+        if let seconds = try invocationRetention ?? Environment.parse("PREFAB_GATEWAY_INVOCATION_RETENTION") as Double? {
+            configuration.invocationRetention = .milliseconds(Int(max(0, seconds) * 1000))
+        }
+        configuration.eventHistoryBytes =
+            try eventHistoryBytes ?? Environment.parse("PREFAB_GATEWAY_EVENT_HISTORY") ?? configuration.eventHistoryBytes
         let levelName = logLevel ?? Environment.value("PREFAB_GATEWAY_LOG_LEVEL") ?? "info"
         guard let level = Logger.Level(rawValue: levelName) else {
             throw ValidationError("unknown log level '\(levelName)'")
