@@ -173,7 +173,7 @@ final class ChildProcess: Sendable {
         } catch {
             throw PrefabError(.prefabStartFailed, "cannot start '\(executable)': \(error)")
         }
-        child.stderrTail.drain(child.stderrPipe.fileHandleForReading.fileDescriptor)
+        child.stderrTail.drain(child.stderrPipe.fileHandleForReading)
         return child
     }
 
@@ -302,9 +302,12 @@ final class StderrTail: Sendable {
 
     var lines: [String] { state.withLock { $0.lines } }
 
-    func drain(_ fileDescriptor: Int32) {
+    /// Reads `handle` to its end on a thread of its own, then closes it (Foundation's `Pipe`
+    /// does not: each call would leak a descriptor).
+    func drain(_ handle: FileHandle) {
         let thread = Thread { [self] in
-            var reader = LineReader(fileDescriptor: fileDescriptor, maxLineBytes: 64 * 1024)
+            defer { try? handle.close() }
+            var reader = LineReader(fileDescriptor: handle.fileDescriptor, maxLineBytes: 64 * 1024)
             reading: while true {
                 let text: String
                 switch reader.next() {

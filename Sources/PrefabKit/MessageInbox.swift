@@ -135,6 +135,9 @@ final class MessageInbox: @unchecked Sendable {
         condition.withLock {
             if cancelReason == nil { cancelReason = reason }
             pending = [:]
+            // Nothing is delivered any more: let go of what the messages would have reached.
+            messages = []
+            forward = nil
             condition.broadcast()
         }
     }

@@ -108,7 +108,14 @@ public final class PrefabContext: Sendable {
         state.withLock { $0.outputDirectoryCreated } ? outputURL : nil
     }
 
-    private static let finished = PrefabError(.invocationFinished, "the function has returned")
+    /// The function has returned: messages are refused from now on, and what its cancel
+    /// handlers hold (a child process, say) is let go even though the context lives on.
+    private func finished() {
+        inbox.cancel(Self.finishedReason)
+        state.withLock { $0.cancelHandlers = [] }
+    }
+
+    private static let finishedReason = PrefabError(.invocationFinished, "the function has returned")
     private static let streamEnded = PrefabError(.streamEnded, "the stream already ended with a terminal event")
 }
 
@@ -122,7 +129,7 @@ extension PrefabContext {
         } catch {
             thrown = error
         }
-        inbox.cancel(Self.finished)
+        finished()
         if let terminal = state.withLock({ $0.terminal }) { return terminal }
         if let reason = cancelReason { return .error(reason) }
         if let thrown { return .error(PrefabError(describing: thrown)) }
@@ -131,7 +138,7 @@ extension PrefabContext {
 
     /// Runs a non-streaming function; events it yields are dropped.
     public func run(_ function: ResultFunction, inputs: PrefabInputs) -> Result<JSONValue, PrefabError> {
-        defer { inbox.cancel(Self.finished) }
+        defer { finished() }
         do {
             return .success(try function(inputs, self))
         } catch {

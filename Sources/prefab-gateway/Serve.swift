@@ -133,11 +133,13 @@ struct Serve: AsyncParsableCommand {
         if let seconds = try questionTimeout ?? Environment.parse("PREFAB_GATEWAY_QUESTION_TIMEOUT") as Double? {
             configuration.questionTimeout = seconds > 0 ? .milliseconds(Int(seconds * 1000)) : nil
         }
-        if let seconds = try invocationRetention ?? Environment.parse("PREFAB_GATEWAY_INVOCATION_RETENTION") as Double? {
+        if let seconds = try invocationRetention ?? Environment.parse("PREFAB_GATEWAY_INVOCATION_RETENTION") as Double?
+        {
             configuration.invocationRetention = .milliseconds(Int(max(0, seconds) * 1000))
         }
         configuration.eventHistoryBytes =
-            try eventHistoryBytes ?? Environment.parse("PREFAB_GATEWAY_EVENT_HISTORY") ?? configuration.eventHistoryBytes
+            try eventHistoryBytes ?? Environment.parse("PREFAB_GATEWAY_EVENT_HISTORY")
+            ?? configuration.eventHistoryBytes
         let levelName = logLevel ?? Environment.value("PREFAB_GATEWAY_LOG_LEVEL") ?? "info"
         guard let level = Logger.Level(rawValue: levelName) else {
             throw ValidationError("unknown log level '\(levelName)'")

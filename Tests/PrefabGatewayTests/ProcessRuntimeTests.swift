@@ -252,6 +252,29 @@ import Testing
         }
     }
 
+    @Test func callsLeaveNoFileDescriptorsBehind() async throws {
+        let code = """
+            import sys
+            def noisy():
+                print("to stderr", file=sys.stderr)
+                yield {"type": "done"}
+            """
+        try await Self.run(Self.python("noisy", code)) { gateway in
+            // Warm up whatever the first calls open once (connections, event loops, timers).
+            for _ in 0..<5 { try await gateway.invoke("noisy") }
+            let before = Self.openDescriptors()
+            for _ in 0..<40 { #expect(try await gateway.invoke("noisy").events.last == .done()) }
+            // Each call opens three pipes; all of them must be closed again.
+            #expect(
+                await Probe.eventually { Self.openDescriptors() < before + 10 },
+                "\(before) -> \(Self.openDescriptors())")
+        }
+    }
+
+    static func openDescriptors() -> Int {
+        (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd").count) ?? 0
+    }
+
     @Test func aNonStreamingPythonFunctionAnswersItsReturnValue() async throws {
         let code = """
             def add(a, b=2):
