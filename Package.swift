@@ -35,7 +35,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
-            resources: [.copy("Resources/prefab_runner.py")],
+            resources: [.copy("Resources/prefab_runner.py"), .copy("Resources/playground")],
             swiftSettings: strictSettings
         ),
         // Swift prefabs: every folder under prefabs/ with Swift sources; the plugin registers them.

@@ -13,6 +13,7 @@ public struct Gateway: Sendable {
     let outputs: OutputStore
     let pool: FunctionThreadPool
     let invocations: InvocationStore
+    let playground = Playground()
     let logger: Logger
 
     public init(configuration: GatewayConfiguration, catalog: PrefabCatalog, logger: Logger? = nil) {
@@ -59,6 +60,10 @@ public struct Gateway: Sendable {
     ) -> some ApplicationProtocol {
         let router = Router()
         router.middlewares.add(ErrorMiddleware())
+        router.get("/") { _, _ in try playground.response(for: "index.html") }
+        router.get("/playground/:file") { _, context in
+            try playground.response(for: context.parameters.get("file") ?? "")
+        }
         router.get("/manifest") { _, _ in manifestResponse() }
         router.get("/health") { _, _ in healthResponse() }
         router.post("/invoke/:name") { request, context in try await invoke(request, context: context) }

@@ -64,3 +64,20 @@ import Testing
         #expect(error?.problems.first?.reason.contains("no implementation") == true)
     }
 }
+
+@Suite struct PlaygroundTests {
+    @Test func theRootServesThePlaygroundPageAndOnlyItsOwnFiles() async throws {
+        try await LiveGateway.run([]) { gateway in
+            let page = try await gateway.request(.get, "/")
+            #expect(page.status == .ok)
+            #expect(page.headers[.contentType] == "text/html; charset=utf-8")
+            #expect(page.text.contains("/playground/playground.js"))
+            let script = try await gateway.request(.get, "/playground/playground.js")
+            #expect(script.status == .ok)
+            #expect(script.headers[.contentType] == "text/javascript; charset=utf-8")
+            for path in ["/playground/missing.js", "/playground/..%2FPackage.swift", "/playground/%2Fetc%2Fpasswd"] {
+                #expect(try await gateway.request(.get, path).status == .notFound, "\(path)")
+            }
+        }
+    }
+}
