@@ -64,10 +64,20 @@ let package = Package(
             capability: .buildTool(),
             dependencies: ["PrefabRegistryGenerator"]
         ),
+        // The terminal client's logic (`prefab-gateway invoke`), testable without a terminal.
+        .target(
+            name: "PrefabClient",
+            dependencies: [
+                "PrefabKit",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            ],
+            swiftSettings: strictSettings
+        ),
         .executableTarget(
             name: "prefab-gateway",
             dependencies: [
                 "PrefabGateway",
+                "PrefabClient",
                 "Prefabs",
                 "BenchPrefabs",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -77,6 +87,8 @@ let package = Package(
         ),
         .testTarget(name: "PrefabKitTests", dependencies: ["PrefabKit"], swiftSettings: strictSettings),
         .testTarget(name: "PrefabsTests", dependencies: ["Prefabs", "PrefabKit"], swiftSettings: strictSettings),
+        .testTarget(
+            name: "PrefabClientTests", dependencies: ["PrefabClient", "PrefabKit"], swiftSettings: strictSettings),
         .testTarget(
             name: "PrefabGatewayTests",
             dependencies: [

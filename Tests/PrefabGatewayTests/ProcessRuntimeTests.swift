@@ -261,7 +261,7 @@ import Testing
             """
         try await Self.run(Self.python("noisy", code)) { gateway in
             // Warm up whatever the first calls open once (connections, event loops, timers).
-            for _ in 0..<5 { try await gateway.invoke("noisy") }
+            for _ in 0..<5 { _ = try await gateway.invoke("noisy") }
             let before = Self.openDescriptors()
             for _ in 0..<40 { #expect(try await gateway.invoke("noisy").events.last == .done()) }
             // Each call opens three pipes; all of them must be closed again.
