@@ -96,19 +96,13 @@ extension Gateway {
         // Watching for the client's close consumes the connection's read side, so it cannot
         // carry another request: say so, and clients open a new one.
         headers[.connection] = "close"
-        let heartbeatInterval = configuration.heartbeatInterval
         return Response(
             status: .ok,
             headers: headers,
-            body: ResponseBody { [first] writer in
+            body: ResponseBody { [first, heartbeats] writer in
                 defer { lease.release() }
-                let heartbeat = Task {
-                    while !Task.isCancelled {
-                        try? await Task.sleep(for: heartbeatInterval)
-                        reader.heartbeat()
-                    }
-                }
-                defer { heartbeat.cancel() }
+                heartbeats.add(reader)
+                defer { heartbeats.remove(reader) }
                 // The client's close is noticed within milliseconds, instead of at the second
                 // write that fails.
                 try await requestBody.consumeWithInboundCloseHandler { _ in

@@ -14,6 +14,7 @@ public struct Gateway: Sendable {
     let pool: FunctionThreadPool
     let invocations: InvocationStore
     let playground = Playground()
+    let heartbeats: HeartbeatTimer
     let logger: Logger
 
     public init(configuration: GatewayConfiguration, catalog: PrefabCatalog, logger: Logger? = nil) {
@@ -29,6 +30,7 @@ public struct Gateway: Sendable {
             maxFinished: configuration.maxFinishedInvocations,
             maxFinishedBytes: configuration.maxFinishedInvocationBytes
         )
+        self.heartbeats = HeartbeatTimer(interval: configuration.heartbeatInterval)
         self.logger = logger ?? Logger(label: "prefab-gateway")
     }
 
