@@ -254,9 +254,9 @@ def main():
         lambda server: load(server.port, "/invoke/ticker", {"n": 3, "interval_ms": 300}, 150, 150, expect=4,
                             timeout=30))
     log("== idle")
-    results["idle"] = {"gateway": idle_rss(start_gateway)}
+    results["idle"] = {"gateway": idle_rss(start_gateway, "/invoke/echo", {"text": "hi"})}
     for workers in peers:
-        results["idle"][f"peer{workers}"] = idle_rss(lambda: start_peer(workers))
+        results["idle"][f"peer{workers}"] = idle_rss(lambda: start_peer(workers), "/invoke/echo", {"text": "hi"})
     log("== Python prefabs through the gateway")
     results["python"] = python_rows(options.smoke)
 
@@ -291,11 +291,16 @@ def client_ceiling(smoke):
             server.wait()
 
 
-def idle_rss(start):
+def idle_rss(start, path, body):
+    """RSS after start-up, and again idle after 200 calls (the code that serves them is then resident)."""
     server = start()
     try:
         time.sleep(1.0)
-        return rss_and_cpu(descendants(server.process.pid))[0] / 2**20
+        fresh = rss_and_cpu(descendants(server.process.pid))[0] / 2**20
+        load(server.port, path, body, 4, 200, keepalive=True)
+        time.sleep(1.0)
+        served = rss_and_cpu(descendants(server.process.pid))[0] / 2**20
+        return {"fresh": fresh, "after_calls": served}
     finally:
         server.stop()
 
@@ -379,7 +384,8 @@ def report(results, peers, smoke):
     print(f"\npast the cap (--max-concurrent 100, 150 tickers): {cap['requests_ok']} completed, "
           f"{cap['errors']} refused; gateway alive afterwards: {cap['alive_after']}")
     idle = results["idle"]
-    print("idle RSS, MB: " + ", ".join(f"{name} {value:.1f}" for name, value in idle.items()))
+    print("idle RSS, MB, after start-up / idle again after 200 echo calls: "
+          + ", ".join(f"{name} {value['fresh']:.1f} / {value['after_calls']:.1f}" for name, value in idle.items()))
     python = results["python"]
     print(f"Python prefab through the gateway: time to first event p50 {python['python_ttfe']['p50']:.1f} ms "
           f"(p99 {python['python_ttfe']['p99']:.1f}) cold, {python['python_warm_ttfe']['p50']:.1f} ms "

@@ -157,6 +157,8 @@ struct Serve: AsyncParsableCommand {
         let host = configuration.host
         let startupLogger = logger
         let app = gateway.makeApplication { port in
+            // Start-up code (flags, loading, bootstrap) has run: give back its pages.
+            ResidentCode.trim()
             startupLogger.notice(
                 "prefab-gateway listening on http://\(host):\(port) (GET /manifest lists the functions)")
         }
