@@ -143,11 +143,10 @@ extension Gateway {
         }
     }
 
-    /// A JSON request body, with the gateway's size limit and clear errors.
-    func readJSONBody(_ request: inout Request) async throws -> JSONValue {
-        let body: ByteBuffer
+    /// The request body, refused with 413 past the gateway's size limit.
+    func collectBody(_ request: inout Request) async throws -> ByteBuffer {
         do {
-            body = try await request.collectBody(upTo: configuration.maxBodyBytes)
+            return try await request.collectBody(upTo: configuration.maxBodyBytes)
         } catch is NIOTooManyBytesError {
             throw GatewayError(
                 .contentTooLarge,
@@ -155,6 +154,11 @@ extension Gateway {
                 "the request body is larger than the limit of \(configuration.maxBodyBytes) bytes"
             )
         }
+    }
+
+    /// A JSON request body, with the gateway's size limit and clear errors.
+    func readJSONBody(_ request: inout Request) async throws -> JSONValue {
+        let body = try await collectBody(&request)
         do {
             return try body.withUnsafeReadableBytes { try JSONValue(parsing: $0) }
         } catch {

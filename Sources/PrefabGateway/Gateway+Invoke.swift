@@ -12,17 +12,7 @@ extension Gateway {
     func invoke(_ request: Request, context: some RequestContext) async throws -> Response {
         let function = try function(named: context.parameters.get("name") ?? "")
         var request = request
-        let body: ByteBuffer
-        do {
-            body = try await request.collectBody(upTo: configuration.maxBodyBytes)
-        } catch is NIOTooManyBytesError {
-            throw GatewayError(
-                .contentTooLarge,
-                .payloadTooLarge,
-                "the request body is larger than the limit of \(configuration.maxBodyBytes) bytes"
-            )
-        }
-        let inputs = try validatedInputs(of: function, call: body)
+        let inputs = try validatedInputs(of: function, call: try await collectBody(&request))
         let baseURL = baseURL(for: request)
         switch function.implementation {
         case .result(let body):

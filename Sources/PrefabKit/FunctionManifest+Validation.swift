@@ -67,3 +67,14 @@ extension FunctionManifest {
         return .success(validated)
     }
 }
+
+extension FunctionManifest {
+    /// The rule for function names: ASCII letters, digits, `_` and `-`, not starting with a digit.
+    public static func isValidName(_ name: String) -> Bool {
+        guard let first = name.unicodeScalars.first, !("0"..."9").contains(first) else { return false }
+        return name.unicodeScalars.allSatisfy { scalar in
+            scalar.isASCII
+                && (scalar.properties.isAlphabetic || ("0"..."9").contains(scalar) || scalar == "_" || scalar == "-")
+        }
+    }
+}

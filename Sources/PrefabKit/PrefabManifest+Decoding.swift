@@ -96,7 +96,7 @@ private struct ManifestReader {
             return nil
         }
         let name = requiredString(object, "name", at: path)
-        if let name, !Self.isValidFunctionName(name) {
+        if let name, !FunctionManifest.isValidName(name) {
             fail(
                 "\(path).name",
                 "'\(name)' is not a valid function name (letters, digits, '_' and '-', not starting with a digit)")
@@ -198,14 +198,6 @@ private struct ManifestReader {
             defaultValue: defaultValue,
             allowedValues: allowed
         )
-    }
-
-    static func isValidFunctionName(_ name: String) -> Bool {
-        guard let first = name.unicodeScalars.first, !("0"..."9").contains(first) else { return false }
-        return name.unicodeScalars.allSatisfy { scalar in
-            scalar.isASCII
-                && (scalar.properties.isAlphabetic || ("0"..."9").contains(scalar) || scalar == "_" || scalar == "-")
-        }
     }
 
     private mutating func requiredString(_ object: [String: JSONValue], _ key: String, at path: String) -> String? {

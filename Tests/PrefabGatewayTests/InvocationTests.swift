@@ -148,18 +148,7 @@ import Testing
 
     @Test func cancellingASwiftFunctionEndsItsStreamWithCANCELLED() async throws {
         let probe = Probe()
-        let looping = TestPrefab.streaming("looping") { _, context in
-            do {
-                while true {
-                    try context.yield(.content("."))
-                    probe.countYield()
-                    try context.sleep(for: .milliseconds(20))
-                }
-            } catch let error as PrefabError {
-                probe.stop(with: error.code.rawValue)
-                throw error
-            }
-        }
+        let looping = Self.looping(probe, pause: .milliseconds(20))
         try await LiveGateway.run([looping]) { gateway in
             var stream = try await gateway.openStream("looping")
             let id = try #require(stream.response.headers.first(name: "X-Invocation-Id"))
@@ -197,6 +186,22 @@ import Testing
             #expect(rest.last?.errorCode == "CANCELLED")
             #expect(await Probe.eventually { ProcessRuntimeTests.isGone(pid) })
             #expect(try await gateway.request(.get, "/invocations/\(id)").json?["state"] == "cancelled")
+        }
+    }
+
+    /// Yields `.` every `pause` (a sleep a cancel interrupts) until stopped, and tells `probe` why.
+    static func looping(_ probe: Probe, pause: Duration) -> TestPrefab {
+        .streaming("looping") { _, context in
+            do {
+                while true {
+                    try context.yield(.content("."))
+                    probe.countYield()
+                    try context.sleep(for: pause)
+                }
+            } catch let error as PrefabError {
+                probe.stop(with: error.code.rawValue)
+                throw error
+            }
         }
     }
 
@@ -268,18 +273,7 @@ import Testing
 
     @Test func aRunNobodyResumesIsCancelledAfterTheGracePeriod() async throws {
         let probe = Probe()
-        let looping = TestPrefab.streaming("looping") { _, context in
-            do {
-                while true {
-                    try context.yield(.content("."))
-                    probe.countYield()
-                    try context.sleep(for: .milliseconds(10))
-                }
-            } catch let error as PrefabError {
-                probe.stop(with: error.code.rawValue)
-                throw error
-            }
-        }
+        let looping = Self.looping(probe, pause: .milliseconds(10))
         try await LiveGateway.run([looping], configure: { $0.resumeGrace = .milliseconds(500) }) { gateway in
             let connection = try RawConnection(port: gateway.port)
             try connection.sendPost("/invoke/looping", json: "{}")
