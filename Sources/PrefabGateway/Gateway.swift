@@ -84,7 +84,7 @@ public struct Gateway: Sendable {
         logger.logLevel = .warning  // Hummingbird's own request lines; invocations log on ours.
         return Application(
             router: router,
-            server: .http1WebSocketUpgrade(webSocketRouter: makeWebSocketRouter()),
+            server: .http1WebSocketUpgradeQuiescing(webSocketRouter: makeWebSocketRouter()),
             configuration: ApplicationConfiguration(
                 address: .hostname(configuration.host, port: configuration.port),
                 serverName: "prefab-gateway"

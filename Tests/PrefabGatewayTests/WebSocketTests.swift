@@ -96,3 +96,25 @@ import Testing
         }
     }
 }
+
+@Suite struct ShutdownTests {
+    @Test func theServerStopsEvenWithAConnectionThatNeverSentARequest() async throws {
+        let silentClient = Mutex<RawConnection?>(nil)
+        let stopped = Mutex(false)
+        Task {
+            try await LiveGateway.run([]) { gateway in
+                // Connected, and nothing sent: the connection waits for its first request.
+                silentClient.withLock { $0 = try? RawConnection(port: gateway.port) }
+                let health = try await gateway.request(.get, "/health")
+                #expect(health.status == .ok)
+            }
+            stopped.withLock { $0 = true }
+        }
+        let deadline = ContinuousClock.now + .seconds(20)
+        while ContinuousClock.now < deadline, !stopped.withLock({ $0 }) {
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        #expect(stopped.withLock { $0 }, "the server did not shut down within 20 s while a connection had sent nothing")
+        silentClient.withLock { $0?.hangUp() }
+    }
+}
