@@ -354,6 +354,29 @@ def no_console_errors(driver):
     check("no JavaScript errors in the browser console", not errors, "; ".join(errors[:3]))
 
 
+def scenario_python_examples(page):
+    """The Python examples not driven elsewhere, each run once through its form."""
+    page.open("batch_items")
+    page.fill("items", '["x", "y"]')
+    page.run()
+    page.wait_state("done")
+    check("batch_items: done with the total", page.result() == {"total": 2}, page.find("result").text)
+
+    page.open("count_lines")
+    page.fill("text", "one two\nthree")
+    page.fill("every", "1")
+    page.run()
+    page.wait_state("done")
+    names = [link.text for link in page.find_all("file-link")]
+    check("count_lines: done, with its summary file linked", page.state() == "done" and names, str(names))
+
+    page.open("flaky_steps")
+    page.run()
+    page.wait_state("error")
+    check("flaky_steps: the Python exception's code shows", page.find("error-code").text == "STEP_FAILED",
+          page.find("error").text)
+
+
 def scenario_event_source(page):
     """A browser's own EventSource on /invocations/<id>/events: every event once, in order; when
     the stream ends it reconnects with Last-Event-ID, gets 204, and stops."""
@@ -398,6 +421,7 @@ def main():
         ("chat_stream", scenario_chat_stream),
         ("bad-json", scenario_bad_json),
         ("narrow", scenario_narrow),
+        ("python-examples", scenario_python_examples),
         ("event-source", scenario_event_source),
     ]
     print(f"playground at {BASE}/, screenshots in {os.path.normpath(ARTIFACTS)}", flush=True)
