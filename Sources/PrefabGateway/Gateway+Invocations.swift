@@ -6,13 +6,13 @@ import Synchronization
 
 extension Gateway {
     /// `GET /invocations/<id>`: state, function, timing, event count.
-    func invocationStatus(context: some RequestContext) throws -> Response {
+    func invocationStatus(context: GatewayRequestContext) throws -> Response {
         .json(try invocation(context).statusJSON)
     }
 
     /// `DELETE /invocations/<id>` (or `POST .../cancel`): the function's next `yield` throws, a
     /// process prefab is stopped, and the stream ends with an `error` event `CANCELLED`.
-    func cancelInvocation(context: some RequestContext) throws -> Response {
+    func cancelInvocation(context: GatewayRequestContext) throws -> Response {
         let invocation = try invocation(context)
         try requireRunning(invocation)
         invocation.context.cancel(PrefabError(.cancelled, "the invocation was cancelled by a client"))
@@ -21,7 +21,7 @@ extension Gateway {
 
     /// `POST /invocations/<id>/messages`: one event object (an `answer`, or anything the
     /// function reads with `nextMessage`), delivered to the running function.
-    func deliverMessage(_ request: Request, context: some RequestContext) async throws -> Response {
+    func deliverMessage(_ request: Request, context: GatewayRequestContext) async throws -> Response {
         let invocation = try invocation(context)
         var request = request
         let json = try await readJSONBody(&request)
@@ -58,7 +58,7 @@ extension Gateway {
     /// `GET /invocations/<id>/events`: every event after `Last-Event-ID` (or `?after=`), then the
     /// live ones until the end. 204 when there is nothing more to come, which tells a browser's
     /// `EventSource` to stop reconnecting.
-    func invocationEvents(_ request: Request, context: some RequestContext) async throws -> Response {
+    func invocationEvents(_ request: Request, context: GatewayRequestContext) async throws -> Response {
         let invocation = try invocation(context)
         let text = request.headers[.lastEventID] ?? request.uri.queryParameters.get("after") ?? "0"
         guard let after = Int(text.filter { $0 != " " }), after >= 0 else {
@@ -74,12 +74,17 @@ extension Gateway {
             return response
         }
         let reader = invocation.events.attach(after: after)
-        return eventStreamResponse(invocation, reader: reader, requestBody: request.body)
+        return eventStreamResponse(invocation, reader: reader, request: request, context: context)
     }
 
     /// The SSE answer for `reader`: whole on a kept-alive connection when everything is already
     /// there, otherwise streamed until the end on a watched connection.
-    func eventStreamResponse(_ invocation: Invocation, reader: EventLog.Reader, requestBody: RequestBody) -> Response {
+    func eventStreamResponse(
+        _ invocation: Invocation,
+        reader: EventLog.Reader,
+        request: Request,
+        context: GatewayRequestContext
+    ) -> Response {
         var headers: HTTPFields = [
             .contentType: "text/event-stream; charset=utf-8",
             .cacheControl: "no-cache",
@@ -93,25 +98,35 @@ extension Gateway {
             return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(bytes: first)))
         }
 
+        // A client that reads nothing is dropped after a while, and its call stopped: otherwise
+        // the function would wait in `yield` until its timeout.
+        let idleTimeout = configuration.clientIdleTimeout.seconds
+        let watch = WriteWatch { [channel = context.channel] in
+            invocation.context.cancel(
+                PrefabError(.clientTimeout, "the client read nothing for \(idleTimeout) s and was disconnected"))
+            channel.close(promise: nil)
+        }
         // Watching for the client's close consumes the connection's read side, so it cannot
         // carry another request: say so, and clients open a new one.
         headers[.connection] = "close"
+        let requestBody = request.body
         return Response(
             status: .ok,
             headers: headers,
             body: ResponseBody { [first, heartbeats] writer in
                 defer { lease.release() }
-                heartbeats.add(reader)
+                heartbeats.add(reader, watch: watch)
                 defer { heartbeats.remove(reader) }
                 // The client's close is noticed within milliseconds, instead of at the second
                 // write that fails.
                 try await requestBody.consumeWithInboundCloseHandler { _ in
-                    if !first.isEmpty { try await writer.write(ByteBuffer(bytes: first)) }
+                    if !first.isEmpty { try await watch.writing { try await writer.write(ByteBuffer(bytes: first)) } }
                     var bytes: [UInt8] = []
                     while true {
                         switch await reader.next(into: &bytes) {
-                        case .events: try await writer.write(ByteBuffer(bytes: bytes))
-                        case .idle: try await writer.write(ByteBuffer(bytes: SSEEncoder.heartbeat))
+                        case .events: try await watch.writing { try await writer.write(ByteBuffer(bytes: bytes)) }
+                        case .idle:
+                            try await watch.writing { try await writer.write(ByteBuffer(bytes: SSEEncoder.heartbeat)) }
                         case .finished: return
                         }
                     }
@@ -123,9 +138,10 @@ extension Gateway {
         )
     }
 
-    private func invocation(_ context: some RequestContext) throws -> Invocation {
+    private func invocation(_ context: GatewayRequestContext) throws -> Invocation {
         let id = context.parameters.get("id") ?? ""
-        guard let invocation = invocations.invocation(id) else {
+        // Another key's invocation is not found rather than forbidden: ids are not confirmed.
+        guard let invocation = invocations.invocation(id), invocation.owner == context.apiKey else {
             throw GatewayError(
                 .notFound,
                 .invocationNotFound,
@@ -192,6 +208,7 @@ final class ReaderLease: Sendable {
 
 extension PrefabError.Code {
     public static let invocationNotFound: Self = "INVOCATION_NOT_FOUND"
+    public static let clientTimeout: Self = "CLIENT_TIMEOUT"
 }
 
 extension HTTPField.Name {

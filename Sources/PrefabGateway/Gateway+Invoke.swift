@@ -9,22 +9,24 @@ import Synchronization
 extension Gateway {
     /// `POST /invoke/<name>`: checks the request, then answers a stream of SSE events, the
     /// collected events as JSON (`Accept: application/json`), or a non-streaming function's result.
-    func invoke(_ request: Request, context: some RequestContext) async throws -> Response {
+    func invoke(_ request: Request, context: GatewayRequestContext) async throws -> Response {
         let function = try function(named: context.parameters.get("name") ?? "")
         var request = request
         let inputs = try validatedInputs(of: function, call: try await collectBody(&request))
         let baseURL = baseURL(for: request)
+        let owner = context.apiKey
+        try await admit(function)
         switch function.implementation {
         case .result(let body):
-            let invocation = makeInvocation(function, inputs, baseURL: baseURL, flowControl: false)
+            let invocation = makeInvocation(function, inputs, baseURL: baseURL, owner: owner, flowControl: false)
             return try await respondWithResult(invocation, body)
         case .streaming(let body):
             let accept = request.headers[.accept] ?? ""
             if accept.contains("application/json"), !accept.contains("text/event-stream") {
-                return try await respondWithCollectedEvents(function, inputs, baseURL: baseURL, body)
+                return try await respondWithCollectedEvents(function, inputs, baseURL: baseURL, owner: owner, body)
             }
-            let invocation = makeInvocation(function, inputs, baseURL: baseURL, flowControl: true)
-            return try await respondWithStream(invocation, body, requestBody: request.body)
+            let invocation = makeInvocation(function, inputs, baseURL: baseURL, owner: owner, flowControl: true)
+            return try await respondWithStream(invocation, body, request: request, context: context)
         }
     }
 
@@ -49,9 +51,11 @@ extension Gateway {
     private func readInputs(_ body: ByteBuffer) throws(GatewayError) -> PrefabInputs {
         guard body.readableBytes > 0 else { return [:] }
         let json: JSONValue
+        let limits = inputLimits
         do {
-            json = try body.withUnsafeReadableBytes { try JSONValue(parsing: $0) }
+            json = try body.withUnsafeReadableBytes { try JSONValue(parsing: $0, options: limits.parseOptions) }
         } catch {
+            if (error as? JSONParseError)?.isTooDeep == true { throw limits.tooDeep }
             throw GatewayError(.badRequest, .invalidJSON, "the body is not valid JSON: \(error)")
         }
         guard let object = json.objectValue else {
@@ -68,7 +72,12 @@ extension Gateway {
         guard let values = inputs.objectValue else {
             throw GatewayError(.badRequest, .invalidRequest, "'inputs' must be a JSON object, got \(inputs.typeName)")
         }
+        try limits.check(values)
         return PrefabInputs(values)
+    }
+
+    var inputLimits: InputLimits {
+        InputLimits(maxDepth: configuration.maxInputDepth, maxStringBytes: configuration.maxInputStringBytes)
     }
 
     func baseURL(for request: Request) -> String {
@@ -86,18 +95,18 @@ extension Gateway {
     private func respondWithStream(
         _ invocation: Invocation,
         _ function: @escaping StreamingFunction,
-        requestBody: RequestBody
+        request: Request,
+        context: GatewayRequestContext
     ) async throws -> Response {
         let reader = invocation.events.attach()
         guard start(invocation, function) else {
-            invocation.events.finish()
-            invocations.remove(invocation)
+            abandon(invocation)
             throw overloaded
         }
         // A function that is done within moments (an echo, a short burst) is answered whole, on a
         // connection that stays open for the next request.
         _ = await invocation.events.waitUntilFinished(within: configuration.quickAnswerWindow)
-        return eventStreamResponse(invocation, reader: reader, requestBody: requestBody)
+        return eventStreamResponse(invocation, reader: reader, request: request, context: context)
     }
 
     /// Starts a streaming function's call on a function thread: its events, then the `files`
@@ -143,10 +152,11 @@ extension Gateway {
         _ function: LoadedFunction,
         _ inputs: PrefabInputs,
         baseURL: String,
+        owner: Int?,
         _ body: @escaping StreamingFunction
     ) async throws -> Response {
         let collector = EventCollector(maxBytes: configuration.maxCollectedBytes)
-        let invocation = makeInvocation(function, inputs, baseURL: baseURL, flowControl: false) { event in
+        let invocation = makeInvocation(function, inputs, baseURL: baseURL, owner: owner, flowControl: false) { event in
             try collector.append(event)
         }
         let (terminal, files) = try await runOnPool(invocation) { [self] in
@@ -209,11 +219,38 @@ extension Gateway {
         try await withCheckedThrowingContinuation { continuation in
             let accepted = pool.submit { continuation.resume(returning: work()) }
             if !accepted {
-                invocation.events.finish()
-                invocations.remove(invocation)
+                abandon(invocation)
                 continuation.resume(throwing: overloaded)
             }
         }
+    }
+
+    /// Waits for the call's turn: past the gateway's total or the function's `max_concurrency`
+    /// it queues, and a full queue or a long wait is answered 429. Each admitted call ends with
+    /// `complete` or `abandon`, which give its slot back.
+    func admit(_ function: LoadedFunction) async throws(GatewayError) {
+        let name = function.manifest.name
+        do {
+            try await admissions.admit(name, limit: function.manifest.maxConcurrency)
+        } catch {
+            let limit =
+                function.manifest.maxConcurrency.map { "'\(name)' runs at most \($0) calls at once" }
+                ?? "the gateway runs at most \(admissions.maxRunning) calls at once"
+            let reason =
+                switch error {
+                case .queueFull: "and \(admissions.maxQueued) calls are already waiting"
+                case .waitedTooLong: "and no slot came free within \(admissions.queueTimeout.seconds) s"
+                }
+            throw GatewayError(
+                .tooManyRequests, .overloaded, "\(limit), \(reason); retry shortly", headers: [.retryAfter: "1"])
+        }
+    }
+
+    /// Forgets a call that was admitted but could not start.
+    func abandon(_ invocation: Invocation) {
+        invocation.events.finish()
+        invocations.remove(invocation)
+        admissions.release(invocation.function.manifest.name)
     }
 
     var overloaded: GatewayError {
@@ -225,12 +262,13 @@ extension Gateway {
         )
     }
 
-    /// A new invocation, reachable at `/invocations/<id>` from now on. `sink` sees each event
-    /// the function yields before the event log does.
+    /// A new invocation, reachable at `/invocations/<id>` from now on (with the API key `owner`
+    /// when keys are on). `sink` sees each event the function yields before the event log does.
     func makeInvocation(
         _ function: LoadedFunction,
         _ inputs: PrefabInputs,
         baseURL: String,
+        owner: Int?,
         flowControl: Bool,
         sink: (@Sendable (PrefabEvent) throws -> Void)? = nil
     ) -> Invocation {
@@ -240,6 +278,7 @@ extension Gateway {
             function: function,
             inputs: inputs,
             baseURL: baseURL,
+            owner: owner,
             outputDirectory: outputs.directory(for: id),
             events: EventLog(
                 flowControl: flowControl,
@@ -258,18 +297,21 @@ extension Gateway {
     private func complete(_ invocation: Invocation, terminal: PrefabEvent) {
         invocation.finish(with: terminal)
         invocations.finished(invocation)
+        admissions.release(invocation.function.manifest.name)
         log(invocation, outcome: terminal, events: invocation.events.count)
     }
 
     /// Runs `body` (the call), cancelling it with `TIMEOUT` once it runs past its limit: the
-    /// manifest's `timeout_seconds`, or the gateway's default. A process prefab is stopped at
-    /// once; a Swift function at its next `yield`.
+    /// manifest's `timeout_seconds` or the gateway's default, never past `maxStreamDuration`. A
+    /// process prefab is stopped at once; a Swift function at its next `yield`.
     private func withTimeout<T>(_ invocation: Invocation, _ body: () -> T) -> T {
-        let seconds = invocation.function.manifest.timeoutSeconds ?? configuration.defaultTimeout?.seconds
-        guard let seconds else { return body() }
+        let ownLimit = invocation.function.manifest.timeoutSeconds ?? configuration.defaultTimeout?.seconds
+        let maximum = configuration.maxStreamDuration.seconds
+        let seconds = min(ownLimit ?? .infinity, maximum)
+        let whose = seconds < (ownLimit ?? .infinity) ? "the gateway's maximum call duration" : "its time limit"
         let timer = DispatchWorkItem {
             let limit = String(format: "%g", seconds)
-            invocation.context.cancel(PrefabError(.timeout, "the call ran past its time limit of \(limit) s"))
+            invocation.context.cancel(PrefabError(.timeout, "the call ran past \(whose) of \(limit) s"))
         }
         DispatchQueue.gatewayTimers.asyncAfter(deadline: .now() + seconds, execute: timer)
         defer { timer.cancel() }
@@ -280,6 +322,7 @@ extension Gateway {
     private func filesEvent(_ invocation: Invocation) -> PrefabEvent? {
         guard let directory = invocation.context.usedOutputDirectory else { return nil }
         let entries = outputs.fileEntries(in: directory, invocationId: invocation.id, baseURL: invocation.baseURL)
+        outputOwners.record(invocation.id, owner: invocation.owner)
         return entries.isEmpty ? nil : .files(entries)
     }
 

@@ -5,13 +5,14 @@ import NIOCore
 import PrefabKit
 
 /// The context of a WebSocket upgraded from `GET /invoke/<name>/ws`.
-typealias InvokeWebSocketContext = WebSocketRouterContext<BasicWebSocketRequestContext>
+typealias InvokeWebSocketContext = WebSocketRouterContext<GatewayWebSocketContext>
 
 extension Gateway {
     /// The router that decides WebSocket upgrades: only `GET /invoke/<name>/ws` of a known
     /// function upgrades; anything else falls through to the HTTP routes and their errors.
-    func makeWebSocketRouter() -> Router<BasicWebSocketRequestContext> {
-        let router = Router(context: BasicWebSocketRequestContext.self)
+    func makeWebSocketRouter() -> Router<GatewayWebSocketContext> {
+        let router = Router(context: GatewayWebSocketContext.self)
+        addCommonMiddleware(to: router)
         router.ws("/invoke/:name/ws") { _, context in
             catalog.functions[context.parameters.get("name") ?? ""] == nil ? .dontUpgrade : .upgrade([:])
         } onUpgrade: { inbound, outbound, context in
@@ -44,7 +45,7 @@ extension Gateway {
         guard let call = try await messages.next() else { return }
         let invocation: Invocation
         do {
-            invocation = try startWebSocketCall(call, context)
+            invocation = try await startWebSocketCall(call, context)
         } catch {
             let event = PrefabEvent.error(PrefabError(error.code, error.message, details: error.details))
             try await outbound.writeTextMessage(event.jsonString)
@@ -84,15 +85,18 @@ extension Gateway {
     }
 
     /// Checks the call of a WebSocket, then starts it.
-    private func startWebSocketCall(_ message: WebSocketMessage, _ context: InvokeWebSocketContext) throws(GatewayError)
-        -> Invocation
-    {
+    private func startWebSocketCall(
+        _ message: WebSocketMessage,
+        _ context: InvokeWebSocketContext
+    ) async throws(GatewayError) -> Invocation {
         let function = try function(named: context.requestContext.parameters.get("name") ?? "")
         let inputs = try validatedInputs(of: function, call: Self.bytes(of: message))
+        try await admit(function)
         let invocation = makeInvocation(
             function,
             inputs,
             baseURL: baseURL(for: context.request),
+            owner: context.requestContext.apiKey,
             flowControl: true
         )
         let started: Bool
@@ -101,8 +105,7 @@ extension Gateway {
         case .result(let body): started = start(invocation, body)
         }
         guard started else {
-            invocation.events.finish()
-            invocations.remove(invocation)
+            abandon(invocation)
             throw overloaded
         }
         return invocation

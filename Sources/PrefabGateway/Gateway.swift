@@ -11,8 +11,10 @@ public struct Gateway: Sendable {
     public let configuration: GatewayConfiguration
     public let catalog: PrefabCatalog
     let outputs: OutputStore
+    let outputOwners = OutputOwners()
     let pool: FunctionThreadPool
     let invocations: InvocationStore
+    let admissions: AdmissionControl
     let playground = Playground()
     let heartbeats: HeartbeatTimer
     let logger: Logger
@@ -25,12 +27,20 @@ public struct Gateway: Sendable {
             maxThreads: configuration.maxConcurrentInvocations,
             stackSize: configuration.functionThreadStackBytes
         )
+        self.admissions = AdmissionControl(
+            maxRunning: configuration.maxConcurrentInvocations,
+            maxQueued: configuration.maxQueuedInvocations,
+            queueTimeout: configuration.queueTimeout
+        )
         self.invocations = InvocationStore(
             retention: configuration.invocationRetention,
             maxFinished: configuration.maxFinishedInvocations,
             maxFinishedBytes: configuration.maxFinishedInvocationBytes
         )
-        self.heartbeats = HeartbeatTimer(interval: configuration.heartbeatInterval)
+        self.heartbeats = HeartbeatTimer(
+            interval: configuration.heartbeatInterval,
+            clientIdleTimeout: configuration.clientIdleTimeout
+        )
         self.logger = logger ?? Logger(label: "prefab-gateway")
     }
 
@@ -60,8 +70,8 @@ public struct Gateway: Sendable {
     public func makeApplication(
         onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
     ) -> some ApplicationProtocol {
-        let router = Router()
-        router.middlewares.add(ErrorMiddleware())
+        let router = Router(context: GatewayRequestContext.self)
+        addCommonMiddleware(to: router)
         router.get("/") { _, _ in try playground.response(for: "index.html") }
         router.get("/playground/:file") { _, context in
             try playground.response(for: context.parameters.get("file") ?? "")
@@ -89,10 +99,24 @@ public struct Gateway: Sendable {
                 address: .hostname(configuration.host, port: configuration.port),
                 serverName: "prefab-gateway"
             ),
-            services: [OutputSweeper(outputs: outputs, retention: configuration.outputRetention, logger: self.logger)],
+            services: [
+                OutputSweeper(outputs: outputs, owners: outputOwners, retention: configuration.outputRetention, logger: self.logger)
+            ],
             onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? 0) },
             logger: logger
         )
+    }
+
+    /// Error bodies, size limits, CORS and API keys, in that order: an error from any of them
+    /// gets the JSON error body, and a preflight is answered before a key is asked for.
+    func addCommonMiddleware<Context: APIKeyRequestContext>(to router: Router<Context>) {
+        router.middlewares.add(ErrorMiddleware())
+        router.middlewares.add(
+            RequestSizeLimits(maxURLBytes: configuration.maxURLBytes, maxHeaderBytes: configuration.maxHeaderBytes))
+        if !configuration.corsOrigins.isEmpty {
+            router.middlewares.add(CORSAllowList(origins: configuration.corsOrigins))
+        }
+        router.middlewares.add(APIKeyMiddleware(keys: APIKeys(configuration.apiKeys)))
     }
 
     func manifestResponse() -> Response {
@@ -110,7 +134,8 @@ public struct Gateway: Sendable {
         .json([
             "status": catalog.problems.isEmpty ? "ok" : "degraded",
             "functions": .int(catalog.functions.count),
-            "running": .int(pool.running),
+            "running": .int(admissions.running),
+            "queued": .int(admissions.queued),
             "load_errors": .array(catalog.problems.map(\.jsonValue)),
         ])
     }

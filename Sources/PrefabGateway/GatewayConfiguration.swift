@@ -18,6 +18,14 @@ public struct GatewayConfiguration: Sendable {
     public var heartbeatInterval: Duration = .seconds(15)
     /// Largest request body accepted (413 beyond).
     public var maxBodyBytes = 1 << 20
+    /// Deepest nesting of arrays and objects inside one input value (422 beyond).
+    public var maxInputDepth = 32
+    /// Longest string or object key inside the inputs, in UTF-8 bytes (422 beyond).
+    public var maxInputStringBytes = 256 << 10
+    /// Longest request target (path and query), in bytes (414 beyond).
+    public var maxURLBytes = 8 << 10
+    /// Most bytes in a request's header fields together (431 beyond).
+    public var maxHeaderBytes = 32 << 10
     /// How long a stream waits for its function to finish before answering as a stream: a call
     /// done by then is answered whole on a kept-alive connection. The first events of a longer
     /// function are held back this long at most.
@@ -28,12 +36,26 @@ public struct GatewayConfiguration: Sendable {
     public var streamBufferBytes = 256 << 10
     /// Largest response collected for a streaming function called with `Accept: application/json`.
     public var maxCollectedBytes = 16 << 20
-    /// Most functions running at once, each on its own thread; beyond it requests get 503.
+    /// Most functions running at once, each on its own thread; beyond it calls wait in the queue.
     public var maxConcurrentInvocations = 4096
+    /// Most calls waiting for a slot (past the total above or a function's `max_concurrency`);
+    /// beyond it, and after `queueTimeout` in it, a call gets 429.
+    public var maxQueuedInvocations = 64
+    /// How long a call waits in the queue for a slot before it gets 429.
+    public var queueTimeout: Duration = .seconds(10)
     /// Stack size of the threads that run functions.
     public var functionThreadStackBytes = 512 << 10
     /// How long a call may run when its manifest gives no `timeout_seconds`; nil: no limit.
     public var defaultTimeout: Duration? = .seconds(600)
+    /// Longest any call may run, whatever its manifest's `timeout_seconds` says.
+    public var maxStreamDuration: Duration = .seconds(3600)
+    /// How long a stream may wait on a client that reads nothing before the client is
+    /// disconnected and its call cancelled.
+    public var clientIdleTimeout: Duration = .seconds(60)
+    /// Bearer tokens that may call the gateway; empty: no authentication.
+    public var apiKeys: [String] = []
+    /// Origins whose pages may call the gateway from a browser (CORS); empty: CORS is off.
+    public var corsOrigins: [String] = []
     /// How process prefabs (Python and commands) are run.
     public var processes = ProcessRuntime.Options()
     /// How long output files are kept after their invocation.

@@ -2,34 +2,66 @@ import Foundation
 import Synchronization
 
 /// One timer for every open stream: each interval it tells each reader to send a `: ping` if no
-/// event went out since the last tick. A task per stream would cost its own allocations and
-/// wake-ups; with thousands of idle streams, one timer is cheaper.
+/// event went out since the last tick, and drops clients whose writes have waited too long. A
+/// task per stream would cost its own allocations and wake-ups; with thousands of idle streams,
+/// one timer is cheaper.
 final class HeartbeatTimer: @unchecked Sendable {  // the timer is set up once, in init
-    private let readers = ReaderSet()
+    private let streams = StreamSet()
     private let timer: any DispatchSourceTimer
 
-    init(interval: Duration) {
+    init(interval: Duration, clientIdleTimeout: Duration) {
         timer = DispatchSource.makeTimerSource(queue: .gatewayTimers)
         let nanoseconds = max(1, Int(interval.seconds * 1e9))
+        let idleLimit = UInt64(max(0, clientIdleTimeout.seconds) * 1e9)
         timer.schedule(deadline: .now() + .nanoseconds(nanoseconds), repeating: .nanoseconds(nanoseconds))
-        timer.setEventHandler { [readers] in
-            for reader in readers.all { reader.heartbeat() }
+        timer.setEventHandler { [streams] in
+            let now = DispatchTime.now().uptimeNanoseconds
+            for (reader, watch) in streams.all {
+                reader.heartbeat()
+                watch.check(now: now, limit: idleLimit)
+            }
         }
         timer.resume()
     }
 
     deinit { timer.cancel() }
 
-    func add(_ reader: EventLog.Reader) {
-        readers.state.withLock { $0[ObjectIdentifier(reader)] = reader }
+    func add(_ reader: EventLog.Reader, watch: WriteWatch) {
+        streams.state.withLock { $0[ObjectIdentifier(reader)] = (reader, watch) }
     }
 
     func remove(_ reader: EventLog.Reader) {
-        _ = readers.state.withLock { $0.removeValue(forKey: ObjectIdentifier(reader)) }
+        _ = streams.state.withLock { $0.removeValue(forKey: ObjectIdentifier(reader)) }
     }
 
-    private final class ReaderSet: Sendable {
-        let state = Mutex<[ObjectIdentifier: EventLog.Reader]>([:])
-        var all: [EventLog.Reader] { state.withLock { Array($0.values) } }
+    private final class StreamSet: Sendable {
+        let state = Mutex<[ObjectIdentifier: (EventLog.Reader, WriteWatch)]>([:])
+        var all: [(EventLog.Reader, WriteWatch)] { state.withLock { Array($0.values) } }
+    }
+}
+
+/// How long a stream's current write has waited for its client. A client that reads nothing
+/// makes the write wait once the socket buffers are full; past the limit `onStuck` runs, once.
+final class WriteWatch: Sendable {
+    /// Uptime in nanoseconds when the waiting write began; 0: no write is waiting.
+    private let startedAt = Atomic<UInt64>(0)
+    private let fired = Atomic<Bool>(false)
+    private let onStuck: @Sendable () -> Void
+
+    init(onStuck: @escaping @Sendable () -> Void) {
+        self.onStuck = onStuck
+    }
+
+    func writing(_ write: () async throws -> Void) async throws {
+        startedAt.store(DispatchTime.now().uptimeNanoseconds, ordering: .relaxed)
+        defer { startedAt.store(0, ordering: .relaxed) }
+        try await write()
+    }
+
+    func check(now: UInt64, limit: UInt64) {
+        let started = startedAt.load(ordering: .relaxed)
+        guard started != 0, now > started, now - started >= limit else { return }
+        guard !fired.exchange(true, ordering: .relaxed) else { return }
+        onStuck()
     }
 }

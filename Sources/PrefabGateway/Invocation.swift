@@ -14,6 +14,8 @@ final class Invocation: Sendable {
     let inputs: PrefabInputs
     /// The scheme, host and port that file URLs start with.
     let baseURL: String
+    /// The API key that started the call, the only one that reaches it; nil when keys are off.
+    let owner: Int?
     let started = ContinuousClock.now
     let startedAt = Date()
     let context: PrefabContext
@@ -33,6 +35,7 @@ final class Invocation: Sendable {
         function: LoadedFunction,
         inputs: PrefabInputs,
         baseURL: String,
+        owner: Int? = nil,
         outputDirectory: URL,
         events: EventLog,
         questionTimeout: Duration?,
@@ -42,6 +45,7 @@ final class Invocation: Sendable {
         self.function = function
         self.inputs = inputs
         self.baseURL = baseURL
+        self.owner = owner
         self.events = events
         self.context = PrefabContext(
             invocationId: id,

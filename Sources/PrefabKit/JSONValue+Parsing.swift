@@ -8,6 +8,8 @@ public struct JSONParseError: Error, Sendable, Equatable, CustomStringConvertibl
     public var column: Int
     /// 0-based byte offset of the offending character in the UTF-8 input.
     public var offset: Int
+    /// The document nests deeper than `JSONParseOptions.maxDepth`; it may be well-formed.
+    public var isTooDeep = false
 
     public init(reason: String, line: Int, column: Int, offset: Int) {
         self.reason = reason
@@ -115,7 +117,7 @@ private struct JSONParser {
             guard index < end else { throw error("unexpected end of input, expected a JSON value", at: index) }
             switch input[index] {
             case UInt8(ascii: "{"):
-                guard stack.count < maxDepth else { throw error("nesting deeper than \(maxDepth) levels", at: index) }
+                guard stack.count < maxDepth else { throw tooDeep() }
                 index += 1
                 try skipWhitespace()
                 if index < end, input[index] == UInt8(ascii: "}") {
@@ -128,7 +130,7 @@ private struct JSONParser {
                     continue parsing
                 }
             case UInt8(ascii: "["):
-                guard stack.count < maxDepth else { throw error("nesting deeper than \(maxDepth) levels", at: index) }
+                guard stack.count < maxDepth else { throw tooDeep() }
                 index += 1
                 try skipWhitespace()
                 if index < end, input[index] == UInt8(ascii: "]") {
@@ -559,6 +561,12 @@ private struct JSONParser {
     // MARK: - Errors
 
     /// Builds an error for the byte at `offset`; line and column are only worked out here, off the fast path.
+    private func tooDeep() -> JSONParseError {
+        var error = error("nesting deeper than \(maxDepth) levels", at: index)
+        error.isTooDeep = true
+        return error
+    }
+
     private func error(_ reason: String, at offset: Int) -> JSONParseError {
         var line = 1
         var lineStart = bomLength

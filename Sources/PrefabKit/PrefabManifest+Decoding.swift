@@ -117,6 +117,14 @@ private struct ManifestReader {
                 fail("\(path).timeout_seconds", "must be a positive number")
             }
         }
+        var maxConcurrency: Int?
+        if let limit = object["max_concurrency"] {
+            if let count = limit.intValue, count > 0 {
+                maxConcurrency = count
+            } else {
+                fail("\(path).max_concurrency", "must be a positive integer")
+            }
+        }
         var parameters: [ParameterManifest] = []
         if let list = object["parameters"] {
             if let entries = list.arrayValue {
@@ -140,6 +148,7 @@ private struct ManifestReader {
             parameters: parameters,
             returns: object["returns"],
             timeoutSeconds: timeoutSeconds,
+            maxConcurrency: maxConcurrency,
             json: json
         )
     }

@@ -38,6 +38,9 @@ public struct FunctionManifest: Sendable, Hashable {
     public var returns: JSONValue?
     /// How long a call may run before it ends with `TIMEOUT`; nil: the gateway's default.
     public var timeoutSeconds: Double?
+    /// Most calls of this function running at once; more wait in the gateway's queue. Nil: only
+    /// the gateway's total limit applies.
+    public var maxConcurrency: Int?
     /// The function's entry as written, served by `GET /manifest`.
     public var json: JSONValue
 
@@ -48,6 +51,7 @@ public struct FunctionManifest: Sendable, Hashable {
         parameters: [ParameterManifest] = [],
         returns: JSONValue? = nil,
         timeoutSeconds: Double? = nil,
+        maxConcurrency: Int? = nil,
         json: JSONValue? = nil
     ) {
         self.name = name
@@ -56,6 +60,7 @@ public struct FunctionManifest: Sendable, Hashable {
         self.parameters = parameters
         self.returns = returns
         self.timeoutSeconds = timeoutSeconds
+        self.maxConcurrency = maxConcurrency
         self.json = json ?? Self.synthesizedJSON(name, description, streaming, parameters, returns)
     }
 

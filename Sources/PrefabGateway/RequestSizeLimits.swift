@@ -1,0 +1,37 @@
+import HTTPTypes
+import Hummingbird
+import PrefabKit
+
+/// Refuses a request whose target (path and query) or header fields are larger than the
+/// gateway's limits, before any route looks at them.
+struct RequestSizeLimits<Context: RequestContext>: RouterMiddleware {
+    let maxURLBytes: Int
+    let maxHeaderBytes: Int
+
+    func handle(
+        _ request: Request,
+        context: Context,
+        next: (Request, Context) async throws -> Response
+    ) async throws -> Response {
+        let target = request.head.path?.utf8.count ?? 0
+        guard target <= maxURLBytes else {
+            throw GatewayError(
+                .uriTooLong, .urlTooLong, "the URL is \(target) bytes, more than the limit of \(maxURLBytes)")
+        }
+        // As on the wire: "name: value\r\n".
+        let headers = request.headers.reduce(0) { $0 + $1.name.rawName.utf8.count + $1.value.utf8.count + 4 }
+        guard headers <= maxHeaderBytes else {
+            throw GatewayError(
+                .init(code: 431, reasonPhrase: "Request Header Fields Too Large"),
+                .headersTooLarge,
+                "the header fields are \(headers) bytes, more than the limit of \(maxHeaderBytes)"
+            )
+        }
+        return try await next(request, context)
+    }
+}
+
+extension PrefabError.Code {
+    public static let urlTooLong: Self = "URL_TOO_LONG"
+    public static let headersTooLarge: Self = "HEADERS_TOO_LARGE"
+}
