@@ -2,7 +2,7 @@ import Foundation
 
 /// The bearer tokens that may call the gateway. A key is known by its position in the list,
 /// which is what an invocation records as its owner.
-struct APIKeys: Sendable {
+public struct APIKeys: Sendable {
     private let keys: [[UInt8]]
 
     init(_ keys: [String]) {
@@ -30,7 +30,7 @@ struct APIKeys: Sendable {
     /// Keys from a file (one per line; blank lines and `#` comments skipped) and from a
     /// comma-separated list. A key must be at least 16 characters with no spaces: a short key can
     /// be guessed.
-    static func load(file: String?, list: String?) throws -> [String] {
+    public static func load(file: String?, list: String?) throws -> [String] {
         var keys: [String] = []
         if let file {
             let text: String

@@ -326,11 +326,14 @@ extension Gateway {
         return entries.isEmpty ? nil : .files(entries)
     }
 
-    /// One line per invocation: id, function, outcome, events, duration.
+    /// One line per invocation (id, function, outcome, events, duration), and its metrics.
     private func log(_ invocation: Invocation, outcome terminal: PrefabEvent, events: Int) {
         let cancelled = terminal.errorCode == PrefabError.Code.cancelled.rawValue
         let outcome = cancelled ? "cancelled" : terminal.type == PrefabEvent.done ? "done" : "error"
-        let milliseconds = (ContinuousClock.now - invocation.started).seconds * 1000
+        let duration = ContinuousClock.now - invocation.started
+        metrics.invocationEnded(
+            function: invocation.function.manifest.name, outcome: outcome, duration: duration, events: events)
+        let milliseconds = duration.seconds * 1000
         var metadata: Logger.Metadata = [
             "invocation": "\(invocation.id)",
             "function": "\(invocation.function.manifest.name)",

@@ -17,9 +17,15 @@ public struct Gateway: Sendable {
     let admissions: AdmissionControl
     let playground = Playground()
     let heartbeats: HeartbeatTimer
+    let metrics: GatewayMetrics
     let logger: Logger
 
     public init(configuration: GatewayConfiguration, catalog: PrefabCatalog, logger: Logger? = nil) {
+        self.init(configuration: configuration, catalog: catalog, logger: logger, metrics: GatewayMetrics())
+    }
+
+    init(configuration: GatewayConfiguration, catalog: PrefabCatalog, logger: Logger?, metrics: GatewayMetrics) {
+        self.metrics = metrics
         self.configuration = configuration
         self.catalog = catalog
         self.outputs = OutputStore(root: configuration.outputsDirectory)
@@ -51,7 +57,10 @@ public struct Gateway: Sendable {
         logger: Logger? = nil
     ) throws -> Gateway {
         let logger = logger ?? Logger(label: "prefab-gateway")
-        let processes = ProcessRuntime(options: configuration.processes, logger: logger)
+        let metrics = GatewayMetrics()
+        let processes = ProcessRuntime(options: configuration.processes, logger: logger) { duration in
+            metrics.processSpawned(in: duration)
+        }
         let catalog = PrefabCatalog.load(from: configuration.prefabsDirectory, compiled: compiled, processes: processes)
         for problem in catalog.problems {
             logger.error(
@@ -63,7 +72,7 @@ public struct Gateway: Sendable {
         }
         logger.info("loaded \(catalog.functions.count) functions from \(configuration.prefabsDirectory.path)")
         processes.prewarm()
-        return Gateway(configuration: configuration, catalog: catalog, logger: logger)
+        return Gateway(configuration: configuration, catalog: catalog, logger: logger, metrics: metrics)
     }
 
     /// The HTTP application, ready to run (or to test with HummingbirdTesting).
@@ -78,6 +87,7 @@ public struct Gateway: Sendable {
         }
         router.get("/manifest") { _, _ in manifestResponse() }
         router.get("/health") { _, _ in healthResponse() }
+        router.get("/metrics") { _, _ in metricsResponse() }
         router.post("/invoke/:name") { request, context in try await invoke(request, context: context) }
         router.get("/invoke/:name/ws") { _, context in try webSocketWithoutUpgrade(context: context) }
         router.get("/files/:invocation/**") { request, context in try await file(request, context: context) }
@@ -100,7 +110,9 @@ public struct Gateway: Sendable {
                 serverName: "prefab-gateway"
             ),
             services: [
-                OutputSweeper(outputs: outputs, owners: outputOwners, retention: configuration.outputRetention, logger: self.logger)
+                OutputSweeper(
+                    outputs: outputs, owners: outputOwners, retention: configuration.outputRetention,
+                    logger: self.logger)
             ],
             onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? 0) },
             logger: logger
@@ -128,6 +140,15 @@ public struct Gateway: Sendable {
             return JSONValue.object(entry)
         }
         return .json(["functions": .array(functions)])
+    }
+
+    func metricsResponse() -> Response {
+        let text = metrics.render(running: admissions.running, queued: admissions.queued, streams: heartbeats.count)
+        return Response(
+            status: .ok,
+            headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+            body: ResponseBody(byteBuffer: ByteBuffer(bytes: text))
+        )
     }
 
     func healthResponse() -> Response {

@@ -30,6 +30,9 @@ final class HeartbeatTimer: @unchecked Sendable {  // the timer is set up once, 
         streams.state.withLock { $0[ObjectIdentifier(reader)] = (reader, watch) }
     }
 
+    /// Streams open now.
+    var count: Int { streams.state.withLock { $0.count } }
+
     func remove(_ reader: EventLog.Reader) {
         _ = streams.state.withLock { $0.removeValue(forKey: ObjectIdentifier(reader)) }
     }

@@ -168,8 +168,10 @@ final class ChildProcess: Sendable {
         process.standardOutput = child.stdoutPipe
         process.standardError = child.stderrPipe
         process.terminationHandler = { [exited = child.exited] _ in exited.signal() }
+        let began = ContinuousClock.now
         do {
             try process.run()
+            runtime.onSpawn?(ContinuousClock.now - began)
         } catch {
             throw PrefabError(.prefabStartFailed, "cannot start '\(executable)': \(error)")
         }

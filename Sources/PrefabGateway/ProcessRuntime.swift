@@ -36,9 +36,17 @@ public struct ProcessRuntime: Sendable {
     let logger: Logger
     private let warm = WarmChildren()
 
-    public init(options: Options = Options(), logger: Logger = Logger(label: "prefab-gateway")) {
+    /// Told how long each child took to start.
+    let onSpawn: (@Sendable (Duration) -> Void)?
+
+    public init(
+        options: Options = Options(),
+        logger: Logger = Logger(label: "prefab-gateway"),
+        onSpawn: (@Sendable (Duration) -> Void)? = nil
+    ) {
         self.options = options
         self.logger = logger
+        self.onSpawn = onSpawn
         // A child that exits while we write its stdin must give EPIPE, not kill the gateway.
         signal(SIGPIPE, SIG_IGN)
     }

@@ -39,7 +39,8 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Largest request body in bytes (env PREFAB_GATEWAY_MAX_BODY; default 1048576).")
     var maxBodyBytes: Int?
 
-    @Option(help: "Most functions running at once; more get 503 (env PREFAB_GATEWAY_MAX_CONCURRENT; default 4096).")
+    @Option(
+        help: "Most calls running at once; more wait in the queue (env PREFAB_GATEWAY_MAX_CONCURRENT; default 4096).")
     var maxConcurrent: Int?
 
     @Option(help: "Seconds output files are kept (env PREFAB_GATEWAY_OUTPUT_RETENTION; default 3600).")
@@ -89,6 +90,10 @@ struct Serve: AsyncParsableCommand {
             "Bytes of already-sent events kept per invocation for clients that resume (env PREFAB_GATEWAY_EVENT_HISTORY; default 1048576)."
     )
     var eventHistoryBytes: Int?
+
+    @OptionGroup(title: "Limits") var limits: LimitOptions
+
+    @OptionGroup(title: "Access") var access: AccessOptions
 
     @Option(
         help: "trace, debug, info, notice, warning, error or critical (env PREFAB_GATEWAY_LOG_LEVEL; default info).")
@@ -140,6 +145,8 @@ struct Serve: AsyncParsableCommand {
         configuration.eventHistoryBytes =
             try eventHistoryBytes ?? Environment.parse("PREFAB_GATEWAY_EVENT_HISTORY")
             ?? configuration.eventHistoryBytes
+        try limits.apply(to: &configuration)
+        try access.apply(to: &configuration)
         let levelName = logLevel ?? Environment.value("PREFAB_GATEWAY_LOG_LEVEL") ?? "info"
         guard let level = Logger.Level(rawValue: levelName) else {
             throw ValidationError("unknown log level '\(levelName)'")

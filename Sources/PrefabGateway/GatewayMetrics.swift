@@ -1,0 +1,67 @@
+import Foundation
+import Prometheus
+
+/// What `GET /metrics` reports, in Prometheus's text format: calls by function and outcome,
+/// their durations, events sent, process start-up times, and — read when scraped — running and
+/// queued calls and open streams.
+final class GatewayMetrics: Sendable {
+    private let registry = PrometheusCollectorRegistry()
+    private let running: Gauge
+    private let queued: Gauge
+    private let streams: Gauge
+    private let spawnSeconds: DurationHistogram
+
+    private static let durationBuckets: [Duration] = [
+        .milliseconds(1), .milliseconds(5), .milliseconds(25), .milliseconds(100), .milliseconds(500),
+        .seconds(1), .seconds(5), .seconds(30), .seconds(120), .seconds(600),
+    ]
+
+    init() {
+        running = registry.makeGauge(
+            descriptor: .init(metricName: "prefab_invocations_running", unitName: "", helpText: "Calls running now."))
+        queued = registry.makeGauge(
+            descriptor: .init(metricName: "prefab_invocations_queued", unitName: "", helpText: "Calls waiting for a slot now."))
+        streams = registry.makeGauge(
+            descriptor: .init(metricName: "prefab_streams_active", unitName: "", helpText: "SSE streams open to clients now."))
+        spawnSeconds = registry.makeDurationHistogram(
+            descriptor: .init(
+                metricName: "prefab_process_spawn",
+                unitName: "seconds",
+                helpText: "Time to start a process prefab's child."
+            ),
+            buckets: [
+                .milliseconds(1), .milliseconds(2), .milliseconds(5), .milliseconds(10), .milliseconds(25),
+                .milliseconds(50), .milliseconds(100), .milliseconds(500),
+            ]
+        )
+    }
+
+    /// One call ended: `outcome` is `done`, `error` or `cancelled`.
+    func invocationEnded(function: String, outcome: String, duration: Duration, events: Int) {
+        registry.makeCounter(
+            descriptor: .init(metricName: "prefab_invocations", unitName: "total", helpText: "Calls ended, by outcome."),
+            labels: [("function", function), ("outcome", outcome)]
+        ).increment()
+        registry.makeCounter(
+            descriptor: .init(metricName: "prefab_events_sent", unitName: "total", helpText: "Events of ended calls."),
+            labels: [("function", function)]
+        ).increment(by: Int64(events))
+        registry.makeDurationHistogram(
+            descriptor: .init(metricName: "prefab_invocation_duration", unitName: "seconds", helpText: "Call durations."),
+            labels: [("function", function)],
+            buckets: Self.durationBuckets
+        ).record(duration)
+    }
+
+    func processSpawned(in duration: Duration) {
+        spawnSeconds.record(duration)
+    }
+
+    /// The exposition text, with the gauges read now.
+    func render(running: Int, queued: Int, streams: Int) -> [UInt8] {
+        self.running.set(Double(running))
+        self.queued.set(Double(queued))
+        self.streams.set(Double(streams))
+        return registry.emitToBuffer()
+    }
+}
