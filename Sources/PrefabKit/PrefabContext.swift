@@ -86,7 +86,13 @@ public final class PrefabContext: Sendable {
         if ended.load(ordering: .acquiring) { throw Self.streamEnded }
         // Recorded before the client can see it, so that its answer is always accepted.
         if event.type == PrefabEvent.question { inbox.questionAsked(event) }
-        try sink(event)
+        do {
+            try sink(event)
+        } catch {
+            // A cancel that wakes a `yield` blocked in the sink says why, not just "cancelled".
+            if let reason = cancelReason { throw reason }
+            throw error
+        }
     }
 
     /// The directory for output files, `data/outputs/<invocation>/` under the gateway; created on

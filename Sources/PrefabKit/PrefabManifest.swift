@@ -62,6 +62,11 @@ public struct FunctionManifest: Sendable, Hashable {
         self.timeoutSeconds = timeoutSeconds
         self.maxConcurrency = maxConcurrency
         self.json = json ?? Self.synthesizedJSON(name, description, streaming, parameters, returns)
+        if json == nil, var object = self.json.objectValue {
+            if let timeoutSeconds { object["timeout_seconds"] = .double(timeoutSeconds) }
+            if let maxConcurrency { object["max_concurrency"] = .int(maxConcurrency) }
+            self.json = .object(object)
+        }
     }
 
     private static func synthesizedJSON(

@@ -90,22 +90,4 @@ import Testing
             #expect(small.status == .ok)
         }
     }
-
-    @Test func pastTheConcurrencyLimitIs503WithRetryAfter() async throws {
-        let probe = Probe()
-        let blocking = TestPrefab.streaming("blocking") { _, context in
-            try context.yield(.start())
-            _ = probe.proceed.wait(timeout: DispatchTime.now() + 10.0)
-        }
-        try await LiveGateway.run([blocking], configure: { $0.maxConcurrentInvocations = 1 }) { gateway in
-            var first = try await gateway.openStream("blocking")
-            #expect(try await first.nextEvent()?.type == "start")
-            let second = try await gateway.invoke("blocking")
-            #expect(second.status == .serviceUnavailable)
-            #expect(second.errorCode == "OVERLOADED")
-            #expect(second.headers[.retryAfter] == "1")
-            probe.proceed.signal()
-            #expect(try await first.rest().last?.prefabEvent?.type == "done")
-        }
-    }
 }

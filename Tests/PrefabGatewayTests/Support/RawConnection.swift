@@ -55,18 +55,20 @@ final class RawConnection: @unchecked Sendable {
         while received.count < limit {
             let count = chunk.withUnsafeMutableBytes { recv(socketFD, $0.baseAddress, $0.count, 0) }
             guard count > 0 else { throw RawConnectionError("connection ended before '\(marker)'") }
+            // Only the new bytes (and a marker's length before them) can complete the marker.
+            let searchFrom = max(0, received.count - marker.utf8.count)
             received += chunk[0..<count]
-            if String(decoding: received, as: UTF8.self).contains(marker) { break }
+            if String(decoding: received[searchFrom...], as: UTF8.self).contains(marker) { break }
         }
         return String(decoding: received, as: UTF8.self)
     }
 
     /// `read(until:)` on a thread of its own, so a test's wait never blocks the cooperative pool
     /// that the server in the same process needs.
-    func readOffPool(until marker: String) async throws -> String {
+    func readOffPool(until marker: String, limit: Int = 1 << 20) async throws -> String {
         try await withCheckedThrowingContinuation { continuation in
             let thread = Thread {
-                continuation.resume(with: Result { try self.read(until: marker) })
+                continuation.resume(with: Result { try self.read(until: marker, limit: limit) })
             }
             thread.start()
         }
