@@ -119,15 +119,15 @@ public struct Gateway: Sendable {
         )
     }
 
-    /// Error bodies, size limits, CORS and API keys, in that order: an error from any of them
-    /// gets the JSON error body, and a preflight is answered before a key is asked for.
+    /// CORS, error bodies, size limits and API keys, in that order: a preflight is answered
+    /// before a key is asked for, and every error gets the JSON error body and CORS headers.
     func addCommonMiddleware<Context: APIKeyRequestContext>(to router: Router<Context>) {
-        router.middlewares.add(ErrorMiddleware())
-        router.middlewares.add(
-            RequestSizeLimits(maxURLBytes: configuration.maxURLBytes, maxHeaderBytes: configuration.maxHeaderBytes))
         if !configuration.corsOrigins.isEmpty {
             router.middlewares.add(CORSAllowList(origins: configuration.corsOrigins))
         }
+        router.middlewares.add(ErrorMiddleware())
+        router.middlewares.add(
+            RequestSizeLimits(maxURLBytes: configuration.maxURLBytes, maxHeaderBytes: configuration.maxHeaderBytes))
         router.middlewares.add(APIKeyMiddleware(keys: APIKeys(configuration.apiKeys)))
     }
 

@@ -88,12 +88,7 @@ struct LiveGateway: Sendable {
         configure(&configuration)
         var logger = Logger(label: "gateway-test")
         logger.logLevel = .warning
-        let catalog = PrefabCatalog.load(
-            from: prefabsDirectory,
-            compiled: compiled,
-            processes: ProcessRuntime(options: configuration.processes, logger: logger)
-        )
-        let gateway = Gateway(configuration: configuration, catalog: catalog, logger: logger)
+        let gateway = try Gateway.load(configuration: configuration, compiled: compiled, logger: logger)
         let dataDirectory = configuration.dataDirectory
         try await gateway.makeApplication().test(.live) { client in
             guard let port = client.port else { throw RawConnectionError("the live test client has no port") }
@@ -145,10 +140,15 @@ struct LiveGateway: Sendable {
     }
 
     /// Opens `POST /invoke/<function>` with a streaming client, for tests that watch events arrive.
-    func openStream(_ function: String, _ body: String = #"{"inputs": {}}"#) async throws -> EventStream {
+    func openStream(
+        _ function: String,
+        _ body: String = #"{"inputs": {}}"#,
+        headers: HTTPFields = [:]
+    ) async throws -> EventStream {
         var request = HTTPClientRequest(url: "\(baseURL)/invoke/\(function)")
         request.method = .POST
         request.headers.add(name: "Content-Type", value: "application/json")
+        for field in headers { request.headers.add(name: field.name.rawName, value: field.value) }
         request.body = .bytes(ByteBuffer(string: body))
         let response = try await HTTPClient.shared.execute(request, timeout: .seconds(30))
         return EventStream(response: response)
