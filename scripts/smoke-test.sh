@@ -76,5 +76,22 @@ echo "$validation"
 check "validate refuses a broken manifest with file, path and reason, exiting non-zero" \
     grep -q 'bad/prefab-manifest.json: \$.functions\[0\].parameters\[0\].type: unknown type .text.*exit 1' <<<"$(echo $validation)"
 
+# API keys from the environment: the terminal client sends its key; without one it is refused.
+keyed_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+PREFAB_GATEWAY_API_KEYS=smoke-key-0123456789abcdef .build/debug/prefab-gateway serve --port "$keyed_port" \
+    --data "$data/keyed" >"$data/keyed.log" 2>&1 &
+keyed=$!
+trap 'kill $server $keyed 2>/dev/null; wait $server $keyed 2>/dev/null; rm -rf "$data"' EXIT
+for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$keyed_port/health" >/dev/null && break; sleep 0.1; done
+check "with keys, /manifest without one is 401" \
+    test "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$keyed_port/manifest")" = 401
+keyed_call=$(PREFAB_GATEWAY_API_KEY=smoke-key-0123456789abcdef .build/debug/prefab-gateway invoke echo -i text=hi \
+    --url "http://127.0.0.1:$keyed_port" --json 2>&1 || echo "exit $?")
+check "invoke sends PREFAB_GATEWAY_API_KEY" grep -q '"success":true' <<<"$keyed_call"
+refused=$(.build/debug/prefab-gateway invoke echo -i text=hi --url "http://127.0.0.1:$keyed_port" 2>&1 || echo "exit $?")
+echo "$refused"
+check "invoke without a key is refused with UNAUTHORIZED, exit 2" grep -q 'UNAUTHORIZED' <<<"$refused"
+check "... exit 2" grep -q 'exit 2' <<<"$refused"
+
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ] || { cat "$log"; exit 1; }

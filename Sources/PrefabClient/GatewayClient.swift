@@ -14,15 +14,24 @@ public struct GatewayClient: Sendable {
     }
 
     public let baseURL: String
+    /// Sent as `Authorization: Bearer <key>` when the gateway requires keys.
+    private let apiKey: String?
     private let http = HTTPClient.shared
 
     /// `url` such as `http://127.0.0.1:8080` (a trailing slash is dropped).
-    public init(url: String) {
+    public init(url: String, apiKey: String? = nil) {
         baseURL = url.hasSuffix("/") ? String(url.dropLast()) : url
+        self.apiKey = apiKey
     }
 
     public func manifest() async throws -> JSONValue {
         try await json(HTTPClientRequest(url: baseURL + "/manifest"))
+    }
+
+    private func execute(_ request: HTTPClientRequest, deadline: NIODeadline) async throws -> HTTPClientResponse {
+        var request = request
+        if let apiKey { request.headers.replaceOrAdd(name: "Authorization", value: "Bearer \(apiKey)") }
+        return try await http.execute(request, deadline: deadline)
     }
 
     public func invoke(_ function: String, inputs: [String: JSONValue]) async throws -> Reply {
@@ -31,7 +40,7 @@ public struct GatewayClient: Sendable {
         request.headers.add(name: "Content-Type", value: "application/json")
         request.headers.add(name: "Accept", value: "text/event-stream, application/json")
         request.body = .bytes(ByteBuffer(string: JSONValue.object(["inputs": .object(inputs)]).jsonString))
-        let response = try await http.execute(request, deadline: .distantFuture)
+        let response = try await execute(request, deadline: .distantFuture)
         let id = response.headers.first(name: "X-Invocation-Id") ?? ""
         let contentType = response.headers.first(name: "Content-Type") ?? ""
         if response.status == .ok && contentType.hasPrefix("text/event-stream") {
@@ -61,7 +70,7 @@ public struct GatewayClient: Sendable {
 
     /// Saves the file at `url` as `path`; returns its size.
     public func download(_ url: String, to path: String) async throws -> Int {
-        let response = try await http.execute(HTTPClientRequest(url: url), timeout: .seconds(300))
+        let response = try await execute(HTTPClientRequest(url: url), deadline: .now() + .seconds(300))
         let body = try await response.body.collect(upTo: 1 << 30)
         guard response.status == .ok else {
             throw ServerError(
@@ -74,7 +83,7 @@ public struct GatewayClient: Sendable {
     }
 
     private func json(_ request: HTTPClientRequest) async throws -> JSONValue {
-        let response = try await http.execute(request, timeout: .seconds(60))
+        let response = try await execute(request, deadline: .now() + .seconds(60))
         let body = try await response.body.collect(upTo: 64 << 20)
         let json = try? JSONValue(parsing: Array(body.readableBytesView))
         guard (200..<300).contains(response.status.code), let json else {

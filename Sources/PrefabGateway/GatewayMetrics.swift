@@ -20,9 +20,11 @@ final class GatewayMetrics: Sendable {
         running = registry.makeGauge(
             descriptor: .init(metricName: "prefab_invocations_running", unitName: "", helpText: "Calls running now."))
         queued = registry.makeGauge(
-            descriptor: .init(metricName: "prefab_invocations_queued", unitName: "", helpText: "Calls waiting for a slot now."))
+            descriptor: .init(
+                metricName: "prefab_invocations_queued", unitName: "", helpText: "Calls waiting for a slot now."))
         streams = registry.makeGauge(
-            descriptor: .init(metricName: "prefab_streams_active", unitName: "", helpText: "SSE streams open to clients now."))
+            descriptor: .init(
+                metricName: "prefab_streams_active", unitName: "", helpText: "SSE streams open to clients now."))
         spawnSeconds = registry.makeDurationHistogram(
             descriptor: .init(
                 metricName: "prefab_process_spawn",
@@ -39,7 +41,8 @@ final class GatewayMetrics: Sendable {
     /// One call ended: `outcome` is `done`, `error` or `cancelled`.
     func invocationEnded(function: String, outcome: String, duration: Duration, events: Int) {
         registry.makeCounter(
-            descriptor: .init(metricName: "prefab_invocations", unitName: "total", helpText: "Calls ended, by outcome."),
+            descriptor: .init(
+                metricName: "prefab_invocations", unitName: "total", helpText: "Calls ended, by outcome."),
             labels: [("function", function), ("outcome", outcome)]
         ).increment()
         registry.makeCounter(
@@ -47,7 +50,8 @@ final class GatewayMetrics: Sendable {
             labels: [("function", function)]
         ).increment(by: Int64(events))
         registry.makeDurationHistogram(
-            descriptor: .init(metricName: "prefab_invocation_duration", unitName: "seconds", helpText: "Call durations."),
+            descriptor: .init(
+                metricName: "prefab_invocation_duration", unitName: "seconds", helpText: "Call durations."),
             labels: [("function", function)],
             buckets: Self.durationBuckets
         ).record(duration)

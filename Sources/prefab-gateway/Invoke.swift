@@ -35,6 +35,9 @@ struct Invoke: AsyncParsableCommand {
     @Option(help: "The gateway (env PREFAB_GATEWAY_URL; default http://127.0.0.1:8080).")
     var url: String?
 
+    @Option(help: "The API key, when the gateway requires one (env PREFAB_GATEWAY_API_KEY, which keeps it out of ps).")
+    var apiKey: String?
+
     @Flag(help: "Print the raw events as JSON lines, for scripts.")
     var json = false
 
@@ -43,7 +46,8 @@ struct Invoke: AsyncParsableCommand {
 
     func run() async throws {
         let client = GatewayClient(
-            url: url ?? Environment.value("PREFAB_GATEWAY_URL") ?? "http://127.0.0.1:8080"
+            url: url ?? Environment.value("PREFAB_GATEWAY_URL") ?? "http://127.0.0.1:8080",
+            apiKey: apiKey ?? Environment.value("PREFAB_GATEWAY_API_KEY")
         )
         let terminal = Terminal()
         var printer = EventPrinter(
