@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Drives the web playground in a real browser (Debian's chromium + chromedriver, Selenium).
 
-Usage: python3 scripts/browser-test.py http://127.0.0.1:PORT [artifacts-dir]
+Usage: python3 scripts/browser-test.py http://127.0.0.1:PORT [artifacts-dir [http://127.0.0.1:KEYED-PORT]]
+
+The optional third URL is a gateway that requires the API key in $BROWSER_TEST_API_KEY.
 
 Expects a running gateway on the example prefabs (scripts/browser-test.sh starts one). Prints one
 line per check and a final count; exits non-zero when any check fails. A screenshot of the page
@@ -33,6 +35,9 @@ EXAMPLE_FUNCTIONS = {"echo", "batch_process", "chat_stream", "report", "fail_mid
 
 BASE = sys.argv[1].rstrip("/") if len(sys.argv) > 1 else "http://127.0.0.1:8080"
 ARTIFACTS = sys.argv[2] if len(sys.argv) > 2 else os.path.join(os.path.dirname(__file__), "..", "artifacts", "browser")
+
+KEYED = sys.argv[3].rstrip("/") if len(sys.argv) > 3 else None
+API_KEY = os.environ.get("BROWSER_TEST_API_KEY", "")
 
 passed = 0
 failed = 0
@@ -408,6 +413,33 @@ def scenario_event_source(page):
           json.dumps(outcome))
 
 
+def scenario_api_key(page):
+    """A gateway with API keys: the page asks for the key once, then lists and runs with it."""
+    driver = page.driver
+    driver.get(KEYED + "/")
+    prompt = WebDriverWait(driver, TIMEOUT).until(lambda d: d.switch_to.alert, "the page never asked for a key")
+    check("api-key: the page asks for the key after a 401", "API key" in prompt.text, prompt.text)
+    prompt.send_keys(API_KEY)
+    prompt.accept()
+    page.wait(lambda: EXAMPLE_FUNCTIONS <= page.listed_functions(), "the functions never appeared with the key")
+    check("api-key: with the key the functions are listed", True)
+    page.find("function-report").click()
+    page.wait(lambda: driver.find_element(By.ID, "function-title").text == "report", "no report form")
+    page.fill("rows", "2")
+    page.run()
+    page.wait_state("done")
+    check("api-key: a run with the key ends done", page.state() == "done", page.state())
+    body = driver.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        "const url = document.querySelector('[data-testid=\"file-link\"]').href;"
+        "const key = sessionStorage.getItem('prefab-gateway-api-key');"
+        "Promise.all([fetch(url).then(r => r.status),"
+        " fetch(url, {headers: {Authorization: 'Bearer ' + key}}).then(r => r.text())])"
+        ".then(done, e => done(String(e)));")
+    check("api-key: the file needs the key, and the kept key fetches it",
+          isinstance(body, list) and body[0] == 401 and body[1].startswith("month,units,revenue"), str(body)[:80])
+
+
 def main():
     scenarios = [
         ("list", scenario_list),
@@ -446,6 +478,14 @@ def main():
                     pass
             print(f"      -- {name}: {time.monotonic() - started:.2f} s", flush=True)
         no_console_errors(driver)
+        # Last: its 401s are console errors by design.
+        if KEYED:
+            try:
+                scenario_api_key(Page(driver))
+            except Exception as error:
+                check("api-key: the scenario ran to its end", False, f"{type(error).__name__}: {error}")
+            finally:
+                Page(driver).screenshot("api-key")
     finally:
         driver.quit()
     print(f"{passed} passed, {failed} failed in {time.monotonic() - began:.1f} s", flush=True)

@@ -34,11 +34,12 @@ log="$data/gateway.log"
 artifacts=artifacts/browser
 
 server=
+keyed=
 cleanup() {
-    if [ -n "$server" ]; then
-        kill "$server" 2>/dev/null || true
-        wait "$server" 2>/dev/null || true
-    fi
+    for pid in $server $keyed; do
+        kill "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
     rm -rf "$data"
 }
 trap cleanup EXIT
@@ -56,10 +57,19 @@ for _ in $(seq 1 100); do
     sleep 0.1
 done
 
+# A second gateway that requires an API key, for the playground's key prompt.
+keyed_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+export BROWSER_TEST_API_KEY=browser-key-0123456789abcdef
+PREFAB_GATEWAY_API_KEYS=$BROWSER_TEST_API_KEY .build/debug/prefab-gateway serve --host 127.0.0.1 \
+    --port "$keyed_port" --data "$data/keyed" >"$data/keyed.log" 2>&1 &
+keyed=$!
+for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$keyed_port/health" >/dev/null && break; sleep 0.1; done
+
 mkdir -p "$artifacts"
 rm -f "$artifacts"/*.png
 # SE_OFFLINE: Selenium Manager must never try to download a browser or a driver.
-if ! SE_OFFLINE=true timeout 600 python3 scripts/browser-test.py "http://127.0.0.1:$port" "$artifacts"; then
+if ! SE_OFFLINE=true timeout 600 python3 scripts/browser-test.py "http://127.0.0.1:$port" "$artifacts" \
+    "http://127.0.0.1:$keyed_port"; then
     echo "browser-test: FAILED; the gateway's log:"
     tail -n 50 "$log"
     exit 1

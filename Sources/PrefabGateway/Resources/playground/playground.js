@@ -135,29 +135,57 @@
 
   // ---------------------------------------------------------------- the gateway's API
 
+  // A gateway with API keys answers 401: ask for the key once, keep it for this tab, retry.
+  const KEY_STORAGE = 'prefab-gateway-api-key';
+
+  async function authFetch(url, options = {}) {
+    const send = () => {
+      const key = sessionStorage.getItem(KEY_STORAGE);
+      const headers = Object.assign({}, options.headers, key ? { Authorization: `Bearer ${key}` } : {});
+      return fetch(url, Object.assign({}, options, { headers }));
+    };
+    const response = await send();
+    if (response.status !== 401) return response;
+    const key = window.prompt('This gateway needs an API key:');
+    if (!key) return response;
+    sessionStorage.setItem(KEY_STORAGE, key.trim());
+    return send();
+  }
+
+  /** A plain link cannot send the key: with one, fetch the file and save what came back. */
+  async function downloadWithKey(event, url, name) {
+    if (!sessionStorage.getItem(KEY_STORAGE)) return;
+    event.preventDefault();
+    const response = await authFetch(url);
+    if (!response.ok) return;
+    const link = el('a', { href: URL.createObjectURL(await response.blob()), download: name });
+    link.click();
+    setTimeout(() => URL.revokeObjectURL(link.href), 10000);
+  }
+
   const api = {
     manifest: () => getJSON('/manifest'),
     health: () => getJSON('/health'),
     invoke: (name, inputs, signal) =>
-      fetch(`/invoke/${encodeURIComponent(name)}`, {
+      authFetch(`/invoke/${encodeURIComponent(name)}`, {
         method: 'POST',
         headers: { 'Content-Type': 'application/json' },
         body: JSON.stringify({ inputs }),
         signal,
       }),
     resume: (id, after, signal) =>
-      fetch(`/invocations/${encodeURIComponent(id)}/events?after=${encodeURIComponent(after || 0)}`, { signal }),
+      authFetch(`/invocations/${encodeURIComponent(id)}/events?after=${encodeURIComponent(after || 0)}`, { signal }),
     answer: (id, questionId, answer) =>
-      fetch(`/invocations/${encodeURIComponent(id)}/messages`, {
+      authFetch(`/invocations/${encodeURIComponent(id)}/messages`, {
         method: 'POST',
         headers: { 'Content-Type': 'application/json' },
         body: JSON.stringify({ type: 'answer', data: { questionId, answer } }),
       }),
-    cancel: (id) => fetch(`/invocations/${encodeURIComponent(id)}`, { method: 'DELETE' }),
+    cancel: (id) => authFetch(`/invocations/${encodeURIComponent(id)}`, { method: 'DELETE' }),
   };
 
   async function getJSON(url) {
-    const response = await fetch(url, { headers: { Accept: 'application/json' } });
+    const response = await authFetch(url, { headers: { Accept: 'application/json' } });
     if (!response.ok) throw new Error(`${url} answered ${response.status}`);
     return response.json();
   }
@@ -699,7 +727,7 @@
         const url = safeUrl(file.url);
         const meta = [formatBytes(file.size), file.content_type ? String(file.content_type).split(';')[0] : ''].filter(Boolean).join(' · ');
         v.files.append(el('li', {},
-          url ? el('a', { href: url, download: name, 'data-testid': 'file-link', text: name }) : el('span', { text: name }),
+          url ? el('a', { href: url, download: name, 'data-testid': 'file-link', text: name, onclick: (event) => downloadWithKey(event, url, name) }) : el('span', { text: name }),
           url ? el('a', { href: url, target: '_blank', rel: 'noopener', class: 'open-link', 'aria-label': `open ${name} in a new tab`, text: 'open' }) : null,
           meta ? el('span', { class: 'muted', text: meta }) : null));
       }
