@@ -250,6 +250,11 @@ def main():
 
     log("== past the concurrency cap")
     results["cap"] = measure(
+        lambda: start_gateway(["--max-concurrent", "100", "--max-queued", "0"]),
+        lambda server: load(server.port, "/invoke/ticker", {"n": 3, "interval_ms": 300}, 150, 150, expect=4,
+                            timeout=30))
+    log("== past the concurrency cap, with the queue")
+    results["cap_queued"] = measure(
         lambda: start_gateway(["--max-concurrent", "100"]),
         lambda server: load(server.port, "/invoke/ticker", {"n": 3, "interval_ms": 300}, 150, 150, expect=4,
                             timeout=30))
@@ -381,8 +386,11 @@ def report(results, peers, smoke):
             f"{row[k]['peak_rss_mb']:>9.0f} / {row[k]['cpu_percent']:>4.0f}" if k in row else f"{'—':>16}"
             for k in ["gateway"] + [f"peer{w}" for w in peers]))
     cap = results["cap"]
-    print(f"\npast the cap (--max-concurrent 100, 150 tickers): {cap['requests_ok']} completed, "
+    print(f"\npast the cap (--max-concurrent 100 --max-queued 0, 150 tickers): {cap['requests_ok']} completed, "
           f"{cap['errors']} refused; gateway alive afterwards: {cap['alive_after']}")
+    queued = results["cap_queued"]
+    print(f"past the cap with the default queue (--max-concurrent 100, 150 tickers): {queued['requests_ok']} "
+          f"completed, {queued['errors']} refused")
     idle = results["idle"]
     print("idle RSS, MB, after start-up / idle again after 200 echo calls: "
           + ", ".join(f"{name} {value['fresh']:.1f} / {value['after_calls']:.1f}" for name, value in idle.items()))
@@ -404,13 +412,13 @@ def format_figure(key, result):
 
 
 def count_scenarios(results):
-    return sum(1 for key in results if key not in ("ceiling", "idle", "python")) + 2
+    return sum(1 for key in results if key not in ("ceiling", "idle", "python", "cap_queued")) + 2
 
 
 def smoke_failures(results):
     failures = []
     for key, row in results.items():
-        if key in ("ceiling", "idle", "python", "cap"):
+        if key in ("ceiling", "idle", "python", "cap", "cap_queued"):
             continue
         gateway = row["gateway"]
         if gateway["requests_failed"] or not gateway["alive_after"]:
@@ -418,7 +426,10 @@ def smoke_failures(results):
     cap = results["cap"]
     refused = sum(count for reason, count in cap["errors"].items() if reason in ("status_503", "status_429"))
     if cap["requests_ok"] + refused != 150 or not cap["alive_after"] or refused == 0:
-        failures.append(f"cap: {cap['requests_ok']} ok and {cap['errors']} (expected clean 503s only)")
+        failures.append(f"cap: {cap['requests_ok']} ok and {cap['errors']} (expected clean 429s only)")
+    queued = results["cap_queued"]
+    if queued["requests_ok"] != 150 or not queued["alive_after"]:
+        failures.append(f"cap with the queue: {queued['requests_ok']} ok and {queued['errors']} (expected all 150)")
     return failures
 
 
