@@ -29,8 +29,10 @@ public struct Gateway: Sendable {
         self.configuration = configuration
         self.catalog = catalog
         self.outputs = OutputStore(root: configuration.outputsDirectory)
+        // Admission control keeps calls to `maxConcurrentInvocations`; a call gives its slot back
+        // just before its thread is free, so the pool allows for that many threads finishing.
         self.pool = FunctionThreadPool(
-            maxThreads: configuration.maxConcurrentInvocations,
+            maxThreads: 2 * configuration.maxConcurrentInvocations,
             stackSize: configuration.functionThreadStackBytes
         )
         self.admissions = AdmissionControl(
