@@ -50,6 +50,20 @@ import Testing
         }
     }
 
+    @Test func manyCallsPastTheLimitAllRunInTurn() async throws {
+        let short = TestPrefab.streaming("short") { _, context in
+            Thread.sleep(forTimeInterval: 0.005)
+            try context.yield(.content("ok"))
+        }
+        try await LiveGateway.run([short], configure: { $0.maxConcurrentInvocations = 4 }) { gateway in
+            let statuses = try await withThrowingTaskGroup(of: Int.self) { group in
+                for _ in 0..<60 { group.addTask { Int(try await gateway.invoke("short").status.code) } }
+                return try await group.reduce(into: [Int]()) { $0.append($1) }
+            }
+            #expect(statuses == Array(repeating: 200, count: 60))
+        }
+    }
+
     @Test func aFullQueueIs429WithRetryAfter() async throws {
         let probe = Probe()
         try await LiveGateway.run(
