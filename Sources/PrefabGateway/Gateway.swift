@@ -68,6 +68,7 @@ public struct Gateway: Sendable {
         }
         router.get("/manifest") { _, _ in manifestResponse() }
         router.get("/health") { _, _ in healthResponse() }
+        router.get("/openapi.json") { _, _ in openAPIResponse() }
         router.post("/invoke/:name") { request, context in try await invoke(request, context: context) }
         router.get("/invoke/:name/ws") { _, context in try webSocketWithoutUpgrade(context: context) }
         router.get("/files/:invocation/**") { request, context in try await file(request, context: context) }
@@ -104,6 +105,11 @@ public struct Gateway: Sendable {
             return JSONValue.object(entry)
         }
         return .json(["functions": .array(functions)])
+    }
+
+    /// API keys are not checked yet; the key check will pass true here.
+    func openAPIResponse() -> Response {
+        .json(OpenAPIDocument(catalog: catalog, configuration: configuration, requiresAPIKey: false).json)
     }
 
     func healthResponse() -> Response {
