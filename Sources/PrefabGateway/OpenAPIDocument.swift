@@ -78,6 +78,7 @@ public struct OpenAPIDocument: Sendable {
                         "The events as Server-Sent Events; with Accept: application/json (and not text/event-stream), all of them collected into one JSON document once the function has ended."
                     ),
                     "headers": Self.invocationIdHeader,
+                    "links": Self.invocationLinks,
                     "content": [
                         "text/event-stream": Self.eventStreamContent,
                         "application/json": ["schema": Self.reference("CollectedEvents")],
@@ -90,6 +91,7 @@ public struct OpenAPIDocument: Sendable {
                 "200": [
                     "description": "The function's result.",
                     "headers": Self.invocationIdHeader,
+                    "links": Self.invocationLinks,
                     "content": ["application/json": ["schema": Self.reference("Result")]],
                 ],
                 "422": [
@@ -105,6 +107,7 @@ public struct OpenAPIDocument: Sendable {
                 "500": [
                     "description": "The function threw: its error code and message.",
                     "headers": Self.invocationIdHeader,
+                    "links": Self.invocationLinks,
                     "content": ["application/json": ["schema": Self.reference("ResultFailure")]],
                 ],
             ]
@@ -342,6 +345,17 @@ public struct OpenAPIDocument: Sendable {
         "description": "The invocation id: X-Invocation-Id, or invocation_id on the first event.",
     ]
 
+    /// Where an invocation's id leads: its status, events, messages and cancel.
+    private static let invocationLinks: JSONValue = {
+        let id: JSONValue = ["id": "$response.header.X-Invocation-Id"]
+        return [
+            "status": ["operationId": "getInvocation", "parameters": id],
+            "events": ["operationId": "getInvocationEvents", "parameters": id],
+            "message": ["operationId": "postInvocationMessage", "parameters": id],
+            "cancel": ["operationId": "cancelInvocation", "parameters": id],
+        ]
+    }()
+
     private static let invocationIdHeader: JSONValue = [
         "X-Invocation-Id": [
             "description": "The invocation's id (128 random bits in hex).",
@@ -349,12 +363,24 @@ public struct OpenAPIDocument: Sendable {
         ]
     ]
 
+    /// Each SSE message as a client's parser sees it: its `id`, and `data` holding one `Event` as
+    /// one-line JSON. `: ping` comment lines keep an idle stream open and are no messages.
     private static let eventStreamContent: JSONValue = [
         "schema": [
-            "type": "string",
+            "type": "object",
+            "required": ["id", "data"],
             "description": .string(
-                "One SSE message per event: `id: <n>` (from 1) and `data: <one-line JSON>` holding an Event (#/components/schemas/Event), then a blank line; `: ping` comment lines keep an idle stream open. The first event carries invocation_id; the stream ends with exactly one done or error event, after a files event when the function wrote files."
+                "One SSE message per event, numbered from 1. The first event carries invocation_id; the stream ends with exactly one done or error event, after a files event when the function wrote files."
             ),
+            "properties": [
+                "id": ["type": "string", "pattern": "^[0-9]+$"],
+                "event": ["type": "string", "description": "Never sent: EventSource.onmessage sees every event."],
+                "data": [
+                    "type": "string",
+                    "contentMediaType": "application/json",
+                    "contentSchema": ["$ref": "#/components/schemas/Event"],
+                ],
+            ],
         ]
     ]
 
