@@ -353,6 +353,7 @@ public struct OpenAPIDocument: Sendable {
             "events": ["operationId": "getInvocationEvents", "parameters": id],
             "message": ["operationId": "postInvocationMessage", "parameters": id],
             "cancel": ["operationId": "cancelInvocation", "parameters": id],
+            "cancelByPost": ["operationId": "cancelInvocationByPost", "parameters": id],
         ]
     }()
 
