@@ -50,7 +50,7 @@ struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
     static func allowedMethods(path: String) -> [HTTPRequest.Method]? {
         let parts = path.split(separator: "/", omittingEmptySubsequences: true)
         switch (parts.first, parts.count) {
-        case ("manifest", 1), ("health", 1): return [.get]
+        case ("manifest", 1), ("health", 1), ("openapi.json", 1): return [.get]
         case ("invoke", 2): return [.post]
         case ("files", 3...): return [.get]
         default: return nil

@@ -90,6 +90,7 @@ public struct Gateway: Sendable {
         router.get("/manifest") { _, _ in manifestResponse() }
         router.get("/health") { _, _ in healthResponse() }
         router.get("/metrics") { _, _ in metricsResponse() }
+        router.get("/openapi.json") { _, _ in openAPIResponse() }
         router.post("/invoke/:name") { request, context in try await invoke(request, context: context) }
         router.get("/invoke/:name/ws") { _, context in try webSocketWithoutUpgrade(context: context) }
         router.get("/files/:invocation/**") { request, context in try await file(request, context: context) }
@@ -151,6 +152,12 @@ public struct Gateway: Sendable {
             headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
             body: ResponseBody(byteBuffer: ByteBuffer(bytes: text))
         )
+    }
+
+    func openAPIResponse() -> Response {
+        let requiresAPIKey = !configuration.apiKeys.isEmpty
+        return .json(
+            OpenAPIDocument(catalog: catalog, configuration: configuration, requiresAPIKey: requiresAPIKey).json)
     }
 
     func healthResponse() -> Response {

@@ -120,9 +120,13 @@ final class MessageInbox: @unchecked Sendable {
             }
             let left = deadline - .now
             if left <= .zero { return nil }
-            _ = condition.wait(until: Date(timeIntervalSinceNow: left.seconds))
+            // Foundation traps on a date centuries away (a fuzzed delay of 1e15 ms crashed the
+            // gateway): wait a day at most per round; the loop checks the deadline again.
+            _ = condition.wait(until: Date(timeIntervalSinceNow: min(left.seconds, Self.longestWait)))
         }
     }
+
+    private static let longestWait: TimeInterval = 86_400
 
     /// Waits for `duration` unless the invocation is cancelled first, which throws.
     func sleep(for duration: Duration) throws {

@@ -163,6 +163,20 @@ struct MessageTests {
         #expect(ContinuousClock.now - sleeping < .seconds(10))
     }
 
+    @Test("a sleep of any length ends at the cancel, without a crash")
+    func endlessWaitsAreCancellable() throws {
+        for wait in [Duration.milliseconds(1_173_291_627_675_796), .milliseconds(Int.max), .seconds(Int64.max)] {
+            let context = makeContext()
+            Thread.detachNewThread {
+                Thread.sleep(forTimeInterval: 0.05)
+                context.cancel()
+            }
+            let started = ContinuousClock.now
+            #expect(throws: PrefabError.cancelled) { try context.sleep(for: wait) }
+            #expect(ContinuousClock.now - started < .seconds(10))
+        }
+    }
+
     @Test("forwarded messages go to the forwarder, queued ones first, in order")
     func forwarding() throws {
         let context = makeContext()

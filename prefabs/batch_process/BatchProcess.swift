@@ -1,4 +1,3 @@
-import Foundation
 import PrefabKit
 
 enum BatchProcess {
@@ -8,7 +7,7 @@ enum BatchProcess {
         try context.yield(.start(["total": .int(items.count)]))
         var results: [JSONValue] = []
         for (index, item) in items.enumerated() {
-            Thread.sleep(forTimeInterval: Double(delay) / 1000)
+            try context.sleep(for: .milliseconds(delay))
             let result = item.stringValue.map { JSONValue.string($0.uppercased()) } ?? item
             results.append(result)
             try context.yield(

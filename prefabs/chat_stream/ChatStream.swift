@@ -1,4 +1,3 @@
-import Foundation
 import PrefabKit
 
 enum ChatStream {
@@ -8,7 +7,7 @@ enum ChatStream {
         try context.yield(.start(["model": "echo-bot"]))
         let tokens = reply(to: prompt)
         for token in tokens {
-            Thread.sleep(forTimeInterval: Double(delay) / 1000)
+            try context.sleep(for: .milliseconds(delay))
             try context.yield(.content(token))
         }
         try context.yield(.done(["tokens": .int(tokens.count), "text": .string(tokens.joined())]))

@@ -1,4 +1,3 @@
-import Foundation
 import PrefabKit
 
 enum FailMidway {
@@ -8,7 +7,7 @@ enum FailMidway {
         let delay = try inputs.int("delay_ms")
         try context.yield(.start(["steps": .int(steps)]))
         for step in 1...max(steps, 1) {
-            Thread.sleep(forTimeInterval: Double(delay) / 1000)
+            try context.sleep(for: .milliseconds(delay))
             if step == failAt {
                 throw PrefabError("STEP_FAILED", "step \(step) of \(steps) failed on purpose")
             }
