@@ -18,13 +18,16 @@ struct QuiescingChannel<Inner: ServerChildChannel>: ServerChildChannel {
     func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
         do {
             try channel.pipeline.syncOperations.addHandler(CloseSilentConnectionOnQuiesce(), position: .first)
-            if let idleTimeout {
-                try channel.pipeline.syncOperations.addHandler(FirstRequestDeadline(timeout: idleTimeout), position: .first)
-            }
+            try channel.pipeline.syncOperations.addHandler(
+                FirstRequestGuard(timeout: idleTimeout), position: .first)
         } catch {
             return channel.eventLoop.makeFailedFuture(error)
         }
-        return inner.setup(channel: channel, logger: logger)
+        return inner.setup(channel: channel, logger: logger).flatMapThrowing { value in
+            // Last for now: it sees the errors of the first request's parsing.
+            try channel.pipeline.syncOperations.addHandler(FirstRequestErrorCatcher())
+            return value
+        }
     }
 
     func handle(value: Value, logger: Logger) async {
@@ -76,23 +79,30 @@ private final class CloseSilentConnectionOnQuiesce: ChannelInboundHandler, Remov
     }
 }
 
-/// Closes the connection when its first request's headers are not all in within `timeout` of
-/// connecting. Hummingbird's own idle timeout starts only with the first request.
-private final class FirstRequestDeadline: ChannelInboundHandler, RemovableChannelHandler {
+/// Guards a connection until its first request is parsed. Closes it when the request's headers
+/// are not all in within `timeout` of connecting (Hummingbird's own idle timeout starts only with
+/// the first request), and answers 400 with the JSON error body when `FirstRequestErrorCatcher`
+/// reports that they could not be parsed: the upgrade negotiation would otherwise wait forever
+/// (seen with control characters in a header value). First in the pipeline, so what it writes
+/// goes out as it is.
+private final class FirstRequestGuard: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
     typealias InboundOut = ByteBuffer
+    typealias OutboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
 
-    private let timeout: TimeAmount
+    private let timeout: TimeAmount?
     private var deadline: Scheduled<Void>?
     /// How much of the blank line that ends the headers (`\r\n\r\n`) was seen last.
     private var matched = 0
     private var headersEnded = false
 
-    init(timeout: TimeAmount) {
+    init(timeout: TimeAmount?) {
         self.timeout = timeout
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
+        guard let timeout else { return }
         deadline = context.eventLoop.assumeIsolated().scheduleTask(in: timeout) { [weak self] in
             guard let self, !self.headersEnded else { return }
             context.close(promise: nil)
@@ -116,5 +126,40 @@ private final class FirstRequestDeadline: ChannelInboundHandler, RemovableChanne
             }
         }
         context.fireChannelRead(data)
+    }
+
+    func triggerUserOutboundEvent(context: ChannelHandlerContext, event: Any, promise: EventLoopPromise<Void>?) {
+        guard let refusal = event as? FirstRequestErrorCatcher.Refusal else {
+            context.triggerUserOutboundEvent(event, promise: promise)
+            return
+        }
+        let body = GatewayError(.badRequest, .invalidRequest, "the request is not valid HTTP: \(refusal.reason)")
+            .jsonValue.jsonString(pretty: false)
+        let head =
+            "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json; charset=utf-8\r\n"
+            + "Content-Length: \(body.utf8.count + 1)\r\nConnection: close\r\n\r\n"
+        context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: head + body + "\n"))).assumeIsolated().whenComplete {
+            _ in context.close(promise: nil)
+        }
+        promise?.succeed()
+    }
+}
+
+/// Catches an error in parsing the first request, which nothing else handles before the upgrade
+/// negotiation is over, and has `FirstRequestGuard` answer it; leaves once a request got through.
+private final class FirstRequestErrorCatcher: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = NIOAny
+
+    struct Refusal {
+        var reason: String
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        context.fireChannelRead(data)
+        context.pipeline.syncOperations.removeHandler(self, promise: nil)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        context.triggerUserOutboundEvent(Refusal(reason: "\(error)"), promise: nil)
     }
 }
