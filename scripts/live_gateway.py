@@ -6,6 +6,7 @@ import json
 import os
 import pathlib
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -14,6 +15,9 @@ import time
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 BINARY = ROOT / ".build/debug/prefab-gateway"
+
+# A script stopped with SIGTERM still stops its gateway (the `with` blocks unwind).
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
 
 def build():
@@ -163,18 +167,20 @@ class SSEParser:
         self.fields = 0
 
     def feed(self, chunk):
-        self.buffer += chunk
+        buffer = self.buffer + chunk
         messages = []
+        start = 0
         while True:
-            cut = min((i for i in (self.buffer.find(b"\n"), self.buffer.find(b"\r")) if i >= 0), default=-1)
+            newline = buffer.find(b"\n", start)
+            ret = buffer.find(b"\r", start, newline if newline >= 0 else len(buffer))
+            cut = ret if ret >= 0 else newline
             if cut < 0:
-                return messages
+                break
             # A CR at the very end may be the first half of a CRLF.
-            if self.buffer[cut:cut + 1] == b"\r" and cut + 1 == len(self.buffer):
-                return messages
-            line = self.buffer[:cut]
-            skip = 2 if self.buffer[cut:cut + 2] == b"\r\n" else 1
-            self.buffer = self.buffer[cut + skip:]
+            if cut == ret and cut + 1 == len(buffer):
+                break
+            line = buffer[start:cut]
+            start = cut + (2 if buffer[cut:cut + 2] == b"\r\n" else 1)
             if not line:
                 if self.fields:
                     messages.append({"data": "\n".join(self.data), "id": self.id})
@@ -190,6 +196,8 @@ class SSEParser:
                 self.data.append(text)
             elif name == b"id":
                 self.id = text
+        self.buffer = buffer[start:]
+        return messages
 
     def pending(self):
         return self.buffer if self.buffer or not self.fields else b"(unterminated fields)"

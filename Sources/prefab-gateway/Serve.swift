@@ -132,7 +132,9 @@ struct Serve: AsyncParsableCommand {
             ?? configuration.maxConcurrentInvocations
         configuration.maxOutputBytes =
             try maxOutputBytes ?? Environment.parse("PREFAB_GATEWAY_MAX_OUTPUT_BYTES") ?? configuration.maxOutputBytes
-        guard configuration.maxOutputBytes >= 0 else { throw ValidationError("--max-output-bytes must not be negative") }
+        guard configuration.maxOutputBytes >= 0 else {
+            throw ValidationError("--max-output-bytes must not be negative")
+        }
         if let seconds = try outputRetention ?? Environment.parse("PREFAB_GATEWAY_OUTPUT_RETENTION") as Double? {
             configuration.outputRetention = .milliseconds(Int(seconds * 1000))
         }

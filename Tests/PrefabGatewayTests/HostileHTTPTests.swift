@@ -9,7 +9,9 @@ import Testing
 @Suite struct HostileHTTPTests {
     static let echo = TestPrefab.result("echo") { inputs, _ in inputs.jsonValue }
 
-    static func exchange(_ request: String, shutdown: Bool = false, configure: (inout GatewayConfiguration) -> Void = { _ in })
+    static func exchange(
+        _ request: String, shutdown: Bool = false, configure: (inout GatewayConfiguration) -> Void = { _ in }
+    )
         async throws -> String
     {
         let answer = Mutex("")

@@ -24,7 +24,8 @@ import Testing
         { prefabs, _ in
             try LiveGateway.writeManifest(text, folder: folder, in: prefabs)
             for (path, content) in files {
-                try content.write(to: prefabs.appendingPathComponent("\(folder)/\(path)"), atomically: true, encoding: .utf8)
+                try content.write(
+                    to: prefabs.appendingPathComponent("\(folder)/\(path)"), atomically: true, encoding: .utf8)
             }
         }
     }
@@ -32,7 +33,9 @@ import Testing
     static let python = #"{"runtime": {"kind": "python", "entry": "main.py"}, "functions": [{"name": "p"}]}"#
 
     static let cases: [Case] = [
-        Case(name: "functions of the wrong type", reason: "must be an array", make: manifest("bad", #"{"functions": "f"}"#)),
+        Case(
+            name: "functions of the wrong type", reason: "must be an array",
+            make: manifest("bad", #"{"functions": "f"}"#)),
         Case(name: "no functions", reason: "missing: a manifest lists its functions", make: manifest("bad", "{}")),
         Case(name: "a top level that is not an object", reason: "must be a JSON object", make: manifest("bad", "[]")),
         Case(
@@ -117,7 +120,8 @@ import Testing
             reason: "does not exist",
             make: { prefabs, outside in
                 try FileManager.default.createSymbolicLink(
-                    at: prefabs.appendingPathComponent("bad"), withDestinationURL: outside.appendingPathComponent("gone"))
+                    at: prefabs.appendingPathComponent("bad"),
+                    withDestinationURL: outside.appendingPathComponent("gone"))
             }
         ),
         Case(
@@ -133,7 +137,8 @@ import Testing
                     withDestinationURL: outside.appendingPathComponent("m.json"))
             }
         ),
-        Case(name: "a missing entry file", reason: "does not exist in the prefab folder", make: manifest("bad", python)),
+        Case(
+            name: "a missing entry file", reason: "does not exist in the prefab folder", make: manifest("bad", python)),
         Case(
             name: "an entry file that escapes with ../",
             reason: "is outside the prefab folder",
@@ -177,7 +182,8 @@ import Testing
         let root = FileManager.default.temporaryDirectory.appendingPathComponent("hostile-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: root) }
         let prefabs = root.appendingPathComponent("prefabs")
-        try LiveGateway.writeManifest(#"{"functions": [{"name": "good", "streaming": true}]}"#, folder: "good", in: prefabs)
+        try LiveGateway.writeManifest(
+            #"{"functions": [{"name": "good", "streaming": true}]}"#, folder: "good", in: prefabs)
         try hostile.make(prefabs, root.appendingPathComponent("outside"))
         let catalog = PrefabCatalog.load(from: prefabs, compiled: ["good": ["good": .streaming { _, _ in }]])
         #expect(catalog.functions.keys.sorted() == ["good"])
@@ -192,7 +198,10 @@ import Testing
         let good = TestPrefab.streaming("good") { _, context in try context.yield(.content("fine")) }
         try await LiveGateway.run(
             [good],
-            rawManifests: ["empty": "", "broken": #"{"functions": ["#, "escape": #"{"runtime": {"entry": "../x.py"}, "functions": [{"name": "p"}]}"#]
+            rawManifests: [
+                "empty": "", "broken": #"{"functions": ["#,
+                "escape": #"{"runtime": {"entry": "../x.py"}, "functions": [{"name": "p"}]}"#,
+            ]
         ) { gateway in
             let health = try await gateway.request(.get, "/health").json
             #expect(health?["status"] == "degraded")

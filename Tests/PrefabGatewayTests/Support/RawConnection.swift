@@ -69,7 +69,9 @@ final class RawConnection: @unchecked Sendable {
                         var received: [UInt8] = []
                         var chunk = [UInt8](repeating: 0, count: 4096)
                         while true {
-                            let count = chunk.withUnsafeMutableBytes { recv(self.socketFD, $0.baseAddress, $0.count, 0) }
+                            let count = chunk.withUnsafeMutableBytes {
+                                recv(self.socketFD, $0.baseAddress, $0.count, 0)
+                            }
                             if count == 0 || (count < 0 && errno == ECONNRESET) { break }
                             guard count > 0 else { throw RawConnectionError("no answer and no close within 10 s") }
                             received += chunk[0..<count]
