@@ -15,8 +15,8 @@ sh_signal)
     kill -KILL $$
     ;;
 sh_flood)
-    yes '{"type":"content","data":"x"}' | head -n 2000000
-    echo '{"type":"done","data":{"count":2000000}}'
+    yes '{"type":"content","data":"x"}' | head -n 1000000
+    echo '{"type":"done","data":{"count":1000000}}'
     ;;
 sh_huge_line)
     head -c 100000000 /dev/zero | tr '\0' 'x'
