@@ -133,7 +133,10 @@ enum PythonInterpreter {
             process.arguments = ["-c", "import sys; print(sys.executable)"]
             process.standardOutput = output
             process.standardError = FileHandle.nullDevice
-            if (try? process.run()) != nil {
+            spawnLock.lock()
+            let started = (try? process.run()) != nil
+            spawnLock.unlock()
+            if started {
                 let data = output.fileHandleForReading.readDataToEndOfFile()
                 process.waitUntilExit()
                 let text = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
