@@ -176,11 +176,6 @@ final class ChildProcess: Sendable {
         runtime: ProcessRuntime,
         invocation: (id: String, outputDirectory: URL, function: String)?
     ) throws -> ChildProcess {
-        // One start at a time: Foundation creates a child's pipes and its exit-watching socket
-        // pair without close-on-exec, so a child started meanwhile on another thread inherited
-        // them, and the first child's end (EOF, exit) went unnoticed until the other one exited.
-        spawnLock.lock()
-        defer { spawnLock.unlock() }
         let child = ChildProcess(runtime: runtime)
         guard let executable = resolveExecutable(launch.executable) else {
             throw PrefabError(.prefabStartFailed, "'\(launch.executable)' was not found or is not executable")
@@ -301,9 +296,6 @@ final class ChildProcess: Sendable {
         return nil
     }
 }
-
-/// Held while a child is created and started (see `ChildProcess.start`).
-let spawnLock = NSLock()
 
 /// Drains a child's stderr on a thread of its own, logging each line with the invocation id and
 /// keeping the last few for the error event of a crash.

@@ -133,10 +133,7 @@ enum PythonInterpreter {
             process.arguments = ["-c", "import sys; print(sys.executable)"]
             process.standardOutput = output
             process.standardError = FileHandle.nullDevice
-            spawnLock.lock()
-            let started = (try? process.run()) != nil
-            spawnLock.unlock()
-            if started {
+            if (try? process.run()) != nil {
                 let data = output.fileHandleForReading.readDataToEndOfFile()
                 process.waitUntilExit()
                 let text = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
