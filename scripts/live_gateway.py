@@ -45,6 +45,13 @@ class LiveGateway:
         self.process = None
 
     def __enter__(self):
+        try:
+            return self._start()
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+
+    def _start(self):
         log = open(self.log_path, "wb")
         command = [str(BINARY), "serve", "--host", "127.0.0.1", "--port", str(self.port),
                    "--prefabs", self.prefabs, "--data", str(self.data / "data"), *self.flags]
