@@ -161,14 +161,22 @@ extension Gateway {
 
     /// The request body, refused with 413 past the gateway's size limit.
     func collectBody(_ request: inout Request) async throws -> ByteBuffer {
+        let tooLarge = GatewayError(
+            .contentTooLarge,
+            .payloadTooLarge,
+            "the request body is larger than the limit of \(configuration.maxBodyBytes) bytes"
+        )
+        // A declared length over the limit is refused before a byte of the body is read.
+        if let length = request.headers[.contentLength].flatMap(Int.init), length > configuration.maxBodyBytes {
+            throw tooLarge
+        }
         do {
             return try await request.collectBody(upTo: configuration.maxBodyBytes)
         } catch is NIOTooManyBytesError {
-            throw GatewayError(
-                .contentTooLarge,
-                .payloadTooLarge,
-                "the request body is larger than the limit of \(configuration.maxBodyBytes) bytes"
-            )
+            throw tooLarge
+        } catch {
+            // The client cut the body short, or framed it badly (chunked encoding).
+            throw GatewayError(.badRequest, .invalidRequest, "the request body could not be read: \(error)")
         }
     }
 

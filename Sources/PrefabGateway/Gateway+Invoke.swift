@@ -114,7 +114,7 @@ extension Gateway {
     func start(_ invocation: Invocation, _ function: @escaping StreamingFunction) -> Bool {
         pool.submit { [self] in
             let terminal = withTimeout(invocation) { invocation.context.run(function, inputs: invocation.inputs) }
-            finish(invocation, terminal: terminal)
+            finish(invocation, terminal: checkedOutput(invocation, terminal))
         }
     }
 
@@ -139,7 +139,10 @@ extension Gateway {
         _ invocation: Invocation,
         _ function: ResultFunction
     ) -> (Result<JSONValue, PrefabError>, PrefabEvent?) {
-        let outcome = withTimeout(invocation) { invocation.context.run(function, inputs: invocation.inputs) }
+        var outcome = withTimeout(invocation) { invocation.context.run(function, inputs: invocation.inputs) }
+        var failure: PrefabError.Code?
+        if case .failure(let error) = outcome { failure = error.code }
+        if let tooLarge = discardOversizedOutput(invocation, code: failure) { outcome = .failure(tooLarge) }
         switch outcome {
         case .success(let value): return (outcome, finish(invocation, terminal: .done(value)))
         case .failure(let error): return (outcome, finish(invocation, terminal: .error(error)))
@@ -160,7 +163,8 @@ extension Gateway {
             try collector.append(event)
         }
         let (terminal, files) = try await runOnPool(invocation) { [self] in
-            let outcome = withTimeout(invocation) { invocation.context.run(body, inputs: invocation.inputs) }
+            let terminal = withTimeout(invocation) { invocation.context.run(body, inputs: invocation.inputs) }
+            let outcome = checkedOutput(invocation, terminal)
             return (outcome, finish(invocation, terminal: outcome))
         }
         if let files { collector.appendAlways(files) }
@@ -316,6 +320,23 @@ extension Gateway {
         DispatchQueue.gatewayTimers.asyncAfter(deadline: .now() + seconds, execute: timer)
         defer { timer.cancel() }
         return body()
+    }
+
+    /// The terminal event, or `OUTPUT_TOO_LARGE` when the call's output folder is over the limit.
+    private func checkedOutput(_ invocation: Invocation, _ terminal: PrefabEvent) -> PrefabEvent {
+        let code = terminal.type == PrefabEvent.error ? terminal.errorCode.map { PrefabError.Code(rawValue: $0) } : nil
+        return discardOversizedOutput(invocation, code: code).map { .error($0) } ?? terminal
+    }
+
+    /// `OUTPUT_TOO_LARGE` when the call's output folder is over the limit, or the call already
+    /// ended with that code (a Python child whose write was refused); the folder is deleted then, so
+    /// nothing of it is listed, served or kept.
+    private func discardOversizedOutput(_ invocation: Invocation, code: PrefabError.Code?) -> PrefabError? {
+        guard let directory = invocation.context.usedOutputDirectory else { return nil }
+        let limit = configuration.maxOutputBytes
+        guard code == .outputTooLarge || OutputStore.size(of: directory) > limit else { return nil }
+        try? FileManager.default.removeItem(at: directory)
+        return .outputTooLarge(limit: limit)
     }
 
     /// The `files` event for what the function wrote, if it wrote anything.

@@ -107,7 +107,10 @@ public struct Gateway: Sendable {
         logger.logLevel = .warning  // Hummingbird's own request lines; invocations log on ours.
         return Application(
             router: router,
-            server: .http1WebSocketUpgradeQuiescing(webSocketRouter: makeWebSocketRouter()),
+            server: .http1WebSocketUpgradeQuiescing(
+                webSocketRouter: makeWebSocketRouter(),
+                idleTimeout: configuration.idleTimeout
+            ),
             configuration: ApplicationConfiguration(
                 address: .hostname(configuration.host, port: configuration.port),
                 serverName: "prefab-gateway"

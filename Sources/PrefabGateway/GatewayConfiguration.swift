@@ -16,6 +16,10 @@ public struct GatewayConfiguration: Sendable {
     public var strict = false
     /// Comment lines sent on a stream with no event for this long, to keep proxies from closing it.
     public var heartbeatInterval: Duration = .seconds(15)
+    /// How long a connection may wait for a request, or for the rest of a request's headers,
+    /// before it is closed: bounds idle keep-alive connections and clients that send slowly
+    /// (slowloris). A running response is never cut. Nil: no limit.
+    public var idleTimeout: Duration? = .seconds(60)
     /// Largest request body accepted (413 beyond).
     public var maxBodyBytes = 1 << 20
     /// Deepest nesting of arrays and objects inside one input value (422 beyond).
@@ -58,6 +62,12 @@ public struct GatewayConfiguration: Sendable {
     public var corsOrigins: [String] = []
     /// How process prefabs (Python and commands) are run.
     public var processes = ProcessRuntime.Options()
+    /// The most bytes a call may write into its output folder; past it the call ends with
+    /// `OUTPUT_TOO_LARGE` and the folder is deleted. Kept in `processes`, which stops children early.
+    public var maxOutputBytes: Int {
+        get { processes.maxOutputBytes }
+        set { processes.maxOutputBytes = newValue }
+    }
     /// How long output files are kept after their invocation.
     public var outputRetention: Duration = .seconds(3600)
     /// Events of an invocation kept after its clients have taken them, so that a client whose

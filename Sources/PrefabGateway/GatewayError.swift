@@ -48,6 +48,7 @@ extension PrefabError.Code {
     public static let overloaded: Self = "OVERLOADED"
     public static let responseTooLarge: Self = "RESPONSE_TOO_LARGE"
     public static let internalError: Self = "INTERNAL_ERROR"
+    public static let outputTooLarge: Self = "OUTPUT_TOO_LARGE"
 }
 
 extension Response {

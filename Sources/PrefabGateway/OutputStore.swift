@@ -47,6 +47,22 @@ struct OutputStore: Sendable {
         return OutputFile(name: name, url: candidate, size: size, contentType: OutputFile.contentType(forPath: name))
     }
 
+    /// Bytes of the regular files under `directory`, what its `files` event would list; links are
+    /// not followed.
+    static func size(of directory: URL) -> Int {
+        let keys: [URLResourceKey] = [.isRegularFileKey, .isSymbolicLinkKey, .fileSizeKey]
+        guard let enumerator = FileManager.default.enumerator(at: directory, includingPropertiesForKeys: keys)
+        else { return 0 }
+        var total = 0
+        for case let url as URL in enumerator {
+            guard let values = try? url.resourceValues(forKeys: Set(keys)), values.isRegularFile == true,
+                values.isSymbolicLink != true
+            else { continue }
+            total += values.fileSize ?? 0
+        }
+        return total
+    }
+
     /// Removes the output directories last modified more than `retention` ago; returns how many.
     @discardableResult
     func removeExpired(retention: Duration, now: Date = Date()) -> Int {
@@ -78,5 +94,12 @@ struct OutputStore: Sendable {
 
     private static func percentEncode(_ text: String) -> String {
         text.addingPercentEncoding(withAllowedCharacters: unreserved) ?? text
+    }
+}
+
+extension PrefabError {
+    /// A call wrote more than `limit` bytes of output files.
+    static func outputTooLarge(limit: Int) -> PrefabError {
+        PrefabError(.outputTooLarge, "the call's output files exceed the limit of \(limit) bytes; they were deleted")
     }
 }

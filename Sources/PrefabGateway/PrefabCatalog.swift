@@ -52,6 +52,10 @@ public struct PrefabCatalog: Sendable {
         }
         for folder in folders where !folder.hasPrefix(".") && !folder.hasPrefix("_") {
             let folderURL = directory.appendingPathComponent(folder)
+            if let problem = linkProblem(folderURL, mustStayIn: directory, what: "prefab folder") {
+                catalog.problems.append(problem)
+                continue
+            }
             var isDirectory: ObjCBool = false
             guard fileManager.fileExists(atPath: folderURL.path, isDirectory: &isDirectory), isDirectory.boolValue
             else {
@@ -62,6 +66,30 @@ public struct PrefabCatalog: Sendable {
         return catalog
     }
 
+    /// The largest manifest read: a manifest is a few kilobytes; a huge file is a mistake or hostile.
+    public static let maxManifestBytes = 1 << 20
+
+    /// A problem when `url` is a symbolic link that is dangling or leads outside `root`: a prefab
+    /// runs with the gateway's rights, so only what sits in the prefabs directory is loaded.
+    static func linkProblem(_ url: URL, mustStayIn root: URL, what: String) -> LoadProblem? {
+        let fileManager = FileManager.default
+        guard (try? fileManager.attributesOfItem(atPath: url.path))?[.type] as? FileAttributeType == .typeSymbolicLink
+        else { return nil }
+        let target = url.resolvingSymlinksInPath().path
+        let base = root.resolvingSymlinksInPath().path
+        guard fileManager.fileExists(atPath: target), target != url.path else {
+            return LoadProblem(file: url.path, path: "", reason: "is a symbolic link to something that does not exist")
+        }
+        guard target.hasPrefix(base + "/") else {
+            return LoadProblem(
+                file: url.path,
+                path: "",
+                reason: "is a symbolic link to \(target), outside \(base): a \(what) must be inside it"
+            )
+        }
+        return nil
+    }
+
     private mutating func load(
         prefab: String,
         at folder: URL,
@@ -70,16 +98,7 @@ public struct PrefabCatalog: Sendable {
     ) {
         let manifestURL = folder.appendingPathComponent("prefab-manifest.json")
         let file = manifestURL.path
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: file, isDirectory: &isDirectory) else {
-            problems.append(
-                LoadProblem(file: file, path: "", reason: "missing: a prefab folder needs a prefab-manifest.json"))
-            return
-        }
-        guard !isDirectory.boolValue, let data = FileManager.default.contents(atPath: file) else {
-            problems.append(LoadProblem(file: file, path: "", reason: "is not a readable file"))
-            return
-        }
+        guard let data = readManifest(manifestURL, in: folder) else { return }
         let manifest: PrefabManifest
         do {
             manifest = try PrefabManifest(parsing: data)
@@ -136,5 +155,39 @@ public struct PrefabCatalog: Sendable {
                 implementation: implementation
             )
         }
+    }
+
+    /// The manifest's bytes, or nil after recording why it cannot be used: missing, not a regular
+    /// file (a folder, a FIFO that would block, a device), a link out of its folder, too large.
+    private mutating func readManifest(_ url: URL, in folder: URL) -> [UInt8]? {
+        let file = url.path
+        func problem(_ reason: String) -> [UInt8]? {
+            problems.append(LoadProblem(file: file, path: "", reason: reason))
+            return nil
+        }
+        if let link = Self.linkProblem(url, mustStayIn: folder, what: "manifest") {
+            problems.append(link)
+            return nil
+        }
+        guard let attributes = try? FileManager.default.attributesOfItem(atPath: url.resolvingSymlinksInPath().path)
+        else { return problem("missing: a prefab folder needs a prefab-manifest.json") }
+        let type = attributes[.type] as? FileAttributeType
+        guard type == .typeRegular else {
+            let kind: String
+            switch type {
+            case .typeDirectory?: kind = "a directory"
+            case .typeCharacterSpecial?, .typeBlockSpecial?: kind = "a device"
+            case .typeSocket?: kind = "a socket"
+            default: kind = "not a regular file (a FIFO?)"
+            }
+            return problem("is \(kind): the manifest must be a regular file")
+        }
+        let size = (attributes[.size] as? Int) ?? 0
+        guard size <= Self.maxManifestBytes else {
+            return problem("is \(size) bytes: a manifest may be at most \(Self.maxManifestBytes) bytes")
+        }
+        guard let data = FileManager.default.contents(atPath: file) else { return problem("cannot be read") }
+        guard !data.isEmpty else { return problem("is empty: a manifest is a JSON object with its functions") }
+        return Array(data)
     }
 }

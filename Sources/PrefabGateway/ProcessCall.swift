@@ -37,11 +37,14 @@ struct ProcessCall {
             "function": .string(function), "inputs": inputs.jsonValue, "invocation_id": .string(context.invocationId),
             "output_dir": .string(outputDirectory.path), "streaming": .bool(streaming),
             "question_timeout_seconds": context.questionTimeout.map { .double($0.seconds) } ?? .null,
+            "max_output_bytes": .int(runtime.options.maxOutputBytes),
         ]
         child.sendLine(call)
         // Answers and other messages follow the call on stdin, one JSON line each.
         context.forwardMessages { message in child.sendMessage(message.jsonValue) }
 
+        let watch = watchOutput(outputDirectory, of: child)
+        defer { watch.cancel() }
         let outcome = relayOutput(of: child)
         child.waitForExit()
         if let reason = context.cancelReason { throw reason }
@@ -52,6 +55,24 @@ struct ProcessCall {
         }
         return result
     }
+
+    /// Checks the output folder's size while the child runs and kills the child once it is over
+    /// the limit: a command has no file size limit of its own, and a full disk hurts every call.
+    private func watchOutput(_ directory: URL, of child: ChildProcess) -> any DispatchSourceTimer {
+        let limit = runtime.options.maxOutputBytes
+        let timer = DispatchSource.makeTimerSource(queue: Self.outputWatchQueue)
+        timer.schedule(deadline: .now() + Self.outputWatchInterval, repeating: Self.outputWatchInterval)
+        timer.setEventHandler { [context] in
+            guard OutputStore.size(of: directory) > limit else { return }
+            child.stop(graceful: false)
+            context.cancel(.outputTooLarge(limit: limit))
+        }
+        timer.resume()
+        return timer
+    }
+
+    private static let outputWatchQueue = DispatchQueue(label: "prefab-gateway.output-watch")
+    private static let outputWatchInterval = DispatchTimeInterval.milliseconds(250)
 
     /// Reads stdout to its end: events are yielded as they come; a non-streaming call's result is
     /// returned. A line that breaks the protocol stops the child.

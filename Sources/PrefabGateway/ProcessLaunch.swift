@@ -48,7 +48,17 @@ struct ProcessLaunch: Sendable, Hashable {
             }
             var executable = command[0]
             if executable.contains("/") && !executable.hasPrefix("/") {
-                executable = folder.appendingPathComponent(executable).standardizedFileURL.path
+                let url = folder.appendingPathComponent(executable)
+                guard isInside(url, folder) else {
+                    return problem(
+                        "$.runtime.command[0]",
+                        "'\(executable)' is outside the prefab folder: use a path inside it, an absolute path or a name on PATH"
+                    )
+                }
+                guard FileManager.default.isExecutableFile(atPath: url.path) else {
+                    return problem("$.runtime.command[0]", "'\(executable)' does not exist or is not executable")
+                }
+                executable = url.standardizedFileURL.path
             }
             return .success(
                 ProcessLaunch(
@@ -69,8 +79,12 @@ struct ProcessLaunch: Sendable, Hashable {
                 return kindName == nil ? nil : problem("$.runtime.entry", "no entry file and no main.py")
             }
             let entryURL = folder.appendingPathComponent(entry).standardizedFileURL
-            guard entryURL.path.hasPrefix(folder.standardizedFileURL.path + "/"),
-                FileManager.default.fileExists(atPath: entryURL.path)
+            guard isInside(entryURL, folder) else {
+                return problem("$.runtime.entry", "entry file '\(entry)' is outside the prefab folder")
+            }
+            var isDirectory: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: entryURL.path, isDirectory: &isDirectory),
+                !isDirectory.boolValue
             else {
                 return problem("$.runtime.entry", "entry file '\(entry)' does not exist in the prefab folder")
             }
@@ -96,6 +110,12 @@ struct ProcessLaunch: Sendable, Hashable {
             return problem("$.runtime.kind", "unknown runtime kind '\(kindName ?? "")' (python, process or swift)")
         }
     }
+}
+
+/// Whether `url`, with `..` and symbolic links resolved, lies inside `folder`.
+private func isInside(_ url: URL, _ folder: URL) -> Bool {
+    let base = folder.resolvingSymlinksInPath().path
+    return url.standardizedFileURL.resolvingSymlinksInPath().path.hasPrefix(base + "/")
 }
 
 /// The interpreter behind a `python3` command, asked once: version managers put shell-script

@@ -23,6 +23,9 @@ public struct ProcessRuntime: Sendable {
         public var terminationGrace: Duration = .seconds(2)
         /// The longest line a child may print on stdout.
         public var maxLineBytes = 8 << 20
+        /// The most bytes a call may write into its output folder; a Python child gets it as its
+        /// file size limit (`RLIMIT_FSIZE`), a command is stopped once its folder grows past it.
+        public var maxOutputBytes = 256 << 20
         /// Lines of stderr kept for the error event of a crash.
         public var stderrTailLines = 20
         /// Children started ahead of time per process prefab, each used for one call: a Python

@@ -4,21 +4,30 @@ import HummingbirdWebSocket
 import Logging
 import NIOCore
 
-/// The server's connections: HTTP/1 with the WebSocket upgrade, plus one fix. Until its first
+/// The server's connections: HTTP/1 with the WebSocket upgrade, plus two fixes. Until its first
 /// request arrives, a connection waits in the upgrade negotiation, where a graceful shutdown does
 /// not reach it: a client that connected and sent nothing kept the server from ever stopping
 /// (seen as test runs that never ended). Such a connection is now closed when the server shuts down.
+/// Nor does Hummingbird's idle timeout reach it there: a client that sends its first request's
+/// headers a byte at a time (slowloris) is closed once `idleTimeout` passes without them.
 struct QuiescingChannel<Inner: ServerChildChannel>: ServerChildChannel {
     typealias Value = Inner.Value
     let inner: Inner
+    let idleTimeout: TimeAmount?
 
     func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
         do {
             try channel.pipeline.syncOperations.addHandler(CloseSilentConnectionOnQuiesce(), position: .first)
+            try channel.pipeline.syncOperations.addHandler(
+                FirstRequestGuard(timeout: idleTimeout), position: .first)
         } catch {
             return channel.eventLoop.makeFailedFuture(error)
         }
-        return inner.setup(channel: channel, logger: logger)
+        return inner.setup(channel: channel, logger: logger).flatMapThrowing { value in
+            // Last for now: it sees the errors of the first request's parsing.
+            try channel.pipeline.syncOperations.addHandler(FirstRequestErrorCatcher())
+            return value
+        }
     }
 
     func handle(value: Value, logger: Logger) async {
@@ -28,17 +37,22 @@ struct QuiescingChannel<Inner: ServerChildChannel>: ServerChildChannel {
 
 extension HTTPServerBuilder {
     /// HTTP/1 with WebSocket upgrades decided by `webSocketRouter`, safe to shut down.
+    /// A connection that stays `idleTimeout` without a request (or without its whole headers) is
+    /// closed; a running response is never cut.
     static func http1WebSocketUpgradeQuiescing<Router: HTTPResponderBuilder>(
-        webSocketRouter: Router
+        webSocketRouter: Router,
+        idleTimeout: Duration?
     ) -> HTTPServerBuilder where Router.Responder.Context: WebSocketRequestContext {
         let webSocketResponder = webSocketRouter.buildResponder()
+        let timeout = idleTimeout.map { TimeAmount.nanoseconds(Int64($0.seconds * 1e9)) }
         return HTTPServerBuilder { responder in
             QuiescingChannel(
                 inner: HTTP1WebSocketUpgradeChannel(
                     responder: responder,
                     webSocketResponder: webSocketResponder,
-                    configuration: .init()
-                )
+                    configuration: .init(http1: .init(idleTimeout: timeout))
+                ),
+                idleTimeout: timeout
             )
         }
     }
@@ -62,5 +76,90 @@ private final class CloseSilentConnectionOnQuiesce: ChannelInboundHandler, Remov
             return
         }
         context.fireUserInboundEventTriggered(event)
+    }
+}
+
+/// Guards a connection until its first request is parsed. Closes it when the request's headers
+/// are not all in within `timeout` of connecting (Hummingbird's own idle timeout starts only with
+/// the first request), and answers 400 with the JSON error body when `FirstRequestErrorCatcher`
+/// reports that they could not be parsed: the upgrade negotiation would otherwise wait forever
+/// (seen with control characters in a header value). First in the pipeline, so what it writes
+/// goes out as it is.
+private final class FirstRequestGuard: ChannelDuplexHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = ByteBuffer
+    typealias OutboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    private let timeout: TimeAmount?
+    private var deadline: Scheduled<Void>?
+    /// How much of the blank line that ends the headers (`\r\n\r\n`) was seen last.
+    private var matched = 0
+    private var headersEnded = false
+
+    init(timeout: TimeAmount?) {
+        self.timeout = timeout
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        guard let timeout else { return }
+        deadline = context.eventLoop.assumeIsolated().scheduleTask(in: timeout) { [weak self] in
+            guard let self, !self.headersEnded else { return }
+            context.close(promise: nil)
+        }
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        deadline?.cancel()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        if !headersEnded {
+            let pattern: [UInt8] = [13, 10, 13, 10]
+            for byte in unwrapInboundIn(data).readableBytesView {
+                matched = byte == pattern[matched] ? matched + 1 : (byte == 13 ? 1 : 0)
+                if matched == pattern.count {
+                    headersEnded = true
+                    deadline?.cancel()
+                    break
+                }
+            }
+        }
+        context.fireChannelRead(data)
+    }
+
+    func triggerUserOutboundEvent(context: ChannelHandlerContext, event: Any, promise: EventLoopPromise<Void>?) {
+        guard let refusal = event as? FirstRequestErrorCatcher.Refusal else {
+            context.triggerUserOutboundEvent(event, promise: promise)
+            return
+        }
+        let body = GatewayError(.badRequest, .invalidRequest, "the request is not valid HTTP: \(refusal.reason)")
+            .jsonValue.jsonString(pretty: false)
+        let head =
+            "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json; charset=utf-8\r\n"
+            + "Content-Length: \(body.utf8.count + 1)\r\nConnection: close\r\n\r\n"
+        context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: head + body + "\n"))).assumeIsolated().whenComplete {
+            _ in context.close(promise: nil)
+        }
+        promise?.succeed()
+    }
+}
+
+/// Catches an error in parsing the first request, which nothing else handles before the upgrade
+/// negotiation is over, and has `FirstRequestGuard` answer it; leaves once a request got through.
+private final class FirstRequestErrorCatcher: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = NIOAny
+
+    struct Refusal {
+        var reason: String
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        context.fireChannelRead(data)
+        context.pipeline.syncOperations.removeHandler(self, promise: nil)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        context.triggerUserOutboundEvent(Refusal(reason: "\(error)"), promise: nil)
     }
 }

@@ -36,12 +36,24 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Seconds between heartbeat comments on an idle stream (env PREFAB_GATEWAY_HEARTBEAT; default 15).")
     var heartbeat: Double?
 
+    @Option(
+        help:
+            "Seconds a connection may wait for a request or the rest of its headers before it is closed, 0 for no limit (env PREFAB_GATEWAY_IDLE_TIMEOUT; default 60)."
+    )
+    var idleTimeout: Double?
+
     @Option(help: "Largest request body in bytes (env PREFAB_GATEWAY_MAX_BODY; default 1048576).")
     var maxBodyBytes: Int?
 
     @Option(
         help: "Most calls running at once; more wait in the queue (env PREFAB_GATEWAY_MAX_CONCURRENT; default 4096).")
     var maxConcurrent: Int?
+
+    @Option(
+        help:
+            "Most bytes a call may write into its output folder; past it the call fails with OUTPUT_TOO_LARGE (env PREFAB_GATEWAY_MAX_OUTPUT_BYTES; default 268435456)."
+    )
+    var maxOutputBytes: Int?
 
     @Option(help: "Seconds output files are kept (env PREFAB_GATEWAY_OUTPUT_RETENTION; default 3600).")
     var outputRetention: Double?
@@ -115,11 +127,19 @@ struct Serve: AsyncParsableCommand {
             guard seconds > 0 else { throw ValidationError("--heartbeat must be positive") }
             configuration.heartbeatInterval = .milliseconds(Int(seconds * 1000))
         }
+        if let seconds = try idleTimeout ?? Environment.parse("PREFAB_GATEWAY_IDLE_TIMEOUT") as Double? {
+            configuration.idleTimeout = seconds > 0 ? .milliseconds(Int(seconds * 1000)) : nil
+        }
         configuration.maxBodyBytes =
             try maxBodyBytes ?? Environment.parse("PREFAB_GATEWAY_MAX_BODY") ?? configuration.maxBodyBytes
         configuration.maxConcurrentInvocations =
             try maxConcurrent ?? Environment.parse("PREFAB_GATEWAY_MAX_CONCURRENT")
             ?? configuration.maxConcurrentInvocations
+        configuration.maxOutputBytes =
+            try maxOutputBytes ?? Environment.parse("PREFAB_GATEWAY_MAX_OUTPUT_BYTES") ?? configuration.maxOutputBytes
+        guard configuration.maxOutputBytes >= 0 else {
+            throw ValidationError("--max-output-bytes must not be negative")
+        }
         if let seconds = try outputRetention ?? Environment.parse("PREFAB_GATEWAY_OUTPUT_RETENTION") as Double? {
             configuration.outputRetention = .milliseconds(Int(seconds * 1000))
         }

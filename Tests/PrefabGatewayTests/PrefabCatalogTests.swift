@@ -53,7 +53,8 @@ import Testing
         #expect(catalog.functions.isEmpty)
         #expect(
             catalog.problems.map(\.reason) == [
-                "is not a readable file", "missing: a prefab folder needs a prefab-manifest.json",
+                "is a directory: the manifest must be a regular file",
+                "missing: a prefab folder needs a prefab-manifest.json",
             ])
     }
 

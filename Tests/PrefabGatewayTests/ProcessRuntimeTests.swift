@@ -375,4 +375,39 @@ enum PythonInterpreterPath {
         process.waitUntilExit()
         return String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
     }()
+
+}
+
+extension ProcessRuntimeTests {
+    @Test func aQuickCallStartedBesideLongOnesEndsWhenItsProcessEnds() async throws {
+        // A call ends when its own process does, however many long ones run beside it.
+        let script = """
+            #!/bin/sh
+            read call
+            case "$call" in *'"function":"slow"'*) sleep 15 ;; esac
+            echo '{"type": "done"}'
+            """
+        let manifest =
+            #"{"runtime": {"kind": "process", "command": ["./run.sh"]}, "functions": [{"name": "slow", "streaming": true}, {"name": "quick", "streaming": true}]}"#
+        try await LiveGateway.run([], rawManifests: ["pair": manifest], files: ["pair/run.sh": script]) { gateway in
+            let slowest = try await withThrowingTaskGroup(of: Duration.self) { group in
+                var slow: [RawConnection] = []
+                for _ in 0..<10 {
+                    let connection = try RawConnection(port: gateway.port)
+                    try connection.sendPost("/invoke/slow", json: "{}")
+                    slow.append(connection)
+                    group.addTask {
+                        let started = ContinuousClock.now
+                        _ = try await gateway.invoke("quick")
+                        return ContinuousClock.now - started
+                    }
+                }
+                var slowest = Duration.zero
+                for try await duration in group { slowest = max(slowest, duration) }
+                for connection in slow { connection.hangUp() }
+                return slowest
+            }
+            #expect(slowest < .seconds(8), "a quick call took \(slowest)")
+        }
+    }
 }

@@ -7,7 +7,8 @@ Reads the call as one JSON line on stdin:
 imports ENTRY_FILE, calls the function with the inputs as keyword arguments, and writes to stdout
 one JSON line per event a generator yields, or {"result": ...} for a plain return value. An
 exception becomes an error event. The call may carry "question_timeout_seconds" (a number, or
-null for no limit; 300 when absent).
+null for no limit; 300 when absent) and "max_output_bytes" (the output folder's limit: files the
+prefab writes are capped just past it, and a refused write is an OUTPUT_TOO_LARGE error).
 
 Messages: stdin stays open, and every further line is a message from the client, one JSON object
 with a string "type", e.g. {"type": "answer", "data": {"questionId": "q1", "answer": "A"}}.
@@ -21,6 +22,7 @@ Anything the prefab prints goes to stderr, so it can never corrupt the protocol.
 standard library is used.
 """
 
+import errno
 import importlib.util
 import types
 import json
@@ -67,6 +69,7 @@ def main():
     os.environ["PREFAB_INVOCATION_ID"] = call.get("invocation_id", "")
     os.environ["PREFAB_OUTPUT_DIR"] = call.get("output_dir", "")
     os.environ["PREFAB_FUNCTION"] = call.get("function", "")
+    limit_output(call.get("max_output_bytes"))
     if load_error is not None:
         writer.error(f"cannot load {call.get('function')} from {os.path.basename(sys.argv[1])}: "
                      f"{describe(load_error)}", getattr(load_error, "error_code", None) or "PREFAB_LOAD_FAILED")
@@ -96,6 +99,21 @@ def seconds_or_none(value):
     if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
         return False
     return None if math.isinf(value) and value > 0 else max(0.0, float(value))
+
+
+def limit_output(max_bytes):
+    """Caps every file the prefab writes at one byte past the call's output limit, so that the
+    write past it fails (OSError EFBIG: Python ignores SIGXFSZ) and the gateway sees the folder
+    over its limit. The cap also applies to files written outside the output folder."""
+    if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 0:
+        return
+    try:
+        import resource
+        _, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+        soft = max_bytes + 1 if hard == resource.RLIM_INFINITY else min(max_bytes + 1, hard)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    except (ImportError, ValueError, OSError) as error:
+        note(f"cannot limit the output size to {max_bytes} bytes: {error}")
 
 
 def note(text):
@@ -343,6 +361,8 @@ def is_answer(message, question_id):
 
 
 def error_code(error):
+    if isinstance(error, OSError) and error.errno == errno.EFBIG:
+        return "OUTPUT_TOO_LARGE"
     for attribute in ("error_code", "code"):
         code = getattr(error, attribute, None)
         if isinstance(code, str) and code:

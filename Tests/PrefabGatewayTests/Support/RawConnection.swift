@@ -48,6 +48,41 @@ final class RawConnection: @unchecked Sendable {
         guard sent == bytes.count else { throw RawConnectionError("send() failed") }
     }
 
+    /// Sends bytes as they are, however malformed.
+    func sendRaw(_ bytes: [UInt8]) throws {
+        let sent = bytes.withUnsafeBytes { send(socketFD, $0.baseAddress, $0.count, 0) }
+        guard sent == bytes.count else { throw RawConnectionError("send() failed") }
+    }
+
+    /// Closes the sending side: the server sees the end of the request's bytes.
+    func shutdownWrite() {
+        shutdown(socketFD, Int32(SHUT_WR))
+    }
+
+    /// Everything the server sends until it closes the connection; throws when it neither answers
+    /// nor closes within the receive timeout (10 s).
+    func readToEnd() async throws -> String {
+        try await withCheckedThrowingContinuation { continuation in
+            let thread = Thread {
+                continuation.resume(
+                    with: Result {
+                        var received: [UInt8] = []
+                        var chunk = [UInt8](repeating: 0, count: 4096)
+                        while true {
+                            let count = chunk.withUnsafeMutableBytes {
+                                recv(self.socketFD, $0.baseAddress, $0.count, 0)
+                            }
+                            if count == 0 || (count < 0 && errno == ECONNRESET) { break }
+                            guard count > 0 else { throw RawConnectionError("no answer and no close within 10 s") }
+                            received += chunk[0..<count]
+                        }
+                        return String(decoding: received, as: UTF8.self)
+                    })
+            }
+            thread.start()
+        }
+    }
+
     /// Reads until the received text contains `marker`; returns everything read.
     func read(until marker: String, limit: Int = 1 << 20) throws -> String {
         var received: [UInt8] = []

@@ -1,0 +1,62 @@
+import Foundation
+import PrefabGateway
+import PrefabKit
+import Synchronization
+import Testing
+
+/// Malformed and slow requests found by `scripts/http-fuzz.py`: each gets a clear answer or a
+/// closed connection within a bound, never a 500 or a connection held forever.
+@Suite struct HostileHTTPTests {
+    static let echo = TestPrefab.result("echo") { inputs, _ in inputs.jsonValue }
+
+    static func exchange(
+        _ request: String, shutdown: Bool = false, configure: (inout GatewayConfiguration) -> Void = { _ in }
+    )
+        async throws -> String
+    {
+        let answer = Mutex("")
+        try await LiveGateway.run([echo], configure: configure) { gateway in
+            let connection = try RawConnection(port: gateway.port)
+            try connection.sendRaw(Array(request.utf8))
+            if shutdown { connection.shutdownWrite() }
+            let text = try await connection.readToEnd()
+            answer.withLock { $0 = text }
+        }
+        return answer.withLock { $0 }
+    }
+
+    @Test(arguments: ["X-Test: a\u{01}b", "Content-Type: \u{7f}/\u{7f}"])
+    func aControlCharacterInAHeaderIsA400WithTheJSONErrorBody(_ header: String) async throws {
+        // The first request's parse error used to leave the connection waiting forever.
+        let answer = try await Self.exchange("GET /health HTTP/1.1\r\nHost: x\r\n\(header)\r\n\r\n")
+        #expect(answer.hasPrefix("HTTP/1.1 400"), "\(answer)")
+        #expect(answer.contains(#""code":"INVALID_REQUEST""#), "\(answer)")
+    }
+
+    @Test(arguments: [
+        ("Content-Length: 100", #"{"inputs": "#),
+        ("Transfer-Encoding: chunked", "zz\r\nhello\r\n0\r\n\r\n"),
+        ("Transfer-Encoding: chunked", "100\r\nabc"),
+    ])
+    func aBodyCutShortOrBadlyFramedIsA400Not500(_ framing: String, _ body: String) async throws {
+        let request = "POST /invoke/echo HTTP/1.1\r\nHost: x\r\n\(framing)\r\n\r\n\(body)"
+        let answer = try await Self.exchange(request, shutdown: true)
+        #expect(answer.hasPrefix("HTTP/1.1 400"), "\(answer)")
+        #expect(answer.contains(#""code":"INVALID_REQUEST""#), "\(answer)")
+    }
+
+    @Test func aDeclaredLengthOverTheLimitIs413BeforeTheBodyIsSent() async throws {
+        let request = "POST /invoke/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 10485760\r\nConnection: close\r\n\r\n"
+        let answer = try await Self.exchange(request)
+        #expect(answer.hasPrefix("HTTP/1.1 413"), "\(answer)")
+        #expect(answer.contains(#""code":"PAYLOAD_TOO_LARGE""#), "\(answer)")
+    }
+
+    @Test(arguments: ["", "GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: a"])
+    func aClientThatNeverFinishesItsHeadersIsClosedAfterTheIdleTimeout(_ partial: String) async throws {
+        let started = ContinuousClock.now
+        let answer = try await Self.exchange(partial) { $0.idleTimeout = .milliseconds(500) }
+        #expect(answer.isEmpty)
+        #expect(ContinuousClock.now - started < .seconds(8))
+    }
+}
