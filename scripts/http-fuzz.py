@@ -280,8 +280,12 @@ NASTY = ["\n", "\r", "\r\n", "\n\n", "\r\n\r\n", "data: ", "id: 9", "event: x", 
 def check_hostile_json(gateway):
     print("== hostile JSON bodies", flush=True)
     # Strings that would break SSE framing if they were not escaped, and random mixes of them.
-    for text in NASTY + ["\n\ndata: {\"type\":\"done\"}\n\n", "line\rbreak", "x" * 500_000]:
+    # 200,000 bytes is under the default string limit (256 KiB); 300,000 is over it.
+    for text in NASTY + ["\n\ndata: {\"type\":\"done\"}\n\n", "line\rbreak", "x" * 200_000]:
         round_trip(gateway, text, f"{text[:20]!r}")
+    status, _, body = post(gateway, "/invoke/echo", json.dumps({"inputs": {"text": "x" * 300_000}}).encode())
+    check_error("a 300,000-byte string is 422 INPUT_TOO_LONG", status, body, statuses=[422])
+    tally.check(b"INPUT_TOO_LONG" in body, f"a 300,000-byte string names INPUT_TOO_LONG: {body[:200]!r}")
     rng = random.Random(7)
     for index in range(150):
         text = "".join(rng.choice(NASTY + ["a", " ", "0"]) for _ in range(rng.randrange(1, 40)))
