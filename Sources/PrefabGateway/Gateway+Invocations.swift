@@ -110,6 +110,7 @@ extension Gateway {
         // carry another request: say so, and clients open a new one.
         headers[.connection] = "close"
         let requestBody = request.body
+        let eventLoop = context.channel.eventLoop
         return Response(
             status: .ok,
             headers: headers,
@@ -117,16 +118,25 @@ extension Gateway {
                 defer { lease.release() }
                 heartbeats.add(reader, watch: watch)
                 defer { heartbeats.remove(reader) }
+                /// Writes `bytes`, then waits until the event loop has run the write. Without the
+                /// wait a fast stream queues its next write before the loop's task queue empties,
+                /// and the loop serves no other connection's I/O until it does (a flood held every
+                /// request on its loop for 20 s). Events that come meanwhile go out in one write.
+                func send(_ bytes: [UInt8]) async throws {
+                    try await watch.writing {
+                        try await writer.write(ByteBuffer(bytes: bytes))
+                        try await eventLoop.submit {}.get()
+                    }
+                }
                 // The client's close is noticed within milliseconds, instead of at the second
                 // write that fails.
                 try await requestBody.consumeWithInboundCloseHandler { _ in
-                    if !first.isEmpty { try await watch.writing { try await writer.write(ByteBuffer(bytes: first)) } }
+                    if !first.isEmpty { try await send(first) }
                     var bytes: [UInt8] = []
                     while true {
                         switch await reader.next(into: &bytes) {
-                        case .events: try await watch.writing { try await writer.write(ByteBuffer(bytes: bytes)) }
-                        case .idle:
-                            try await watch.writing { try await writer.write(ByteBuffer(bytes: SSEEncoder.heartbeat)) }
+                        case .events: try await send(bytes)
+                        case .idle: try await send(SSEEncoder.heartbeat)
                         case .finished: return
                         }
                     }

@@ -56,6 +56,7 @@ extension Gateway {
         let lease = ReaderLease(invocation: invocation, reader: reader, grace: configuration.resumeGrace)
         defer { lease.release() }
 
+        let eventLoop = context.requestContext.channel.eventLoop
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask {
                 while true {
@@ -65,6 +66,8 @@ extension Gateway {
                         for event in events {
                             try await outbound.writeTextMessage(String(decoding: event, as: UTF8.self))
                         }
+                        // As for SSE: let the loop run its writes (and other connections) first.
+                        try await eventLoop.submit {}.get()
                     case .idle:
                         continue
                     case .finished:

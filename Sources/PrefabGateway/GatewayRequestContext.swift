@@ -21,14 +21,16 @@ struct GatewayRequestContext: APIKeyRequestContext {
     }
 }
 
-/// The context of a WebSocket upgrade request, with its API key.
+/// The context of a WebSocket upgrade request: the connection and the request's API key.
 struct GatewayWebSocketContext: APIKeyRequestContext, WebSocketRequestContext {
     var coreContext: CoreRequestContextStorage
     let webSocket: WebSocketHandlerReference<Self>
+    let channel: any Channel
     var apiKey: Int?
 
     init(source: ApplicationRequestContextSource) {
         self.coreContext = .init(source: source)
         self.webSocket = .init()
+        self.channel = source.channel
     }
 }

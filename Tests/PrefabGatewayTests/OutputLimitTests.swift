@@ -76,8 +76,11 @@ import Testing
         try await ProcessRuntimeTests.run(ProcessRuntimeTests.python("flood", code), configure: Self.limited) {
             gateway in
             let reply = try await gateway.invoke("flood")
-            #expect(reply.events.map(\.type) == ["content", "error"])
-            #expect(reply.events.first?.data == .int(Self.limit + 1))
+            // The gateway's folder check (every 250 ms) may stop the child between the refused
+            // write and the report of it (seen when the suite runs on a loaded machine).
+            let types = reply.events.map(\.type)
+            #expect(types == ["content", "error"] || types == ["error"])
+            if types.first == "content" { #expect(reply.events.first?.data == .int(Self.limit + 1)) }
             #expect(reply.events.last?.errorCode == "OUTPUT_TOO_LARGE")
             #expect(!FileManager.default.fileExists(atPath: try Self.outputFolder(gateway, reply).path))
         }
