@@ -19,11 +19,12 @@ extension Gateway {
         switch function.implementation {
         case .result(let body):
             let invocation = makeInvocation(function, inputs, baseURL: baseURL, owner: owner, flowControl: false)
-            return try await respondWithResult(invocation, body)
+            return try await respondWithResult(invocation, body, request: request, context: context)
         case .streaming(let body):
             let accept = request.headers[.accept] ?? ""
             if accept.contains("application/json"), !accept.contains("text/event-stream") {
-                return try await respondWithCollectedEvents(function, inputs, baseURL: baseURL, owner: owner, body)
+                return try await respondWithCollectedEvents(
+                    function, inputs, baseURL: baseURL, owner: owner, body, request: request, context: context)
             }
             let invocation = makeInvocation(function, inputs, baseURL: baseURL, owner: owner, flowControl: true)
             return try await respondWithStream(invocation, body, request: request, context: context)
@@ -156,13 +157,16 @@ extension Gateway {
         _ inputs: PrefabInputs,
         baseURL: String,
         owner: Int?,
-        _ body: @escaping StreamingFunction
+        _ body: @escaping StreamingFunction,
+        request: Request,
+        context: GatewayRequestContext
     ) async throws -> Response {
         let collector = EventCollector(maxBytes: configuration.maxCollectedBytes)
         let invocation = makeInvocation(function, inputs, baseURL: baseURL, owner: owner, flowControl: false) { event in
             try collector.append(event)
         }
-        let (terminal, files) = try await runOnPool(invocation) { [self] in
+        let ((terminal, files), watched) = try await runOnPool(invocation, request: request, context: context) {
+            [self] in
             let terminal = withTimeout(invocation) { invocation.context.run(body, inputs: invocation.inputs) }
             let outcome = checkedOutput(invocation, terminal)
             return (outcome, finish(invocation, terminal: outcome))
@@ -179,15 +183,21 @@ extension Gateway {
         bytes.append(UInt8(ascii: "\n"))
         var headers: HTTPFields = [.contentType: "application/json; charset=utf-8"]
         headers[.invocationId] = invocation.id
+        if watched { headers[.connection] = "close" }
         return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(bytes: bytes)))
     }
 
     // MARK: Non-streaming
 
-    private func respondWithResult(_ invocation: Invocation, _ function: @escaping ResultFunction) async throws
-        -> Response
-    {
-        let (result, files) = try await runOnPool(invocation) { [self] in runResult(invocation, function) }
+    private func respondWithResult(
+        _ invocation: Invocation,
+        _ function: @escaping ResultFunction,
+        request: Request,
+        context: GatewayRequestContext
+    ) async throws -> Response {
+        let ((result, files), watched) = try await runOnPool(invocation, request: request, context: context) {
+            [self] in runResult(invocation, function)
+        }
         let fileList = JSONValue.array(files?.data?.arrayValue ?? [])
         var response: Response
         switch result {
@@ -209,24 +219,36 @@ extension Gateway {
             response = .json(.object(body), status: failure.status)
         }
         response.headers[.invocationId] = invocation.id
+        if watched { response.headers[.connection] = "close" }
         return response
     }
 
     // MARK: Shared
 
     /// Runs `work` (the invocation's call) on a function thread and waits for it without blocking
-    /// an event loop.
+    /// an event loop. A call still running after the quick-answer window is cancelled when its
+    /// client hangs up; `watched` then says the connection cannot carry another request.
     private func runOnPool<T: Sendable>(
         _ invocation: Invocation,
+        request: Request,
+        context: GatewayRequestContext,
         _ work: @escaping @Sendable () -> T
-    ) async throws -> T {
-        try await withCheckedThrowingContinuation { continuation in
-            let accepted = pool.submit { continuation.resume(returning: work()) }
-            if !accepted {
-                abandon(invocation)
-                continuation.resume(throwing: overloaded)
-            }
+    ) async throws -> (value: T, watched: Bool) {
+        let promise = context.channel.eventLoop.makePromise(of: T.self)
+        guard pool.submit({ promise.succeed(work()) }) else {
+            abandon(invocation)
+            promise.fail(overloaded)
+            throw overloaded
         }
+        if await invocation.events.waitUntilFinished(within: configuration.quickAnswerWindow) {
+            return (try await promise.futureResult.get(), false)
+        }
+        let value = try await request.body.consumeWithInboundCloseHandler { _ in
+            try await promise.futureResult.get()
+        } onInboundClosed: {
+            invocation.context.cancel(PrefabError(.cancelled, "the client disconnected before the answer"))
+        }
+        return (value, true)
     }
 
     /// Waits for the call's turn: past the gateway's total or the function's `max_concurrency`

@@ -1,9 +1,11 @@
 import Foundation
+import HTTPTypes
 import PrefabGateway
 import PrefabKit
 import Testing
 
-/// A client that leaves stops the function; a client that stops reading blocks it.
+/// A client that leaves stops the function (streams and JSON answers alike); a client that stops
+/// reading blocks it.
 @Suite struct DisconnectAndBackpressureTests {
     /// Yields until `yield` throws, then records why it stopped.
     static func endless(_ probe: Probe, payload: String, pause: TimeInterval) -> TestPrefab {
@@ -37,6 +39,72 @@ import Testing
             let yields = probe.yields
             try await Task.sleep(for: .milliseconds(200))
             #expect(probe.yields == yields)
+        }
+    }
+
+    /// Waits in `context.sleep` (which a cancel interrupts), then records why it stopped.
+    static func slowResult(_ probe: Probe) -> TestPrefab {
+        .result("slow") { _, context in
+            do {
+                try context.sleep(for: .seconds(60))
+                return "slept"
+            } catch let error as PrefabError {
+                probe.stop(with: error.code.rawValue)
+                throw error
+            }
+        }
+    }
+
+    static func slowStream(_ probe: Probe) -> TestPrefab {
+        .streaming("slow") { _, context in
+            try context.yield(.content("waiting"))
+            do {
+                try context.sleep(for: .seconds(60))
+            } catch let error as PrefabError {
+                probe.stop(with: error.code.rawValue)
+                throw error
+            }
+        }
+    }
+
+    /// A client waiting for one JSON answer (a non-streaming function, or a stream collected with
+    /// `Accept: application/json`) that hangs up stops the call: it would otherwise hold its slot
+    /// until its timeout.
+    @Test(arguments: [("result", ""), ("collected", "Accept: application/json\r\n")])
+    func aClientThatHangsUpOnAJSONAnswerStopsTheCall(kind: String, header: String) async throws {
+        let probe = Probe()
+        let prefab = kind == "result" ? Self.slowResult(probe) : Self.slowStream(probe)
+        try await LiveGateway.run([prefab]) { gateway in
+            let connection = try RawConnection(port: gateway.port)
+            let body = #"{"inputs": {}}"#
+            try connection.sendRaw(
+                Array(
+                    ("POST /invoke/slow HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\(header)"
+                        + "Content-Length: \(body.utf8.count)\r\n\r\n\(body)").utf8))
+            try await Task.sleep(for: .milliseconds(300))
+            #expect(probe.stoppedWith == nil)
+            let left = ContinuousClock.now
+            connection.hangUp()
+            #expect(await Probe.eventually { probe.stoppedWith != nil })
+            #expect(probe.stoppedWith == "CANCELLED")
+            #expect(ContinuousClock.now - left < .seconds(2))
+        }
+    }
+
+    @Test func aJSONAnswerThatTakesAWhileClosesItsConnectionAndAQuickOneKeepsIt() async throws {
+        let quick = TestPrefab.result("quick") { _, _ in "done" }
+        let slow = TestPrefab.result("slow") { _, context in
+            try context.sleep(for: .seconds(1))
+            return "done"
+        }
+        // A wide window, so that the quick call is quick even on a loaded machine.
+        try await LiveGateway.run([quick, slow], configure: { $0.quickAnswerWindow = .milliseconds(500) }) { gateway in
+            let quickReply = try await gateway.invoke("quick")
+            #expect(quickReply.json?["result"] == "done")
+            #expect(quickReply.headers[.connection] != "close")
+            let slowReply = try await gateway.invoke("slow")
+            #expect(slowReply.json?["result"] == "done")
+            #expect(slowReply.headers[.connection] == "close")
         }
     }
 
