@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Soak: thousands of mixed invocations against a live gateway on the example prefabs (Swift and
-Python): successes, errors, invalid inputs, cancels (a client that hangs up mid-stream, DELETE
-/invocations/<id>), calls that write files, with many clients at once. Prints the gateway's
-resources (open descriptors, threads, child processes, output folders, RSS) before and after, and
+Python): successes, errors, invalid inputs, cancels (a client that hangs up mid-stream or while it
+waits for a JSON answer, DELETE /invocations/<id>), calls that write files, with many clients at
+once. Prints the gateway's resources (open descriptors, threads, child processes, output folders, RSS) before and after, and
 fails when they did not come back (within the slack below) or any call went wrong.
 
 Usage: python3 scripts/soak-test.py [--calls N] [--clients N] [--no-build]."""
@@ -46,8 +46,8 @@ def call(gateway, rng):
     """One call of a kind picked by `rng`, checked."""
     kind = rng.choices(
         ["echo", "batch_process", "chat_stream", "report_file", "fail_midway", "invalid", "collected",
-         "count_lines_file", "batch_items", "flaky_steps", "hang_up", "hang_up_python", "delete"],
-        weights=[10, 10, 6, 6, 6, 6, 5, 4, 4, 3, 4, 2, 3])[0]
+         "count_lines_file", "batch_items", "flaky_steps", "hang_up", "hang_up_python", "hang_up_json", "delete"],
+        weights=[10, 10, 6, 6, 6, 6, 5, 4, 4, 3, 4, 2, 2, 3])[0]
     if kind == "echo":
         text = f"soak {rng.random()}\n\n"
         status, _, body = gateway.request("POST", "/invoke/echo", json.dumps({"inputs": {"text": text}}).encode())
@@ -94,6 +94,18 @@ def call(gateway, rng):
                         else ("count_lines", {"text": "a\nb\nc\nd\ne\nf", "every": 1, "delay_ms": 50}))
         received = stream_then(gateway, name, inputs, lambda connection, _: None)
         record(kind, received.startswith(b"HTTP/1.1 200"), f"{received[:120]!r}")
+    elif kind == "hang_up_json":
+        # A Python call collected as JSON, abandoned while it runs: the gateway stops it.
+        body = json.dumps({"inputs": {"text": "a\nb\nc\nd\ne\nf", "every": 1, "delay_ms": 50}}).encode()
+        with socket.create_connection(("127.0.0.1", gateway.port), timeout=30) as connection:
+            connection.sendall(b"POST /invoke/count_lines HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: application/json\r\n"
+                               b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+            connection.settimeout(0.1)
+            try:
+                early = connection.recv(65536)
+            except socket.timeout:
+                early = b""
+        record(kind, early == b"", f"answered before the call could end: {early[:120]!r}")
     elif kind == "delete":
         def cancel(connection, invocation):
             status, _, _ = gateway.request("DELETE", f"/invocations/{invocation}")
