@@ -2,8 +2,9 @@
 """Soak: thousands of mixed invocations against a live gateway on the example prefabs (Swift and
 Python): successes, errors, invalid inputs, cancels (a client that hangs up mid-stream or while it
 waits for a JSON answer, DELETE /invocations/<id>), calls that write files, with many clients at
-once. Prints the gateway's resources (open descriptors, threads, child processes, output folders, RSS) before and after, and
-fails when they did not come back (within the slack below) or any call went wrong.
+once. Prints the gateway's resources (open descriptors, threads, child processes, output folders,
+RSS) before and after, and fails when they did not come back (within the slack below) or any call
+went wrong.
 
 Usage: python3 scripts/soak-test.py [--calls N] [--clients N] [--no-build]."""
 import argparse
