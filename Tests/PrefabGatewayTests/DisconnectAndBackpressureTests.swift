@@ -23,18 +23,23 @@ import Testing
         }
     }
 
+    /// Hangs up on a running call and checks that its function stops with `CANCELLED` within 2 s.
+    static func hangUp(_ connection: RawConnection, stopping probe: Probe) async {
+        #expect(probe.stoppedWith == nil)
+        let left = ContinuousClock.now
+        connection.hangUp()
+        #expect(await Probe.eventually { probe.stoppedWith != nil })
+        #expect(probe.stoppedWith == "CANCELLED")
+        #expect(ContinuousClock.now - left < .seconds(2))
+    }
+
     @Test func aClientThatDisconnectsStopsTheFunctionAtItsNextYield() async throws {
         let probe = Probe()
         try await LiveGateway.run([Self.endless(probe, payload: "tick", pause: 0.02)]) { gateway in
             let connection = try RawConnection(port: gateway.port)
             try connection.sendPost("/invoke/endless", json: #"{"inputs": {}}"#)
             _ = try await connection.readOffPool(until: "\"tick\"")
-            #expect(probe.stoppedWith == nil)
-            let left = ContinuousClock.now
-            connection.hangUp()
-            #expect(await Probe.eventually { probe.stoppedWith != nil })
-            #expect(probe.stoppedWith == "CANCELLED")
-            #expect(ContinuousClock.now - left < .seconds(2))
+            await Self.hangUp(connection, stopping: probe)
             // It stays stopped: no yields after the cancel.
             let yields = probe.yields
             try await Task.sleep(for: .milliseconds(200))
@@ -76,18 +81,9 @@ import Testing
         let prefab = kind == "result" ? Self.slowResult(probe) : Self.slowStream(probe)
         try await LiveGateway.run([prefab]) { gateway in
             let connection = try RawConnection(port: gateway.port)
-            let body = #"{"inputs": {}}"#
-            try connection.sendRaw(
-                Array(
-                    ("POST /invoke/slow HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\(header)"
-                        + "Content-Length: \(body.utf8.count)\r\n\r\n\(body)").utf8))
+            try connection.sendPost("/invoke/slow", json: #"{"inputs": {}}"#, headers: header)
             try await Task.sleep(for: .milliseconds(300))
-            #expect(probe.stoppedWith == nil)
-            let left = ContinuousClock.now
-            connection.hangUp()
-            #expect(await Probe.eventually { probe.stoppedWith != nil })
-            #expect(probe.stoppedWith == "CANCELLED")
-            #expect(ContinuousClock.now - left < .seconds(2))
+            await Self.hangUp(connection, stopping: probe)
         }
     }
 

@@ -38,10 +38,10 @@ final class RawConnection: @unchecked Sendable {
 
     deinit { hangUp() }
 
-    /// Sends a POST with a JSON body.
-    func sendPost(_ path: String, json: String) throws {
+    /// Sends a POST with a JSON body; `headers` are more header lines, each ending in CRLF.
+    func sendPost(_ path: String, json: String, headers: String = "") throws {
         let request =
-            "POST \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            "POST \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\(headers)"
             + "Content-Length: \(json.utf8.count)\r\n\r\n\(json)"
         let bytes = Array(request.utf8)
         let sent = bytes.withUnsafeBytes { send(socketFD, $0.baseAddress, $0.count, 0) }
