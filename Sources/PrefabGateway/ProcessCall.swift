@@ -176,6 +176,13 @@ final class ChildProcess: Sendable {
         runtime: ProcessRuntime,
         invocation: (id: String, outputDirectory: URL, function: String)?
     ) throws -> ChildProcess {
+        // One start at a time, pipes included: on Linux, Foundation's `Process` closes in the child
+        // only the descriptors open when it prepared the spawn, and its pipes and exit-watching
+        // socket pair are not close-on-exec. A child started meanwhile on another thread inherited
+        // another call's, whose end (EOF, exit) then went unnoticed until that child exited (seen:
+        // a quick call waited 15 s for slow ones beside it).
+        spawnLock.lock()
+        defer { spawnLock.unlock() }
         let child = ChildProcess(runtime: runtime)
         guard let executable = resolveExecutable(launch.executable) else {
             throw PrefabError(.prefabStartFailed, "'\(launch.executable)' was not found or is not executable")
@@ -298,6 +305,9 @@ final class ChildProcess: Sendable {
         return nil
     }
 }
+
+/// Held while a child is created and started (see `ChildProcess.start`).
+let spawnLock = NSLock()
 
 /// Drains a child's stderr on a thread of its own, logging each line with the invocation id and
 /// keeping the last few for the error event of a crash.

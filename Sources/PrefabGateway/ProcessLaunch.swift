@@ -127,13 +127,17 @@ enum PythonInterpreter {
         if let known = resolved.withLock({ $0[command] }) { return known }
         var path = command
         if let executable = ChildProcess.resolveExecutable(command) {
+            // Its pipe too is made under the lock (see `ChildProcess.start`).
+            spawnLock.lock()
             let process = Process()
             let output = Pipe()
             process.executableURL = URL(fileURLWithPath: executable)
             process.arguments = ["-c", "import sys; print(sys.executable)"]
             process.standardOutput = output
             process.standardError = FileHandle.nullDevice
-            if (try? process.run()) != nil {
+            let started = (try? process.run()) != nil
+            spawnLock.unlock()
+            if started {
                 let data = output.fileHandleForReading.readDataToEndOfFile()
                 process.waitUntilExit()
                 let text = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
