@@ -228,9 +228,7 @@ def check_flood_disconnect(gateway, watcher):
     """A client that stops reading a flood and hangs up: the child is stopped."""
     watcher.fault_pids.clear()
     with socket.create_connection(("127.0.0.1", gateway.port), timeout=30) as connection:
-        body = b'{"inputs": {}}'
-        connection.sendall(b"POST /invoke/py_flood_forever HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                           b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+        connection.sendall(live_gateway.invoke_request("py_flood_forever", {}))
         received = b""
         while len(received) < 200000:
             chunk = connection.recv(65536)
@@ -255,7 +253,7 @@ def check_requests_beside_flood(gateway, watcher):
 
     def read_flood():
         with socket.create_connection(("127.0.0.1", gateway.port), timeout=60) as connection:
-            connection.sendall(raw_request("sh_flood", {}))
+            connection.sendall(live_gateway.invoke_request("sh_flood", {}))
             while connection.recv(1 << 20):
                 pass
         done.set()
@@ -291,12 +289,6 @@ DISCONNECT_CALLS = [
 ]
 
 
-def raw_request(name, inputs):
-    body = json.dumps({"inputs": inputs}).encode()
-    return (b"POST /invoke/%s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-            b"Content-Length: %d\r\n\r\n%s" % (name.encode(), len(body), body))
-
-
 def read_whole(port, request, settle=3.0):
     """The whole answer to `request`, until the stream ends or goes quiet (a question waits)."""
     with socket.create_connection(("127.0.0.1", port), timeout=settle) as connection:
@@ -329,7 +321,7 @@ def check_disconnects():
         before = gateway.stats()
         cases = 0
         for name, inputs in DISCONNECT_CALLS:
-            request = raw_request(name, inputs)
+            request = live_gateway.invoke_request(name, inputs)
             answer = read_whole(gateway.port, request)
             tally.check(answer.startswith(b"HTTP/1.1 200"), f"{name}: a whole read answers 200: {answer[:80]!r}")
             tally.check(gateway.wait_idle(10), f"{name}: still running after a whole read")

@@ -20,6 +20,14 @@ BINARY = ROOT / ".build/debug/prefab-gateway"
 signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
 
+def invoke_request(name, inputs, headers=b""):
+    """The bytes of `POST /invoke/<name>` with `{"inputs": inputs}`, for raw sockets; `headers` are
+    more header lines, each ending in CRLF."""
+    body = json.dumps({"inputs": inputs}).encode()
+    return (b"POST /invoke/%s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n%s"
+            b"Content-Length: %d\r\n\r\n%s" % (name.encode(), headers, len(body), body))
+
+
 def build():
     """Builds the executable (quick when it is up to date)."""
     subprocess.run(["swift", "build", "--product", "prefab-gateway"], cwd=ROOT, check=True,

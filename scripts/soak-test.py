@@ -97,10 +97,9 @@ def call(gateway, rng):
         record(kind, received.startswith(b"HTTP/1.1 200"), f"{received[:120]!r}")
     elif kind == "hang_up_json":
         # A Python call collected as JSON, abandoned while it runs: the gateway stops it.
-        body = json.dumps({"inputs": {"text": "a\nb\nc\nd\ne\nf", "every": 1, "delay_ms": 50}}).encode()
+        inputs = {"text": "a\nb\nc\nd\ne\nf", "every": 1, "delay_ms": 50}
         with socket.create_connection(("127.0.0.1", gateway.port), timeout=30) as connection:
-            connection.sendall(b"POST /invoke/count_lines HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: application/json\r\n"
-                               b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+            connection.sendall(live_gateway.invoke_request("count_lines", inputs, b"Accept: application/json\r\n"))
             connection.settimeout(0.1)
             try:
                 early = connection.recv(65536)
@@ -126,10 +125,8 @@ def call(gateway, rng):
 def stream_then(gateway, name, inputs, then):
     """Opens a stream on a raw socket, reads its first event, calls `then(connection, id)`, and
     hangs up; the bytes received."""
-    body = json.dumps({"inputs": inputs}).encode()
     with socket.create_connection(("127.0.0.1", gateway.port), timeout=30) as connection:
-        connection.sendall(b"POST /invoke/%s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                           b"Content-Length: %d\r\n\r\n%s" % (name.encode(), len(body), body))
+        connection.sendall(live_gateway.invoke_request(name, inputs))
         received = b""
         while b'"invocation_id":"' not in received or b"\n\n" not in received.split(b'"invocation_id":"', 1)[1]:
             chunk = connection.recv(65536)
