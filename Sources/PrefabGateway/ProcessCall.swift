@@ -58,14 +58,15 @@ struct ProcessCall {
 
     /// Checks the output folder's size while the child runs and kills the child once it is over
     /// the limit: a command has no file size limit of its own, and a full disk hurts every call.
+    /// The call is not cancelled: what the child printed before is still relayed, and the
+    /// gateway's check of the folder at the end turns the call's end into `OUTPUT_TOO_LARGE`.
     private func watchOutput(_ directory: URL, of child: ChildProcess) -> any DispatchSourceTimer {
         let limit = runtime.options.maxOutputBytes
         let timer = DispatchSource.makeTimerSource(queue: Self.outputWatchQueue)
         timer.schedule(deadline: .now() + Self.outputWatchInterval, repeating: Self.outputWatchInterval)
-        timer.setEventHandler { [context] in
+        timer.setEventHandler {
             guard OutputStore.size(of: directory) > limit else { return }
             child.stop(graceful: false)
-            context.cancel(.outputTooLarge(limit: limit))
         }
         timer.resume()
         return timer
