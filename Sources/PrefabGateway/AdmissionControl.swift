@@ -17,6 +17,8 @@ final class AdmissionControl: Sendable {
         var function: String
         var limit: Int?
         var continuation: CheckedContinuation<Void, any Error>
+        /// Refuses the waiter after `queueTimeout`; cancelled when it is admitted.
+        var timer: GatewayTimer?
     }
 
     private struct State {
@@ -74,9 +76,13 @@ final class AdmissionControl: Sendable {
                         Waiter(id: state.nextWaiter, function: function, limit: limit, continuation: continuation))
                     return state.nextWaiter
                 }
-                DispatchQueue.gatewayTimers.asyncAfter(deadline: .now() + queueTimeout.seconds) { [self] in
-                    giveUp(waiter: id)
+                let timer = GatewayTimer.schedule(after: queueTimeout) { [self] in giveUp(waiter: id) }
+                let stillWaiting = state.withLock { state in
+                    guard let index = state.waiters.firstIndex(where: { $0.id == id }) else { return false }
+                    state.waiters[index].timer = timer
+                    return true
                 }
+                if !stillWaiting { timer.cancel() }
                 // A slot may have come free between the check above and the append.
                 resumeWaiters()
             }
@@ -97,21 +103,24 @@ final class AdmissionControl: Sendable {
 
     private func resumeWaiters() {
         let ready = state.withLock { state in
-            var ready: [CheckedContinuation<Void, any Error>] = []
+            var ready: [Waiter] = []
             var index = 0
             while index < state.waiters.count, state.running < maxRunning {
                 let waiter = state.waiters[index]
                 let earlierOfSameFunction = state.waiters[..<index].contains { $0.function == waiter.function }
                 if !earlierOfSameFunction, state.hasRoom(waiter.function, limit: waiter.limit, maxRunning: maxRunning) {
                     state.admit(waiter.function)
-                    ready.append(state.waiters.remove(at: index).continuation)
+                    ready.append(state.waiters.remove(at: index))
                 } else {
                     index += 1
                 }
             }
             return ready
         }
-        for continuation in ready { continuation.resume() }
+        for waiter in ready {
+            waiter.timer?.cancel()
+            waiter.continuation.resume()
+        }
     }
 
     private func giveUp(waiter id: Int) {

@@ -1,5 +1,6 @@
 import Foundation
 import PrefabKit
+import Synchronization
 
 /// The events of one invocation, each encoded once as an SSE message (`id: n`, `data: json`),
 /// kept for every reader: the stream that started the call, a client resuming with
@@ -62,9 +63,16 @@ final class EventLog: @unchecked Sendable {
         func detach() -> Int { log.detach(self) }
     }
 
-    // Touched only by the single producer thread.
-    private var sequence = 0
-    private var scratch: [UInt8] = []
+    /// A function may yield from several threads (its context is `Sendable`): producers take
+    /// turns here, so each event gets the next number and is appended whole.
+    private let producer = Mutex(Producer())
+
+    private struct Producer {
+        /// The number of the last event a producer appended (`last` until the log is closed).
+        var sequence = 0
+        /// Where an event is encoded, outside the readers' lock.
+        var scratch: [UInt8] = []
+    }
 
     // All state below is guarded by `condition`'s lock; the producer waits on it under flow control.
     private let condition = AdaptiveCondition()
@@ -81,6 +89,9 @@ final class EventLog: @unchecked Sendable {
     private var taken = 0
     private var finished = false
     private var producerStopped = false
+    /// The gateway has sent its closing events (or the invocation finished): a function's event
+    /// after them is refused, so nothing ever follows the terminal event.
+    private var closed = false
     private var readers: [ObjectIdentifier: Reader] = [:]
     private var completionWaiter: CheckedContinuation<Void, Never>?
     private var completionWaitTimedOut = false
@@ -91,6 +102,10 @@ final class EventLog: @unchecked Sendable {
     private let historyBytes: Int
     /// Untaken bytes that end the wait for a quick answer.
     private static let streamWithoutWaitingBytes = 32 * 1024
+    /// The largest scratch buffer kept between events.
+    private static let scratchKeptBytes = 64 * 1024
+    private static let afterTheEnd = PrefabError(
+        .streamEnded, "the call has already ended: an event after its terminal event is dropped")
 
     init(flowControl: Bool, maxEvents: Int, maxBytes: Int, historyBytes: Int) {
         self.flowControl = flowControl
@@ -102,33 +117,43 @@ final class EventLog: @unchecked Sendable {
     // MARK: Producer (a function's thread)
 
     /// Appends one of the function's events, numbered from 1; under flow control blocks while
-    /// too much waits untaken. Throws `CANCELLED` once the producer was stopped.
+    /// too much waits untaken. Throws `CANCELLED` once the producer was stopped, and
+    /// `STREAM_ENDED` once the gateway has sent the closing events.
     func send(_ encode: (_ sequence: Int, _ bytes: inout [UInt8]) -> Void) throws {
-        // Encoding happens outside the lock, into the producer's own scratch buffer: the lock is
-        // then held only for a copy, so readers rarely have to sleep on it.
-        scratch.removeAll(keepingCapacity: true)
-        encode(sequence + 1, &scratch)
-        condition.lock()
-        while flowControl && !producerStopped && isFull {
-            condition.wait()
-        }
-        if producerStopped {
+        try producer.withLock { producer in
+            // Encoding happens outside the readers' lock, into the producers' scratch buffer: that
+            // lock is then held only for a copy, so readers rarely have to sleep on it.
+            producer.scratch.removeAll(keepingCapacity: true)
+            encode(producer.sequence + 1, &producer.scratch)
+            // One huge event does not leave its buffer behind for the invocation's lifetime.
+            defer { if producer.scratch.capacity > Self.scratchKeptBytes { producer.scratch = [] } }
+            condition.lock()
+            while flowControl && !producerStopped && !closed && isFull {
+                condition.wait()
+            }
+            if producerStopped || closed {
+                let stopped = producerStopped
+                condition.unlock()
+                throw stopped ? PrefabError.cancelled : Self.afterTheEnd
+            }
+            producer.sequence += 1
+            let wake = append(producer.scratch)
             condition.unlock()
-            throw PrefabError.cancelled
+            resume(wake)
         }
-        sequence += 1
-        let wake = appendScratch()
-        condition.unlock()
-        resume(wake)
     }
 
-    /// Appends the gateway's closing events (`files`, the terminal event): never blocks.
+    /// Appends the gateway's closing events (`files`, the terminal event): never blocks, and
+    /// closes the log to the function's events.
     func sendClosing(_ encode: (_ sequence: Int, _ bytes: inout [UInt8]) -> Void) {
-        scratch.removeAll(keepingCapacity: true)
-        sequence += 1
-        encode(sequence, &scratch)
+        var message: [UInt8] = []
         condition.lock()
-        let wake = appendScratch()
+        // Encoded under the lock, as its number is only known here; a producer waiting for room
+        // wakes up to find the log closed.
+        encode(last + 1, &message)
+        closed = true
+        let wake = append(message)
+        condition.broadcast()
         condition.unlock()
         resume(wake)
     }
@@ -137,6 +162,8 @@ final class EventLog: @unchecked Sendable {
     func finish() {
         condition.lock()
         finished = true
+        closed = true
+        condition.broadcast()
         var wake = takeWaiters()
         if let completion = completionWaiter {
             wake.append(completion)
@@ -168,9 +195,9 @@ final class EventLog: @unchecked Sendable {
         last - taken >= maxEvents || bytes.count - endOffset(of: max(taken, firstKept - 1)) >= maxBytes
     }
 
-    /// Appends `scratch` as the next event; returns the continuations to resume.
-    private func appendScratch() -> [CheckedContinuation<Void, Never>] {
-        bytes.append(contentsOf: scratch)
+    /// Appends `message` as the next event; returns the continuations to resume.
+    private func append(_ message: [UInt8]) -> [CheckedContinuation<Void, Never>] {
+        bytes.append(contentsOf: message)
         ends.append(bytes.count)
         last += 1
         if !flowControl { taken = last }
@@ -317,10 +344,9 @@ final class EventLog: @unchecked Sendable {
     /// Waits until the invocation has finished (true) or `timeout` has passed (false), without
     /// waking for each event: a quick function costs its caller a single wake-up.
     func waitUntilFinished(within timeout: Duration) async -> Bool {
-        // A dispatch timer, not a sleeping task: cancelled before it fires (the usual case for a
-        // quick function) it costs no wake-up at all.
-        let timer = DispatchWorkItem { [self] in completionTimeout() }
-        DispatchQueue.gatewayTimers.asyncAfter(deadline: .now() + timeout.seconds, execute: timer)
+        // A timer, not a sleeping task: cancelled before it fires (the usual case for a quick
+        // function) it costs no wake-up at all.
+        let timer = GatewayTimer.schedule(after: timeout) { [self] in completionTimeout() }
         await withCheckedContinuation { continuation in
             condition.lock()
             if finished || completionWaitTimedOut || bytes.count - head >= Self.streamWithoutWaitingBytes {

@@ -52,18 +52,21 @@ final class FunctionThreadPool: @unchecked Sendable {
         }
         threads += 1
         condition.unlock()
-        let thread = Thread { [self] in self.runLoop(first: work) }
+        // The thread object keeps its closure until the thread ends: it gets a box it empties,
+        // not the work itself, or the thread's first call (its invocation, all its events) would
+        // be kept for as long as the thread lives.
+        let first = WorkBox(work)
+        let thread = Thread { [self] in self.runLoop(first: first) }
         thread.stackSize = stackSize
         thread.name = "prefab-function"
         thread.start()
         return true
     }
 
-    private func runLoop(first: @escaping Work) {
-        var work: Work? = first
-        while let current = work {
-            current()
-            work = nil
+    private func runLoop(first: WorkBox) {
+        var work = first.take()
+        while work != nil {
+            Self.runAndRelease(&work)
             condition.lock()
             busy -= 1
             idleThreads += 1
@@ -89,6 +92,23 @@ final class FunctionThreadPool: @unchecked Sendable {
                 threads -= 1
             }
             condition.unlock()
+        }
+    }
+
+    /// Runs the work and lets go of it before returning: a binding of it in the loop would keep
+    /// it (and what it captured) while the thread waits for the next call.
+    private static func runAndRelease(_ work: inout Work?) {
+        guard let current = work else { return }
+        work = nil
+        current()
+    }
+
+    private final class WorkBox: @unchecked Sendable {  // written once, taken once by its thread
+        private var work: Work?
+        init(_ work: @escaping Work) { self.work = work }
+        func take() -> Work? {
+            defer { work = nil }
+            return work
         }
     }
 }

@@ -335,11 +335,10 @@ extension Gateway {
         let maximum = configuration.maxStreamDuration.seconds
         let seconds = min(ownLimit ?? .infinity, maximum)
         let whose = seconds < (ownLimit ?? .infinity) ? "the gateway's maximum call duration" : "its time limit"
-        let timer = DispatchWorkItem {
+        let timer = GatewayTimer.schedule(after: .seconds(seconds)) {
             let limit = String(format: "%g", seconds)
             invocation.context.cancel(PrefabError(.timeout, "the call ran past \(whose) of \(limit) s"))
         }
-        DispatchQueue.gatewayTimers.asyncAfter(deadline: .now() + seconds, execute: timer)
         defer { timer.cancel() }
         return body()
     }
@@ -394,6 +393,8 @@ private final class EventCollector: Sendable {
     private struct State {
         var bytes: [UInt8] = []
         var count = 0
+        /// The closing events are in: nothing the function yields later gets into the answer.
+        var closed = false
     }
 
     private let state = Mutex(State())
@@ -405,9 +406,13 @@ private final class EventCollector: Sendable {
 
     var count: Int { state.withLock { $0.count } }
 
-    /// Adds an event; throws `RESPONSE_TOO_LARGE` past the cap, which ends the function.
+    /// Adds an event; throws `RESPONSE_TOO_LARGE` past the cap, which ends the function, and
+    /// `STREAM_ENDED` after the closing events.
     func append(_ event: PrefabEvent) throws {
         try state.withLock { state in
+            guard !state.closed else {
+                throw PrefabError(.streamEnded, "the call has already ended: an event after its end is dropped")
+            }
             guard state.bytes.count < maxBytes else {
                 throw PrefabError(
                     .responseTooLarge,
@@ -418,9 +423,12 @@ private final class EventCollector: Sendable {
         }
     }
 
-    /// Adds the gateway's own closing events, which always fit.
+    /// Adds the gateway's own closing events, which always fit, and closes the answer.
     func appendAlways(_ event: PrefabEvent) {
-        state.withLock { Self.add(event, to: &$0) }
+        state.withLock { state in
+            state.closed = true
+            Self.add(event, to: &state)
+        }
     }
 
     func appendArray(to bytes: inout [UInt8]) {

@@ -115,7 +115,9 @@ final class Invocation: Sendable {
             state.departures += 1
             return state.departures
         }
-        DispatchQueue.gatewayTimers.asyncAfter(deadline: .now() + grace.seconds) { [self] in
+        // Weak: a call that ends within the grace period is not kept for its timer.
+        GatewayTimer.schedule(after: grace) { [weak self] in
+            guard let self else { return }
             let latest = state.withLock { $0.phase == .running && $0.departures == departure }
             if latest && events.readerCount == 0 { context.cancel(abandoned) }
         }
