@@ -50,9 +50,9 @@ struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
     static func allowedMethods(path: String) -> [HTTPRequest.Method]? {
         let parts = path.split(separator: "/", omittingEmptySubsequences: true)
         switch (parts.first, parts.count) {
-        case ("manifest", 1), ("health", 1), ("openapi.json", 1): return [.get]
+        case ("manifest", 1), ("health", 1), ("openapi.json", 1), ("metrics", 1): return [.get, .head]
         case ("invoke", 2): return [.post]
-        case ("files", 3...): return [.get]
+        case ("files", 3...): return [.get, .head]
         default: return nil
         }
     }

@@ -4,7 +4,9 @@ import PrefabKit
 
 extension Gateway {
     /// `GET /files/<invocation>/<file>`: an output file, and nothing outside its invocation's
-    /// directory.
+    /// directory. A file is what a prefab wrote, maybe from its inputs: the browser must not sniff
+    /// it into HTML, and an HTML or SVG file opened from here runs in a sandbox (a unique origin,
+    /// no scripts), so it cannot reach the gateway with the user's origin.
     func file(_ request: Request, context: GatewayRequestContext) async throws -> Response {
         let invocation = context.parameters.get("invocation") ?? ""
         guard outputOwners.owner(of: invocation) == context.apiKey,
@@ -15,7 +17,10 @@ extension Gateway {
         let body = try await FileIO().loadFile(path: file.url.path, context: context)
         return Response(
             status: .ok,
-            headers: [.contentType: file.contentType, .contentLength: String(file.size)],
+            headers: [
+                .contentType: file.contentType, .contentLength: String(file.size),
+                .xContentTypeOptions: "nosniff", .contentSecurityPolicy: "sandbox",
+            ],
             body: body
         )
     }

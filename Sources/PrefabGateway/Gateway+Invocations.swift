@@ -148,7 +148,7 @@ extension Gateway {
         )
     }
 
-    private func invocation(_ context: GatewayRequestContext) throws -> Invocation {
+    func invocation(_ context: GatewayRequestContext) throws -> Invocation {
         let id = context.parameters.get("id") ?? ""
         // Another key's invocation is not found rather than forbidden: ids are not confirmed.
         guard let invocation = invocations.invocation(id), invocation.owner == context.apiKey else {

@@ -12,6 +12,7 @@ extension Gateway {
     /// function upgrades; anything else falls through to the HTTP routes and their errors.
     func makeWebSocketRouter() -> Router<GatewayWebSocketContext> {
         let router = Router(context: GatewayWebSocketContext.self)
+        router.middlewares.add(WebSocketRefusalReporter())
         addCommonMiddleware(to: router)
         router.ws("/invoke/:name/ws") { _, context in
             catalog.functions[context.parameters.get("name") ?? ""] == nil ? .dontUpgrade : .upgrade([:])

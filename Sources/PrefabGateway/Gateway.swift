@@ -81,13 +81,14 @@ public struct Gateway: Sendable {
     public func makeApplication(
         onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
     ) -> some ApplicationProtocol {
-        let router = Router(context: GatewayRequestContext.self)
+        // HEAD wherever GET works: the GET's status and headers, no body.
+        let router = Router(context: GatewayRequestContext.self, options: .autoGenerateHeadEndpoints)
         addCommonMiddleware(to: router)
         router.get("/") { _, _ in try playground.response(for: "index.html") }
         router.get("/playground/:file") { _, context in
             try playground.response(for: context.parameters.get("file") ?? "")
         }
-        router.get("/manifest") { _, _ in manifestResponse() }
+        router.get("/manifest") { request, _ in manifestResponse(request) }
         router.get("/health") { _, _ in healthResponse() }
         router.get("/metrics") { _, _ in metricsResponse() }
         router.get("/openapi.json") { _, _ in openAPIResponse() }
@@ -102,6 +103,9 @@ public struct Gateway: Sendable {
         }
         router.get("/invocations/:id/events") { request, context in
             try await invocationEvents(request, context: context)
+        }
+        router.head("/invocations/:id/events") { request, context in
+            try invocationEventsHead(request, context: context)
         }
         var logger = logger
         logger.logLevel = .warning  // Hummingbird's own request lines; invocations log on ours.
@@ -118,6 +122,7 @@ public struct Gateway: Sendable {
             services: [
                 OutputSweeper(
                     outputs: outputs, owners: outputOwners, retention: configuration.outputRetention,
+                    isRunning: { [invocations] in invocations.invocation($0)?.phase == .running },
                     logger: self.logger)
             ],
             onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? 0) },
@@ -125,19 +130,24 @@ public struct Gateway: Sendable {
         )
     }
 
-    /// CORS, error bodies, size limits and API keys, in that order: a preflight is answered
-    /// before a key is asked for, and every error gets the JSON error body and CORS headers.
+    /// CORS, error bodies, the browser checks (`Host`, `Origin`), size limits and API keys, in
+    /// that order: a preflight is answered before a key is asked for, every error gets the JSON
+    /// error body and CORS headers, and a cross-site or rebound request is refused before any work.
+    /// The WebSocket router has them too, so an upgrade is checked like any request.
     func addCommonMiddleware<Context: APIKeyRequestContext>(to router: Router<Context>) {
         if !configuration.corsOrigins.isEmpty {
             router.middlewares.add(CORSAllowList(origins: configuration.corsOrigins))
         }
         router.middlewares.add(ErrorMiddleware())
+        router.middlewares.add(BrowserAccessMiddleware(policy: BrowserAccessPolicy(configuration: configuration)))
         router.middlewares.add(
             RequestSizeLimits(maxURLBytes: configuration.maxURLBytes, maxHeaderBytes: configuration.maxHeaderBytes))
         router.middlewares.add(APIKeyMiddleware(keys: APIKeys(configuration.apiKeys)))
     }
 
-    func manifestResponse() -> Response {
+    /// The manifest, with an `ETag` of its bytes: a client that polls it with `If-None-Match`
+    /// gets 304 until the functions change.
+    func manifestResponse(_ request: Request) -> Response {
         let functions = catalog.functions.values.sorted { $0.manifest.name < $1.manifest.name }.map { function in
             var entry = function.manifest.json.objectValue ?? [:]
             entry["streaming"] = .bool(function.manifest.streaming)
@@ -145,7 +155,7 @@ public struct Gateway: Sendable {
             entry["runtime"] = .string(function.runtime)
             return JSONValue.object(entry)
         }
-        return .json(["functions": .array(functions)])
+        return .json(["functions": .array(functions)], conditionalOn: request)
     }
 
     func metricsResponse() -> Response {

@@ -58,8 +58,13 @@ public struct GatewayConfiguration: Sendable {
     public var clientIdleTimeout: Duration = .seconds(60)
     /// Bearer tokens that may call the gateway; empty: no authentication.
     public var apiKeys: [String] = []
-    /// Origins whose pages may call the gateway from a browser (CORS); empty: CORS is off.
+    /// Origins whose pages may call the gateway from a browser (CORS); empty: CORS is off. A
+    /// request with any other `Origin` (but the gateway's own) is refused.
     public var corsOrigins: [String] = []
+    /// Host names the gateway answers for besides IP addresses, `localhost` (and `*.localhost`),
+    /// the name it listens on and the `publicBaseURL` host: `gw.example.com`, `*.example.com`
+    /// for any name under it, or `*` for any host at all. Other `Host` headers get 421 (DNS rebinding).
+    public var allowedHosts: [String] = []
     /// How process prefabs (Python and commands) are run.
     public var processes = ProcessRuntime.Options()
     /// The most bytes a call may write into its output folder; past it the call ends with

@@ -28,6 +28,12 @@ public struct OpenAPIDocument: Sendable {
             "/invocations/{id}/events": ["get": eventsOperation],
             "/files/{invocation}/{file}": ["get": fileOperation],
         ]
+        // HEAD wherever GET works: the same statuses and headers, no body.
+        for (path, item) in paths {
+            guard var operations = item.objectValue, let get = operations["get"] else { continue }
+            operations["head"] = Self.headOperation(of: get)
+            paths[path] = .object(operations)
+        }
         for function in catalog.functions.values {
             paths["/invoke/\(function.manifest.name)"] = ["post": invokeOperation(function)]
         }
@@ -116,7 +122,7 @@ public struct OpenAPIDocument: Sendable {
         responses["400"] = Self.errorResponse("BadRequest")
         responses["404"] = Self.errorResponse("NotFound")
         responses["413"] = Self.errorResponse("ContentTooLarge")
-        responses["503"] = Self.errorResponse("ServiceUnavailable")
+        responses["429"] = Self.errorResponse("Overloaded")
         var description = manifest.description ?? ""
         if let returns = manifest.returns?["description"]?.stringValue {
             description += description.isEmpty ? "Returns: \(returns)" : "\n\nReturns: \(returns)"
@@ -169,11 +175,30 @@ public struct OpenAPIDocument: Sendable {
     // MARK: Other routes
 
     private var manifestOperation: JSONValue {
-        [
+        let entityTag: JSONValue = [
+            "ETag": [
+                "description": "A tag of the document's bytes: send it back as If-None-Match.",
+                "schema": ["type": "string"],
+            ]
+        ]
+        let ifNoneMatch: JSONValue = [
+            "name": "If-None-Match", "in": "header", "required": false,
+            "description": "ETags (or *): when one is the document's, the answer is 304 with no body.",
+            "schema": ["type": "string"],
+        ]
+        return [
             "operationId": "getManifest",
             "summary": "Every loaded function's manifest entry, with its prefab, runtime and streaming flag",
             "tags": ["gateway"],
-            "responses": common(["200": Self.jsonResponse("The functions, by name.", Self.reference("Manifest"))]),
+            "parameters": [ifNoneMatch],
+            "responses": common([
+                "200": [
+                    "description": "The functions, by name.",
+                    "headers": entityTag,
+                    "content": ["application/json": ["schema": Self.reference("Manifest")]],
+                ],
+                "304": ["description": "Not modified: If-None-Match names the current ETag.", "headers": entityTag],
+            ]),
         ]
     }
 
@@ -315,7 +340,13 @@ public struct OpenAPIDocument: Sendable {
             "parameters": [invocation, file],
             "responses": common([
                 "200": [
-                    "description": "The file.",
+                    "description": .string(
+                        "The file, as a document that cannot script the gateway's origin (X-Content-Type-Options: nosniff, Content-Security-Policy: sandbox)."
+                    ),
+                    "headers": [
+                        "X-Content-Type-Options": ["schema": ["const": "nosniff"]],
+                        "Content-Security-Policy": ["schema": ["const": "sandbox"]],
+                    ],
                     "content": ["*/*": ["schema": ["type": "string", "contentMediaType": "application/octet-stream"]]],
                 ],
                 "404": Self.errorResponse("NotFound"),
@@ -323,14 +354,33 @@ public struct OpenAPIDocument: Sendable {
         ]
     }
 
-    /// `responses` plus what any request can get: a URL or headers too large, and 401 without a
-    /// valid key when keys are required.
+    /// `responses` plus what any request can get: a page's origin or a host not allowed, a URL or
+    /// headers too large, and 401 without a valid key when keys are required.
     private func common(_ responses: [String: JSONValue], needsKey: Bool = true) -> JSONValue {
         var all = responses
+        all["403"] = Self.errorResponse("Forbidden")
+        all["421"] = Self.errorResponse("MisdirectedRequest")
         all["414"] = Self.errorResponse("URITooLong")
         all["431"] = Self.errorResponse("HeadersTooLarge")
         if requiresAPIKey, needsKey { all["401"] = Self.errorResponse("Unauthorized") }
         return .object(all)
+    }
+
+    /// The HEAD twin of a GET: its parameters and statuses, with headers but no content.
+    private static func headOperation(of get: JSONValue) -> JSONValue {
+        var operation = get.objectValue ?? [:]
+        if let id = operation["operationId"]?.stringValue { operation["operationId"] = .string(id + "Head") }
+        if let summary = operation["summary"]?.stringValue {
+            operation["summary"] = .string("Headers only: " + summary.prefix(1).lowercased() + summary.dropFirst())
+        }
+        var responses: [String: JSONValue] = [:]
+        for (status, response) in operation["responses"]?.objectValue ?? [:] {
+            var head: [String: JSONValue] = ["description": response["description"] ?? "As for GET, with no body."]
+            if let headers = response["headers"] { head["headers"] = headers }
+            responses[status] = .object(head)
+        }
+        operation["responses"] = .object(responses)
+        return .object(operation)
     }
 
     // MARK: Shared pieces
@@ -416,6 +466,12 @@ public struct OpenAPIDocument: Sendable {
             "BadRequest": response(
                 "INVALID_JSON (the body is not JSON), INVALID_REQUEST (not the shape asked for) or INVALID_MESSAGE."),
             "Unauthorized": response("UNAUTHORIZED: the API key is missing or wrong."),
+            "Forbidden": response(
+                "ORIGIN_NOT_ALLOWED: a browser page from an origin that is neither the gateway's own, its public URL's, nor on --cors-origin."
+            ),
+            "MisdirectedRequest": response(
+                "HOST_NOT_ALLOWED: a Host that is not an IP address, localhost, the public URL's or an --allowed-host name (DNS rebinding)."
+            ),
             "NotFound": response("FUNCTION_NOT_FOUND, INVOCATION_NOT_FOUND, FILE_NOT_FOUND or NOT_FOUND."),
             "Conflict": response("INVOCATION_FINISHED or QUESTION_NOT_PENDING."),
             "ContentTooLarge": response("PAYLOAD_TOO_LARGE: the body is over the gateway's limit."),
@@ -425,8 +481,9 @@ public struct OpenAPIDocument: Sendable {
             "TooManyRequests": response(
                 "TOO_MANY_MESSAGES: messages wait unread by the function.", headers: retryAfter),
             "HeadersTooLarge": response("HEADERS_TOO_LARGE: the request's headers are too large."),
-            "ServiceUnavailable": response(
-                "OVERLOADED: the most functions allowed are already running.", headers: retryAfter),
+            "Overloaded": response(
+                "OVERLOADED: the gateway or the function runs all the calls it may and its queue is full or the wait too long.",
+                headers: retryAfter),
         ]
     }()
 

@@ -96,6 +96,7 @@ private final class FirstRequestGuard: ChannelDuplexHandler, RemovableChannelHan
     /// How much of the blank line that ends the headers (`\r\n\r\n`) was seen last.
     private var matched = 0
     private var headersEnded = false
+    private var answered = false
 
     init(timeout: TimeAmount?) {
         self.timeout = timeout
@@ -129,6 +130,12 @@ private final class FirstRequestGuard: ChannelDuplexHandler, RemovableChannelHan
     }
 
     func triggerUserOutboundEvent(context: ChannelHandlerContext, event: Any, promise: EventLoopPromise<Void>?) {
+        // A refused WebSocket upgrade: the gateway's own answer, before the library fails the upgrade.
+        if let refusal = event as? WebSocketRefusal {
+            answer(refusal.response, context: context)
+            promise?.succeed()
+            return
+        }
         guard let refusal = event as? FirstRequestErrorCatcher.Refusal else {
             context.triggerUserOutboundEvent(event, promise: promise)
             return
@@ -138,10 +145,17 @@ private final class FirstRequestGuard: ChannelDuplexHandler, RemovableChannelHan
         let head =
             "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json; charset=utf-8\r\n"
             + "Content-Length: \(body.utf8.count + 1)\r\nConnection: close\r\n\r\n"
-        context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: head + body + "\n"))).assumeIsolated().whenComplete {
-            _ in context.close(promise: nil)
-        }
+        answer(ByteBuffer(string: head + body + "\n"), context: context)
         promise?.succeed()
+    }
+
+    /// Writes a whole response and closes the connection; only the first answer goes out.
+    private func answer(_ response: ByteBuffer, context: ChannelHandlerContext) {
+        guard !answered else { return }
+        answered = true
+        context.writeAndFlush(wrapOutboundOut(response)).assumeIsolated().whenComplete { _ in
+            context.close(promise: nil)
+        }
     }
 }
 

@@ -61,9 +61,18 @@ import Testing
                     == ["$ref": "#/components/schemas/Result"]
             )
             #expect(answer["responses"]?["500"] != nil)
-            for status in ["400", "404", "413", "414", "422", "431", "503"] {
+            for status in ["400", "403", "404", "413", "414", "421", "422", "429", "431"] {
                 #expect(answer["responses"]?[status] != nil, "\(status)")
             }
+            // HEAD wherever GET works, with the GET's statuses and no content; the manifest's 304.
+            for path in ["/manifest", "/health", "/metrics", "/openapi.json", "/invocations/{id}/events"] {
+                let get = try #require(paths[path]?["get"]?["responses"]?.objectValue, "\(path)")
+                let head = try #require(paths[path]?["head"]?["responses"]?.objectValue, "\(path)")
+                #expect(Set(head.keys) == Set(get.keys), "\(path)")
+                #expect(head.values.allSatisfy { $0["content"] == nil }, "\(path)")
+            }
+            #expect(paths["/invoke/answer"]?["head"] == nil)
+            #expect(paths["/manifest"]?["get"]?["responses"]?["304"]?["headers"]?["ETag"] != nil)
             #expect(answer["responses"]?["401"] == nil)
             #expect(document["security"] == nil)
         }
