@@ -5,7 +5,7 @@ import Synchronization
 ///
 /// A function that sleeps holds its thread, so the pool is elastic: it starts a thread when none
 /// is idle, up to `maxThreads`, and lets idle threads end after a while. Past the limit `submit`
-/// refuses, and the caller answers 503 instead of piling up work.
+/// refuses, and the caller answers 429 instead of piling up work.
 final class FunctionThreadPool: @unchecked Sendable {
     typealias Work = @Sendable () -> Void
 

@@ -279,9 +279,10 @@ extension Gateway {
         admissions.release(invocation.function.manifest.name)
     }
 
+    /// No function thread came free: 429 like any other refusal for load (the README's promise).
     var overloaded: GatewayError {
         GatewayError(
-            .serviceUnavailable,
+            .tooManyRequests,
             .overloaded,
             "\(configuration.maxConcurrentInvocations) functions are already running; retry shortly",
             headers: [.retryAfter: "1"]
@@ -363,6 +364,7 @@ extension Gateway {
     /// The `files` event for what the function wrote, if it wrote anything.
     private func filesEvent(_ invocation: Invocation) -> PrefabEvent? {
         guard let directory = invocation.context.usedOutputDirectory else { return nil }
+        outputs.markEnded(directory)
         let entries = outputs.fileEntries(in: directory, invocationId: invocation.id, baseURL: invocation.baseURL)
         outputOwners.record(invocation.id, owner: invocation.owner)
         return entries.isEmpty ? nil : .files(entries)

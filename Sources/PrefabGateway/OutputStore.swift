@@ -1,6 +1,12 @@
 import Foundation
 import PrefabKit
 
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
 /// The output directories of invocations, `data/outputs/<invocation>/`: where functions write
 /// files, how their URLs look, and the one safe way to find a file for `GET /files/...`.
 struct OutputStore: Sendable {
@@ -32,19 +38,29 @@ struct OutputStore: Sendable {
             guard let name = String(component).removingPercentEncoding, Self.isSafeName(name) else { return nil }
             names.append(name)
         }
-        let directory = directory(for: invocationId)
-        let candidate = names.reduce(directory) { $0.appendingPathComponent($1) }
-        // Resolving links must change nothing: a symlink anywhere on the way is refused.
-        let resolvedRoot = directory.resolvingSymlinksInPath().path
-        let resolved = candidate.resolvingSymlinksInPath().path
-        guard resolved == candidate.path, resolved.hasPrefix(resolvedRoot + "/") else { return nil }
+        // Real paths throughout: the root may be reached through links (a `--data` path with a
+        // symlink in it), but nothing from the invocation's folder down may be a link, the folder
+        // itself included (a process prefab could put one in its place).
+        guard let root = Self.realPath(root.path) else { return nil }
+        let directory = root + "/" + invocationId
+        let candidate = ([directory] + names).joined(separator: "/")
+        guard Self.realPath(directory) == directory, Self.realPath(candidate) == candidate else { return nil }
         guard
-            let attributes = try? FileManager.default.attributesOfItem(atPath: resolved),
+            let attributes = try? FileManager.default.attributesOfItem(atPath: candidate),
             attributes[.type] as? FileAttributeType == .typeRegular,
             let size = attributes[.size] as? Int
         else { return nil }
         let name = names.joined(separator: "/")
-        return OutputFile(name: name, url: candidate, size: size, contentType: OutputFile.contentType(forPath: name))
+        return OutputFile(
+            name: name, url: URL(fileURLWithPath: candidate), size: size,
+            contentType: OutputFile.contentType(forPath: name))
+    }
+
+    /// The absolute path of `path` with every link, `.` and `..` resolved; nil when it does not exist.
+    static func realPath(_ path: String) -> String? {
+        guard let resolved = realpath(path, nil) else { return nil }
+        defer { free(resolved) }
+        return String(cString: resolved)
     }
 
     /// Bytes of the regular files under `directory`, what its `files` event would list; links are
@@ -63,20 +79,26 @@ struct OutputStore: Sendable {
         return total
     }
 
-    /// Removes the output directories last modified more than `retention` ago; returns how many.
+    /// Marks the end of a call that wrote files: its folder's retention counts from now.
+    func markEnded(_ directory: URL) {
+        try? FileManager.default.setAttributes([.modificationDate: Date()], ofItemAtPath: directory.path)
+    }
+
+    /// Removes the output directories of calls that ended (`markEnded`, or last changed) more than
+    /// `retention` ago; a running call's directory is never removed. Returns how many.
     @discardableResult
-    func removeExpired(retention: Duration, now: Date = Date()) -> Int {
+    func removeExpired(retention: Duration, now: Date = Date(), isRunning: (String) -> Bool) -> Int {
         let cutoff = now.addingTimeInterval(-retention.seconds)
-        guard
-            let entries = try? FileManager.default.contentsOfDirectory(
-                at: root,
-                includingPropertiesForKeys: [.contentModificationDateKey]
-            )
+        guard let entries = try? FileManager.default.contentsOfDirectory(at: root, includingPropertiesForKeys: nil)
         else { return 0 }
         var removed = 0
         for entry in entries where InvocationID.isValid(entry.lastPathComponent) {
-            let modified = (try? entry.resourceValues(forKeys: [.contentModificationDateKey]))?.contentModificationDate
-            if let modified, modified < cutoff, (try? FileManager.default.removeItem(at: entry)) != nil {
+            // Running first, then the date: a call that ends in between has marked its end by then.
+            guard !isRunning(entry.lastPathComponent) else { continue }
+            let attributes = try? FileManager.default.attributesOfItem(atPath: entry.path)
+            if let modified = attributes?[.modificationDate] as? Date, modified < cutoff,
+                (try? FileManager.default.removeItem(at: entry)) != nil
+            {
                 removed += 1
             }
         }

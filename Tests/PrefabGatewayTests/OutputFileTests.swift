@@ -88,10 +88,81 @@ import Testing
             let response = try await gateway.invoke("writer")
             let id = try #require(response.headers[.init("X-Invocation-Id")!])
             let folder = gateway.dataDirectory.appendingPathComponent("outputs/\(id)")
-            #expect(FileManager.default.fileExists(atPath: folder.path))
+            // It was there at the call's end (listed); a look now could come after the sweep.
+            #expect(response.events.first?.type == "files")
             #expect(
                 await Probe.eventually(within: .seconds(6)) { !FileManager.default.fileExists(atPath: folder.path) })
             #expect(try await gateway.request(.get, "/files/\(id)/table.csv").status == .notFound)
+        }
+    }
+
+    @Test func aDataPathThroughASymbolicLinkServesItsFiles() async throws {
+        // As with /tmp -> /private/tmp, or a --data on a mounted volume reached by a link.
+        let real = FileManager.default.temporaryDirectory.appendingPathComponent("gateway-data-\(UUID().uuidString)")
+        let link = FileManager.default.temporaryDirectory.appendingPathComponent("gateway-link-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: real, withIntermediateDirectories: true)
+        try FileManager.default.createSymbolicLink(at: link, withDestinationURL: real)
+        defer {
+            try? FileManager.default.removeItem(at: link)
+            try? FileManager.default.removeItem(at: real)
+        }
+        try await LiveGateway.run([Self.writer], configure: { $0.dataDirectory = link.appendingPathComponent("data") })
+        {
+            gateway in
+            let response = try await gateway.invoke("writer")
+            let id = try #require(response.headers[.init("X-Invocation-Id")!])
+            let csv = try await gateway.request(.get, "/files/\(id)/table.csv")
+            #expect(csv.status == .ok)
+            #expect(csv.text == "a,b\n1,2\n")
+            #expect(try await gateway.request(.get, "/files/\(id)/notes/read%20me.md").status == .ok)
+            // The links the prefab wrote are still refused.
+            #expect(try await gateway.request(.get, "/files/\(id)/passwd").status == .notFound)
+            #expect(try await gateway.request(.get, "/files/\(id)/outside/passwd").status == .notFound)
+        }
+    }
+
+    @Test func anInvocationFolderReplacedByALinkIsNotServed() async throws {
+        // A process prefab could remove its folder and put a link to elsewhere in its place.
+        let replacer = TestPrefab.result("replacer") { _, context in
+            let directory = try context.outputDirectory
+            try FileManager.default.removeItem(at: directory)
+            try FileManager.default.createSymbolicLink(at: directory, withDestinationURL: URL(fileURLWithPath: "/etc"))
+            return .null
+        }
+        try await LiveGateway.run([replacer]) { gateway in
+            let response = try await gateway.invoke("replacer")
+            let id = try #require(response.headers[.init("X-Invocation-Id")!])
+            let refused = try await gateway.request(.get, "/files/\(id)/passwd")
+            #expect(refused.status == .notFound)
+            #expect(!refused.text.contains("root:"))
+        }
+    }
+
+    @Test func aRunningCallsFolderOutlivesTheRetention() async throws {
+        // Writes its file at once, then runs for three retention periods, through at least two
+        // sweeps (one a second), and looks whether its file is still there: the folder was made
+        // at the start, but a running call's folder is never removed. The call itself checks, so
+        // that a slow test machine cannot turn it into a race with the sweep after the end.
+        let slow = TestPrefab.result("slow") { _, context in
+            let file = try context.outputDirectory.appendingPathComponent("a.txt")
+            try Data("kept".utf8).write(to: file)
+            Thread.sleep(forTimeInterval: 3)
+            return .bool(FileManager.default.fileExists(atPath: file.path))
+        }
+        try await LiveGateway.run([slow], configure: { $0.outputRetention = .seconds(1) }) { gateway in
+            let response = try await gateway.invoke("slow")
+            #expect(response.json?["result"] == true)
+            let url = try #require(response.json?["files"]?.arrayValue?.first?["url"]?.stringValue)
+            // Gone once the retention has passed after the end (`OutputRetentionTests` checks the
+            // date it counts from exactly).
+            let path = String(url.dropFirst(gateway.baseURL.count))
+            let ended = ContinuousClock.now
+            var gone = false
+            while !gone, ContinuousClock.now - ended < .seconds(6) {
+                gone = try await gateway.request(.get, path).status == .notFound
+                if !gone { try await Task.sleep(for: .milliseconds(100)) }
+            }
+            #expect(gone)
         }
     }
 
