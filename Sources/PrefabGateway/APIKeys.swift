@@ -17,10 +17,11 @@ public struct APIKeys: Sendable {
         let token = Array(token.utf8)
         var found: Int?
         for (index, key) in keys.enumerated() {
-            var difference = UInt8(truncatingIfNeeded: key.count ^ token.count)
+            // The whole length difference: truncated to 8 bits, a key plus 256 more characters matched.
+            var difference = key.count ^ token.count
             for position in key.indices {
                 let guess = position < token.count ? token[position] : 0
-                difference |= key[position] ^ guess
+                difference |= Int(key[position] ^ guess)
             }
             if difference == 0 { found = index }
         }

@@ -44,6 +44,13 @@ import Testing
             #expect(
                 try await gateway.request(.get, path, headers: Self.bearer(String(Self.alice.dropLast()))).status
                     == .unauthorized)
+            // Nor is one with 256 more: the length difference once went through 8 bits only.
+            for junk in [256, 512] {
+                let longer = Self.alice + String(repeating: "x", count: junk)
+                #expect(
+                    try await gateway.request(.get, path, headers: Self.bearer(longer)).status == .unauthorized,
+                    "\(junk)")
+            }
             let good = try await gateway.request(.get, path, headers: Self.bearer(Self.alice))
             #expect(good.status != .unauthorized)
             #expect(try await gateway.request(.get, "/health").status == .ok)
@@ -146,6 +153,23 @@ import Testing
         }
     }
 
+    @Test func aPreflightAllowsTheKeyAndResumingHeaders() async throws {
+        try await Self.withCORS(["https://app.example.com"]) { gateway in
+            // What the playground and an EventSource polyfill send: the key, and the resume point.
+            let reply = try await gateway.request(
+                .options, "/invocations/0123456789abcdef0123456789abcdef/events",
+                headers: [
+                    .origin: "https://app.example.com", .accessControlRequestMethod: "GET",
+                    .accessControlRequestHeaders: "authorization, last-event-id",
+                ])
+            #expect(reply.status == .noContent)
+            let allowed = (reply.headers[.accessControlAllowHeaders] ?? "").lowercased()
+            #expect(allowed.contains("authorization"), "\(allowed)")
+            #expect(allowed.contains("last-event-id"), "\(allowed)")
+            #expect(reply.headers[.accessControlAllowMethods]?.contains("DELETE") == true)
+        }
+    }
+
     @Test func anotherOriginGetsNoCORSHeadersAndItsPreflightIs403() async throws {
         try await Self.withCORS(["https://app.example.com"]) { gateway in
             let reply = try await gateway.request(
@@ -155,6 +179,8 @@ import Testing
             #expect(reply.headers[.accessControlAllowOrigin] == nil)
             let simple = try await gateway.request(.get, "/manifest", headers: [.origin: "https://evil.example"])
             #expect(simple.headers[.accessControlAllowOrigin] == nil)
+            #expect(simple.status == .forbidden)
+            #expect(simple.errorCode == "ORIGIN_NOT_ALLOWED")
         }
     }
 
@@ -185,5 +211,34 @@ import Testing
             // The browser can read why: the error carries the CORS headers too.
             #expect(refused.headers[.accessControlAllowOrigin] == "https://app.example.com")
         }
+    }
+
+    // MARK: Keys from a file or a list
+
+    static func keysFile(_ text: String) throws -> String {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("keys-\(UUID().uuidString).txt")
+        try text.write(to: url, atomically: true, encoding: .utf8)
+        return url.path
+    }
+
+    @Test func keysComeFromAFileWithCommentsAndFromAList() throws {
+        let file = try Self.keysFile("# team keys\n\n  \(Self.alice)  \n# old: short\n\(Self.bob)\n")
+        defer { try? FileManager.default.removeItem(atPath: file) }
+        let keys = try APIKeys.load(file: file, list: " carol-0123456789abcdef , ")
+        #expect(keys == [Self.alice, Self.bob, "carol-0123456789abcdef"])
+    }
+
+    @Test(arguments: ["short-key-12345", "has space-0123456789", "tab\t-0123456789abcdef"])
+    func aKeyUnder16CharactersOrWithSpacesStopsTheStart(_ key: String) throws {
+        // 15 characters is one short of the minimum.
+        let file = try Self.keysFile("\(Self.alice)\n\(key)\n")
+        defer { try? FileManager.default.removeItem(atPath: file) }
+        #expect(throws: APIKeyError.self) { try APIKeys.load(file: file, list: nil) }
+        #expect(throws: APIKeyError.self) { try APIKeys.load(file: nil, list: "\(Self.alice),\(key)") }
+        #expect(try APIKeys.load(file: nil, list: "exactly-16-chars") == ["exactly-16-chars"])
+    }
+
+    @Test func aMissingKeysFileStopsTheStart() {
+        #expect(throws: APIKeyError.self) { try APIKeys.load(file: "/nonexistent/keys.txt", list: nil) }
     }
 }

@@ -138,7 +138,18 @@
   // A gateway with API keys answers 401: ask for the key once, keep it for this tab, retry.
   const KEY_STORAGE = 'prefab-gateway-api-key';
 
+  /** Whether `url` is on this gateway's own origin: the only place the key may go. */
+  function isOwnOrigin(url) {
+    try {
+      return new URL(url, window.location.href).origin === window.location.origin;
+    } catch (error) {
+      return false;
+    }
+  }
+
+  // The key goes to this page's own origin only: a files event could name any URL.
   async function authFetch(url, options = {}) {
+    if (!isOwnOrigin(url)) return fetch(url, options);
     const send = () => {
       const key = sessionStorage.getItem(KEY_STORAGE);
       const headers = Object.assign({}, options.headers, key ? { Authorization: `Bearer ${key}` } : {});
@@ -154,7 +165,7 @@
 
   /** A plain link cannot send the key: with one, fetch the file and save what came back. */
   async function downloadWithKey(event, url, name) {
-    if (!sessionStorage.getItem(KEY_STORAGE)) return;
+    if (!sessionStorage.getItem(KEY_STORAGE) || !isOwnOrigin(url)) return;
     event.preventDefault();
     const response = await authFetch(url);
     if (!response.ok) return;
