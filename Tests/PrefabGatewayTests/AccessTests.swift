@@ -8,7 +8,7 @@ import Synchronization
 import Testing
 
 /// API keys, the owner of an invocation, and CORS, on a live gateway.
-@Suite struct AccessTests {
+@Suite(.timeLimit(.minutes(1))) struct AccessTests {
     static let alice = "alice-0123456789abcdef"
     static let bob = "bob-0123456789abcdef"
 

@@ -6,7 +6,7 @@ import Testing
 
 /// A client that leaves stops the function (streams and JSON answers alike); a client that stops
 /// reading blocks it.
-@Suite struct DisconnectAndBackpressureTests {
+@Suite(.timeLimit(.minutes(1))) struct DisconnectAndBackpressureTests {
     /// Yields until `yield` throws, then records why it stopped.
     static func endless(_ probe: Probe, payload: String, pause: TimeInterval) -> TestPrefab {
         .streaming("endless") { _, context in
@@ -47,10 +47,13 @@ import Testing
         }
     }
 
-    /// Waits in `context.sleep` (which a cancel interrupts), then records why it stopped.
+    /// Counts itself as waiting, waits in `context.sleep` (which a cancel interrupts), then
+    /// records why it stopped. Whatever throws first — the sleep, or the yield of a call whose
+    /// client left before the function ran — is recorded.
     static func slowResult(_ probe: Probe) -> TestPrefab {
         .result("slow") { _, context in
             do {
+                probe.countYield()
                 try context.sleep(for: .seconds(60))
                 return "slept"
             } catch let error as PrefabError {
@@ -62,8 +65,9 @@ import Testing
 
     static func slowStream(_ probe: Probe) -> TestPrefab {
         .streaming("slow") { _, context in
-            try context.yield(.content("waiting"))
             do {
+                try context.yield(.content("waiting"))
+                probe.countYield()
                 try context.sleep(for: .seconds(60))
             } catch let error as PrefabError {
                 probe.stop(with: error.code.rawValue)
@@ -82,7 +86,9 @@ import Testing
         try await LiveGateway.run([prefab]) { gateway in
             let connection = try RawConnection(port: gateway.port)
             try connection.sendPost("/invoke/slow", json: #"{"inputs": {}}"#, headers: header)
-            try await Task.sleep(for: .milliseconds(300))
+            // The hang-up comes once the function waits (not after a fixed pause, which a loaded
+            // machine can outrun).
+            #expect(await Probe.eventually { probe.yields == 1 })
             await Self.hangUp(connection, stopping: probe)
         }
     }

@@ -6,7 +6,7 @@ import Testing
 
 /// Malformed and slow requests found by `scripts/http-fuzz.py`: each gets a clear answer or a
 /// closed connection within a bound, never a 500 or a connection held forever.
-@Suite struct HostileHTTPTests {
+@Suite(.timeLimit(.minutes(1))) struct HostileHTTPTests {
     static let echo = TestPrefab.result("echo") { inputs, _ in inputs.jsonValue }
 
     static func exchange(

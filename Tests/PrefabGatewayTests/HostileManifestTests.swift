@@ -9,7 +9,7 @@ import Testing
 
 /// Broken and hostile prefab folders: each is a clear load problem naming its file, never a crash
 /// or a hang, and a good prefab beside it still loads.
-@Suite struct HostileManifestTests {
+@Suite(.timeLimit(.minutes(1))) struct HostileManifestTests {
     /// One hostile prefab folder, made by `make` in the prefabs root (and an `outside` folder).
     struct Case: CustomTestStringConvertible, Sendable {
         var name: String

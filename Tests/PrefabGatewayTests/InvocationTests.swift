@@ -8,7 +8,7 @@ import Testing
 
 /// Invocations as resources: looking one up, answering its questions, cancelling it, resuming
 /// its events after a dropped connection.
-@Suite struct InvocationTests {
+@Suite(.timeLimit(.minutes(1))) struct InvocationTests {
     static let lastEventID = HTTPField.Name("Last-Event-ID")!
     static let invocationID = HTTPField.Name("X-Invocation-Id")!
 

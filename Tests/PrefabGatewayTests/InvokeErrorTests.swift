@@ -5,7 +5,7 @@ import PrefabKit
 import Testing
 
 /// Errors found before a stream opens: plain HTTP errors with a JSON body and a stable code.
-@Suite struct InvokeErrorTests {
+@Suite(.timeLimit(.minutes(1))) struct InvokeErrorTests {
     static let greet = TestPrefab.streaming(
         "greet",
         parameters: [

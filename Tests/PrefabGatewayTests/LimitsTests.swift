@@ -5,7 +5,7 @@ import PrefabKit
 import Testing
 
 /// Every limit of the gateway, hit on a live server, with the error it answers.
-@Suite struct LimitsTests {
+@Suite(.timeLimit(.minutes(1))) struct LimitsTests {
     static let echo = TestPrefab.result("echo", parameters: [ParameterManifest(name: "value", type: .array)]) {
         inputs, _ in inputs["value"] ?? .null
     }

@@ -3,7 +3,7 @@ import PrefabGateway
 import PrefabKit
 import Testing
 
-@Suite struct ManifestAndHealthTests {
+@Suite(.timeLimit(.minutes(1))) struct ManifestAndHealthTests {
     @Test func manifestListsEveryFunctionWithItsEntry() async throws {
         let stream = TestPrefab.streaming(
             "count",
@@ -65,7 +65,7 @@ import Testing
     }
 }
 
-@Suite struct PlaygroundTests {
+@Suite(.timeLimit(.minutes(1))) struct PlaygroundTests {
     @Test func theRootServesThePlaygroundPageAndOnlyItsOwnFiles() async throws {
         try await LiveGateway.run([]) { gateway in
             let page = try await gateway.request(.get, "/")

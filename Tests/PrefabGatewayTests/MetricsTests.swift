@@ -4,7 +4,7 @@ import PrefabKit
 import Testing
 
 /// `GET /metrics` in Prometheus's text format, after real calls.
-@Suite struct MetricsTests {
+@Suite(.timeLimit(.minutes(1))) struct MetricsTests {
     static let succeed = TestPrefab.streaming("succeed") { _, context in
         try context.yield(.content("a"))
         try context.yield(.content("b"))

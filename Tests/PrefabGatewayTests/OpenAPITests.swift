@@ -5,7 +5,7 @@ import Synchronization
 import Testing
 
 /// `GET /openapi.json`: the OpenAPI document built from the loaded functions.
-@Suite struct OpenAPITests {
+@Suite(.timeLimit(.minutes(1))) struct OpenAPITests {
     static let count = TestPrefab.streaming(
         "count",
         parameters: [

@@ -5,7 +5,7 @@ import Testing
 
 /// Output files: listed after the last event with absolute URLs, served with the right headers,
 /// and nothing outside an invocation's directory can be read.
-@Suite struct OutputFileTests {
+@Suite(.timeLimit(.minutes(1))) struct OutputFileTests {
     static let writer = TestPrefab.streaming("writer") { _, context in
         let directory = try context.outputDirectory
         try "a,b\n1,2\n".write(to: directory.appendingPathComponent("table.csv"), atomically: true, encoding: .utf8)

@@ -6,7 +6,7 @@ import Testing
 
 /// `maxOutputBytes`: a call whose output folder grows past it ends with `OUTPUT_TOO_LARGE`, lists
 /// no files and leaves no folder behind; a process is stopped while it writes.
-@Suite struct OutputLimitTests {
+@Suite(.timeLimit(.minutes(1))) struct OutputLimitTests {
     static let limit = 10_000
 
     static func limited(_ configuration: inout GatewayConfiguration) {

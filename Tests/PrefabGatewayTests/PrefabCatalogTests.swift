@@ -4,7 +4,7 @@ import PrefabKit
 import Testing
 
 /// Loading prefab folders: each broken one is reported with file, JSON path and reason, and skipped.
-@Suite struct PrefabCatalogTests {
+@Suite(.timeLimit(.minutes(1))) struct PrefabCatalogTests {
     let root = FileManager.default.temporaryDirectory.appendingPathComponent("catalog-\(UUID().uuidString)")
     let noop: PrefabFunction = .streaming({ _, _ in })
 

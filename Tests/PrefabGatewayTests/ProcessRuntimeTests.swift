@@ -9,7 +9,7 @@ import Testing
 #endif
 
 /// Process prefabs (Python generators and commands) through a live gateway.
-@Suite struct ProcessRuntimeTests {
+@Suite(.timeLimit(.minutes(1))) struct ProcessRuntimeTests {
     /// A Python prefab folder without a runtime block: `main.py` makes it Python by convention.
     static func python(
         _ function: String,

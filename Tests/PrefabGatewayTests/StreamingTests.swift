@@ -5,7 +5,7 @@ import PrefabKit
 import Testing
 
 /// `POST /invoke` of streaming functions: framing, headers, order, flushing and the terminal event.
-@Suite struct StreamingTests {
+@Suite(.timeLimit(.minutes(1))) struct StreamingTests {
     static let count = TestPrefab.streaming(
         "count",
         parameters: [ParameterManifest(name: "n", type: .integer, defaultValue: 3)]
@@ -208,7 +208,7 @@ import Testing
     }
 }
 
-@Suite struct ResultFunctionTests {
+@Suite(.timeLimit(.minutes(1))) struct ResultFunctionTests {
     @Test func answersSuccessAndResult() async throws {
         let add = TestPrefab.result(
             "add",

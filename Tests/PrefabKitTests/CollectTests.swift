@@ -178,7 +178,7 @@ struct CollectTerminalTests {
     }
 }
 
-@Suite("collect: cancellation")
+@Suite("collect: cancellation", .timeLimit(.minutes(1)))
 struct CollectCancellationTests {
     @Test("after cancel() the next yield throws CANCELLED and the result ends with error CANCELLED")
     func cancel() throws {

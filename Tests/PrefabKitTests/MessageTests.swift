@@ -3,11 +3,13 @@ import PrefabKit
 import Synchronization
 import Testing
 
-@Suite("questions, answers and messages")
+@Suite("questions, answers and messages", .timeLimit(.minutes(1)))
 struct MessageTests {
-    /// A context whose sink hands each question to `onQuestion` (as a client would see it).
+    /// A context whose sink hands each question to `onQuestion` (as a client would see it). Its
+    /// questions wait 10 s at most, so that an answer that never comes fails a test instead of
+    /// hanging it.
     private func makeContext(
-        questionTimeout: Duration? = nil,
+        questionTimeout: Duration? = .seconds(10),
         onQuestion: @escaping @Sendable (PrefabContext, PrefabEvent) -> Void = { _, _ in }
     ) -> PrefabContext {
         let box = ContextBox()
@@ -22,11 +24,22 @@ struct MessageTests {
         return context
     }
 
+    /// Delivers an answer the test expects to be accepted; a refusal fails the test and cancels
+    /// the context, so the `ask` waiting for it throws at once instead of waiting.
+    private static func deliver(_ message: PrefabEvent, to context: PrefabContext) {
+        do {
+            try context.deliver(message)
+        } catch {
+            Issue.record("the message was refused: \(error)")
+            context.cancel(error)
+        }
+    }
+
     @Test("ask returns the answer delivered for its question, and numbers questions without an id")
     func askAndAnswer() throws {
         let context = makeContext { context, question in
             let id = question.data?.objectValue?["questionId"]?.stringValue ?? ""
-            try? context.deliver(.answer(.string("answer to \(id)"), to: id))
+            Self.deliver(.answer(.string("answer to \(id)"), to: id), to: context)
         }
         #expect(try context.ask("first?") == "answer to q1")
         #expect(try context.ask("named?", id: "color") == "answer to color")
@@ -38,7 +51,7 @@ struct MessageTests {
         let context = makeContext { context, question in
             Thread.detachNewThread {
                 Thread.sleep(forTimeInterval: 0.05)
-                try? context.deliver(.answer(42, to: "n"))
+                Self.deliver(.answer(42, to: "n"), to: context)
             }
         }
         #expect(try context.ask("how many?", id: "n") == 42)
@@ -64,7 +77,7 @@ struct MessageTests {
             } catch {
                 refusal.withLock { $0 = error as? PrefabError }
             }
-            try? context.deliver(.answer("swift", to: "lang"))
+            Self.deliver(.answer("swift", to: "lang"), to: context)
         }
         #expect(try context.ask("language?", options: ["swift", "python"], id: "lang") == "swift")
         #expect(refusal.withLock { $0?.code } == .invalidAnswer)

@@ -8,7 +8,7 @@ import Testing
 /// The example prefabs wait between events with `context.sleep`, so a timeout or a client that
 /// left stops them during the wait. With `Thread.sleep`, a fuzzed `delay_ms` of days held a
 /// function thread and an open stream past the gateway's `--timeout`.
-@Suite("example prefabs stop while they wait")
+@Suite("example prefabs stop while they wait", .timeLimit(.minutes(1)))
 struct WaitCancellationTests {
     static let days = 1_000_000_000
 
