@@ -18,7 +18,7 @@ extension Gateway {
         try await admit(function)
         switch function.implementation {
         case .result(let body):
-            let invocation = makeInvocation(function, inputs, baseURL: baseURL, owner: owner, flowControl: false)
+            let invocation = try makeInvocation(function, inputs, baseURL: baseURL, owner: owner, flowControl: false)
             return try await respondWithResult(invocation, body, request: request, context: context)
         case .streaming(let body):
             let accept = request.headers[.accept] ?? ""
@@ -26,7 +26,7 @@ extension Gateway {
                 return try await respondWithCollectedEvents(
                     function, inputs, baseURL: baseURL, owner: owner, body, request: request, context: context)
             }
-            let invocation = makeInvocation(function, inputs, baseURL: baseURL, owner: owner, flowControl: true)
+            let invocation = try makeInvocation(function, inputs, baseURL: baseURL, owner: owner, flowControl: true)
             return try await respondWithStream(invocation, body, request: request, context: context)
         }
     }
@@ -162,8 +162,8 @@ extension Gateway {
         context: GatewayRequestContext
     ) async throws -> Response {
         let collector = EventCollector(maxBytes: configuration.maxCollectedBytes)
-        let invocation = makeInvocation(function, inputs, baseURL: baseURL, owner: owner, flowControl: false) { event in
-            try collector.append(event)
+        let invocation = try makeInvocation(function, inputs, baseURL: baseURL, owner: owner, flowControl: false) {
+            event in try collector.append(event)
         }
         let ((terminal, files), watched) = try await runOnPool(invocation, request: request, context: context) {
             [self] in
@@ -206,8 +206,14 @@ extension Gateway {
                 ["success": true, "result": value, "files": fileList, "invocation_id": .string(invocation.id)]
             )
         case .failure(let error):
+            let status: HTTPResponse.Status =
+                switch error.code {
+                case .invalidInputs: .unprocessableContent
+                case .shuttingDown: .serviceUnavailable
+                default: .internalServerError
+                }
             let failure = GatewayError(
-                error.code == .invalidInputs ? .unprocessableContent : .internalServerError,
+                status,
                 error.code,
                 error.message,
                 details: error.details
@@ -227,13 +233,17 @@ extension Gateway {
 
     /// Runs `work` (the invocation's call) on a function thread and waits for it without blocking
     /// an event loop. A call still running after the quick-answer window is cancelled when its
-    /// client hangs up; `watched` then says the connection cannot carry another request.
+    /// client hangs up; `watched` then says the connection cannot carry another request. The
+    /// waiting client counts as a reader of the call's events, so that a viewer of them
+    /// (`/invocations/<id>/events`) who leaves does not cancel a call whose client still waits.
     private func runOnPool<T: Sendable>(
         _ invocation: Invocation,
         request: Request,
         context: GatewayRequestContext,
         _ work: @escaping @Sendable () -> T
     ) async throws -> (value: T, watched: Bool) {
+        let ownClient = invocation.events.attach()
+        defer { ownClient.detach() }
         let promise = context.channel.eventLoop.makePromise(of: T.self)
         guard pool.submit({ promise.succeed(work()) }) else {
             abandon(invocation)
@@ -276,7 +286,24 @@ extension Gateway {
     func abandon(_ invocation: Invocation) {
         invocation.events.finish()
         invocations.remove(invocation)
+        runningCalls.remove(invocation)
         admissions.release(invocation.function.manifest.name)
+    }
+
+    /// The server stopped listening: every running call ends with `SHUTTING_DOWN` (its function
+    /// stops at its next `yield`, a process prefab is stopped), and no new call starts.
+    func beginShutdown() {
+        let calls = runningCalls.shutDown()
+        if !calls.isEmpty { logger.notice("shutting down: ending \(calls.count) running calls") }
+        for invocation in calls { invocation.context.cancel(Self.shutdownReason) }
+    }
+
+    static let shutdownReason = PrefabError(.shuttingDown, "the gateway is shutting down")
+
+    var shuttingDown: GatewayError {
+        GatewayError(
+            .serviceUnavailable, .shuttingDown, "the gateway is shutting down; retry on another instance or later",
+            headers: [.retryAfter: "1", .connection: "close"])
     }
 
     /// No function thread came free: 429 like any other refusal for load (the README's promise).
@@ -289,8 +316,10 @@ extension Gateway {
         )
     }
 
-    /// A new invocation, reachable at `/invocations/<id>` from now on (with the API key `owner`
-    /// when keys are on). `sink` sees each event the function yields before the event log does.
+    /// A new invocation of an admitted call, reachable at `/invocations/<id>` from now on (with
+    /// the API key `owner` when keys are on). `sink` sees each event the function yields before
+    /// the event log does. Once the gateway is shutting down, the call is refused (503) and its
+    /// slot given back.
     func makeInvocation(
         _ function: LoadedFunction,
         _ inputs: PrefabInputs,
@@ -298,7 +327,7 @@ extension Gateway {
         owner: Int?,
         flowControl: Bool,
         sink: (@Sendable (PrefabEvent) throws -> Void)? = nil
-    ) -> Invocation {
+    ) throws(GatewayError) -> Invocation {
         let id = InvocationID.make()
         let invocation = Invocation(
             id: id,
@@ -316,6 +345,10 @@ extension Gateway {
             questionTimeout: configuration.questionTimeout,
             sink: sink
         )
+        guard runningCalls.add(invocation) else {
+            admissions.release(function.manifest.name)
+            throw shuttingDown
+        }
         invocations.add(invocation)
         return invocation
     }
@@ -324,6 +357,7 @@ extension Gateway {
     private func complete(_ invocation: Invocation, terminal: PrefabEvent) {
         invocation.finish(with: terminal)
         invocations.finished(invocation)
+        runningCalls.remove(invocation)
         admissions.release(invocation.function.manifest.name)
         log(invocation, outcome: terminal, events: invocation.events.count)
     }

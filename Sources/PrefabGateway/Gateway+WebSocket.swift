@@ -2,6 +2,7 @@ import HTTPTypes
 import Hummingbird
 import HummingbirdWebSocket
 import NIOCore
+import NIOWebSocket
 import PrefabKit
 
 /// The context of a WebSocket upgraded from `GET /invoke/<name>/ws`.
@@ -49,7 +50,7 @@ extension Gateway {
             invocation = try await startWebSocketCall(call, context)
         } catch {
             let event = PrefabEvent.error(PrefabError(error.code, error.message, details: error.details))
-            try await outbound.writeTextMessage(event.jsonString)
+            try await Self.send(event, to: outbound)
             try await outbound.close(.normalClosure, reason: nil)
             return
         }
@@ -57,18 +58,28 @@ extension Gateway {
         let lease = ReaderLease(invocation: invocation, reader: reader, grace: configuration.resumeGrace)
         defer { lease.release() }
 
-        let eventLoop = context.requestContext.channel.eventLoop
+        let channel = context.requestContext.channel
+        // As for SSE: a client that reads nothing is dropped after a while, and its call stopped;
+        // otherwise the function would wait in `yield` until its timeout.
+        let idleTimeout = configuration.clientIdleTimeout.seconds
+        let watch = WriteWatch {
+            invocation.context.cancel(
+                PrefabError(.clientTimeout, "the client read nothing for \(idleTimeout) s and was disconnected"))
+            channel.close(promise: nil)
+        }
+        heartbeats.add(reader, watch: watch)
+        defer { heartbeats.remove(reader) }
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask {
                 while true {
                     let (events, batch) = await reader.nextEvents()
                     switch batch {
                     case .events:
-                        for event in events {
-                            try await outbound.writeTextMessage(String(decoding: event, as: UTF8.self))
+                        try await watch.writing {
+                            for event in events { try await Self.sendText(event, to: outbound) }
+                            // As for SSE: let the loop run its writes (and other connections) first.
+                            try await channel.eventLoop.submit {}.get()
                         }
-                        // As for SSE: let the loop run its writes (and other connections) first.
-                        try await eventLoop.submit {}.get()
                     case .idle:
                         continue
                     case .finished:
@@ -79,7 +90,7 @@ extension Gateway {
             }
             while let message = try await messages.next() {
                 if let rejection = handle(message, for: invocation) {
-                    try await outbound.writeTextMessage(rejection.jsonString)
+                    try await Self.send(rejection, to: outbound)
                 }
             }
             // The client closed its side: the events have nowhere to go.
@@ -96,7 +107,7 @@ extension Gateway {
         let function = try function(named: context.requestContext.parameters.get("name") ?? "")
         let inputs = try validatedInputs(of: function, call: Self.bytes(of: message))
         try await admit(function)
-        let invocation = makeInvocation(
+        let invocation = try makeInvocation(
             function,
             inputs,
             baseURL: baseURL(for: context.request),
@@ -143,6 +154,28 @@ extension Gateway {
         if !details.isEmpty { event["details"] = .array(details) }
         return event
     }
+
+    private static func send(_ event: PrefabEvent, to outbound: WebSocketOutboundWriter) async throws {
+        var bytes: [UInt8] = []
+        event.appendJSON(to: &bytes)
+        try await sendText(bytes[...], to: outbound)
+    }
+
+    /// Sends one text message in frames of at most 16 KiB, the size every client takes (the
+    /// library would use the server's own frame limit, which is as large as the body limit).
+    private static func sendText(_ text: ArraySlice<UInt8>, to outbound: WebSocketOutboundWriter) async throws {
+        var rest = text
+        var opcode = WebSocketOpcode.text
+        repeat {
+            let frame = rest.prefix(outboundFrameBytes)
+            rest = rest.dropFirst(frame.count)
+            try await outbound.write(
+                .custom(WebSocketFrame(fin: rest.isEmpty, opcode: opcode, data: ByteBuffer(bytes: frame))))
+            opcode = .continuation
+        } while !rest.isEmpty
+    }
+
+    static let outboundFrameBytes = 16 * 1024
 
     private static func bytes(of message: WebSocketMessage) -> ByteBuffer {
         switch message {

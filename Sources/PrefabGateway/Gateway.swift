@@ -14,6 +14,7 @@ public struct Gateway: Sendable {
     let outputOwners = OutputOwners()
     let pool: FunctionThreadPool
     let invocations: InvocationStore
+    let runningCalls = RunningCalls()
     let admissions: AdmissionControl
     let playground = Playground()
     let heartbeats: HeartbeatTimer
@@ -77,9 +78,12 @@ public struct Gateway: Sendable {
         return Gateway(configuration: configuration, catalog: catalog, logger: logger, metrics: metrics)
     }
 
-    /// The HTTP application, ready to run (or to test with HummingbirdTesting).
+    /// The HTTP application, ready to run (or to test with HummingbirdTesting). Once its server
+    /// stops listening (a graceful shutdown began), every running call is ended with
+    /// `SHUTTING_DOWN`, and then `onShutdown` runs.
     public func makeApplication(
-        onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
+        onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in },
+        onShutdown: @escaping @Sendable () -> Void = {}
     ) -> some ApplicationProtocol {
         // HEAD wherever GET works: the GET's status and headers, no body.
         let router = Router(context: GatewayRequestContext.self, options: .autoGenerateHeadEndpoints)
@@ -113,7 +117,8 @@ public struct Gateway: Sendable {
             router: router,
             server: .http1WebSocketUpgradeQuiescing(
                 webSocketRouter: makeWebSocketRouter(),
-                idleTimeout: configuration.idleTimeout
+                idleTimeout: configuration.idleTimeout,
+                maxFrameBytes: configuration.maxBodyBytes
             ),
             configuration: ApplicationConfiguration(
                 address: .hostname(configuration.host, port: configuration.port),
@@ -125,7 +130,16 @@ public struct Gateway: Sendable {
                     isRunning: { [invocations] in invocations.invocation($0)?.phase == .running },
                     logger: self.logger)
             ],
-            onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? 0) },
+            onServerRunning: { channel in
+                ListeningSocket.closeOnExec(port: channel.localAddress?.port)
+                // The listening socket closes when a graceful shutdown begins: the streams that
+                // are still open would otherwise keep the server (and the process) waiting.
+                channel.closeFuture.whenComplete { _ in
+                    beginShutdown()
+                    onShutdown()
+                }
+                await onServerRunning(channel.localAddress?.port ?? 0)
+            },
             logger: logger
         )
     }

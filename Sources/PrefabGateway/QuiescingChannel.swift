@@ -39,9 +39,11 @@ extension HTTPServerBuilder {
     /// HTTP/1 with WebSocket upgrades decided by `webSocketRouter`, safe to shut down.
     /// A connection that stays `idleTimeout` without a request (or without its whole headers) is
     /// closed; a running response is never cut.
+    /// A WebSocket frame may be as large as `maxFrameBytes` (the library's default is 16 KiB).
     static func http1WebSocketUpgradeQuiescing<Router: HTTPResponderBuilder>(
         webSocketRouter: Router,
-        idleTimeout: Duration?
+        idleTimeout: Duration?,
+        maxFrameBytes: Int
     ) -> HTTPServerBuilder where Router.Responder.Context: WebSocketRequestContext {
         let webSocketResponder = webSocketRouter.buildResponder()
         let timeout = idleTimeout.map { TimeAmount.nanoseconds(Int64($0.seconds * 1e9)) }
@@ -50,7 +52,10 @@ extension HTTPServerBuilder {
                 inner: HTTP1WebSocketUpgradeChannel(
                     responder: responder,
                     webSocketResponder: webSocketResponder,
-                    configuration: .init(http1: .init(idleTimeout: timeout))
+                    configuration: .init(
+                        http1: .init(idleTimeout: timeout),
+                        ws: .init(maxFrameSize: maxFrameBytes)
+                    )
                 ),
                 idleTimeout: timeout
             )

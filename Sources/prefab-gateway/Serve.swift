@@ -93,6 +93,12 @@ struct Serve: AsyncParsableCommand {
 
     @Option(
         help:
+            "Seconds from SIGTERM or SIGINT to the process's end: running calls end with SHUTTING_DOWN at once, and whatever is still open then is cut (env PREFAB_GATEWAY_SHUTDOWN_GRACE; default 5)."
+    )
+    var shutdownGrace: Double?
+
+    @Option(
+        help:
             "Seconds a finished invocation stays reachable at /invocations/<id> (env PREFAB_GATEWAY_INVOCATION_RETENTION; default 300)."
     )
     var invocationRetention: Double?
@@ -174,6 +180,9 @@ struct Serve: AsyncParsableCommand {
         var logger = Logger(label: "prefab-gateway")
         logger.logLevel = level
 
+        let grace = try shutdownGrace ?? Environment.parse("PREFAB_GATEWAY_SHUTDOWN_GRACE") ?? 5
+        guard grace >= 0, grace.isFinite else { throw ValidationError("--shutdown-grace must not be negative") }
+
         let gateway: Gateway
         do {
             gateway = try Gateway.load(configuration: configuration, compiled: CompiledPrefabs.all, logger: logger)
@@ -188,7 +197,10 @@ struct Serve: AsyncParsableCommand {
             ResidentCode.trim()
             startupLogger.notice(
                 "prefab-gateway listening on http://\(host):\(port) (GET /manifest lists the functions)")
+        } onShutdown: {
+            ProcessEnd.exit(after: grace, logger: startupLogger)
         }
+        ProcessEnd.onFatalSignalEndAtOnce()
         try await app.runService()
     }
 }

@@ -1,0 +1,48 @@
+import Foundation
+import PrefabGateway
+import PrefabKit
+import Synchronization
+import Testing
+
+/// How the server stops: promptly, whatever its connections and calls are doing.
+@Suite(.timeLimit(.minutes(1))) struct ShutdownTests {
+    @Test func theServerStopsEvenWithAConnectionThatNeverSentARequest() async throws {
+        let silentClient = Mutex<RawConnection?>(nil)
+        let stopped = Mutex(false)
+        Task {
+            try await LiveGateway.run([]) { gateway in
+                // Connected, and nothing sent: the connection waits for its first request.
+                silentClient.withLock { $0 = try? RawConnection(port: gateway.port) }
+                let health = try await gateway.request(.get, "/health")
+                #expect(health.status == .ok)
+            }
+            stopped.withLock { $0 = true }
+        }
+        let deadline = ContinuousClock.now + .seconds(20)
+        while ContinuousClock.now < deadline, !stopped.withLock({ $0 }) {
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        #expect(stopped.withLock { $0 }, "the server did not shut down within 20 s while a connection had sent nothing")
+        silentClient.withLock { $0?.hangUp() }
+    }
+
+    /// A graceful shutdown ends every running call with `SHUTTING_DOWN` — a stream waiting for an
+    /// answer included — and the server stops within moments. Before, it waited for the
+    /// question's timeout (20 s here, 300 s by default); 5 s allows for a loaded machine.
+    @Test func aShutdownEndsAStreamWaitingForAnAnswerWithSHUTTING_DOWN() async throws {
+        let asking = TestPrefab.streaming("asking") { _, context in _ = try context.ask("anyone?") }
+        let stream = Mutex<RawConnection?>(nil)
+        let shutdownBegan = Mutex<ContinuousClock.Instant?>(nil)
+        try await LiveGateway.run([asking], configure: { $0.questionTimeout = .seconds(20) }) { gateway in
+            let connection = try RawConnection(port: gateway.port)
+            try connection.sendPost("/invoke/asking", json: "{}")
+            _ = try await connection.readOffPool(until: #""type":"question""#)
+            stream.withLock { $0 = connection }
+            shutdownBegan.withLock { $0 = .now }
+        }
+        let took = ContinuousClock.now - (shutdownBegan.withLock { $0 } ?? .now)
+        #expect(took < .seconds(5), "the server took \(took) to shut down with a stream waiting for an answer")
+        let rest = try await #require(stream.withLock { $0 }).readToEnd()
+        #expect(rest.contains(#""error_code":"SHUTTING_DOWN""#), "the stream ended with: \(rest.suffix(300))")
+    }
+}

@@ -1,0 +1,167 @@
+#!/usr/bin/env python3
+"""Lifecycle test: how the real prefab-gateway executable ends.
+
+- Shutdown: with a Swift and a Python wizard each waiting for an answer on an open stream, SIGTERM
+  (then, on a second gateway, SIGINT) gives each stream an `error` event SHUTTING_DOWN before it
+  closes, the Python child is gone, and the process exits with status 0 within --shutdown-grace.
+  (Before --shutdown-grace, an unanswered question held the process for the question timeout,
+  300 s.)
+- Crash: a fatal signal (SIGSEGV, SIGILL: what a Swift trap raises, SIGABRT) ends the process at
+  once, killed by that signal, and its port is free for a restarted gateway within 1 s. (Before,
+  the Swift runtime's backtracer ran for minutes while the dead process kept the port.)
+
+Usage: python3 scripts/lifecycle-test.py [--no-build] [--binary PATH]. Exits non-zero on any
+failed check."""
+import json
+import os
+import signal
+import socket
+import sys
+import time
+
+import live_gateway
+from live_gateway import LiveGateway, Tally, SSEParser
+
+PREFABS = live_gateway.ROOT / "prefabs"
+SHUTDOWN_GRACE = 3.0
+# A crashed gateway's port must be free this soon: a supervisor restarts it at once.
+PORT_FREE_SECONDS = 1.0
+
+tally = Tally("lifecycle-test")
+
+
+class WaitingStream:
+    """A raw POST /invoke stream, read until the function's first question."""
+
+    def __init__(self, gateway, function):
+        self.function = function
+        self.socket = socket.create_connection(("127.0.0.1", gateway.port), timeout=30)
+        self.socket.sendall(live_gateway.invoke_request(function, {}))
+        self.parser = SSEParser()
+        self.events = []
+        self.raw = b""
+        while not any(event.get("type") == "question" for event in self.events):
+            if not self.read():
+                raise RuntimeError(f"{function}: the stream ended before its question: {self.raw[-500:]!r}")
+
+    def read(self):
+        """Reads one chunk into `events`; False at the end of the stream."""
+        chunk = self.socket.recv(65536)
+        if not chunk:
+            return False
+        self.raw += chunk
+        self.events = self.parse()
+        return True
+
+    def parse(self):
+        """The events of the body received so far (its chunked framing taken off)."""
+        head, _, body = self.raw.partition(b"\r\n\r\n")
+        data = b""
+        if b"transfer-encoding: chunked" in head.lower():
+            while True:
+                size_end = body.find(b"\r\n")
+                if size_end < 0:
+                    break
+                size = int(body[:size_end].split(b";")[0] or b"0", 16)
+                if size == 0 or len(body) < size_end + 2 + size + 2:
+                    break
+                data += body[size_end + 2:size_end + 2 + size]
+                body = body[size_end + 2 + size + 2:]
+        else:
+            data = body
+        return [json.loads(message["data"]) for message in SSEParser().feed(data)]
+
+    def rest(self, timeout):
+        """Reads until the server closes the stream; True if it did within `timeout`."""
+        self.socket.settimeout(timeout)
+        try:
+            while self.read():
+                pass
+            return True
+        except (socket.timeout, ConnectionResetError):
+            return False
+        finally:
+            self.socket.close()
+
+
+def port_is_free(port):
+    """True when a new server could listen on `port` (with SO_REUSEADDR, as the gateway does)."""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+            probe.listen()
+            return True
+        except OSError:
+            return False
+
+
+def check_shutdown(signal_number):
+    name = signal.Signals(signal_number).name
+    print(f"== {name} with two streams waiting for answers (--shutdown-grace {SHUTDOWN_GRACE:g})", flush=True)
+    with LiveGateway(PREFABS, "--shutdown-grace", SHUTDOWN_GRACE, "--log-level", "warning") as gateway:
+        streams = [WaitingStream(gateway, "wizard"), WaitingStream(gateway, "wizard_py")]
+        children = live_gateway.children(gateway.pid)
+        tally.check(children, "the Python wizard's process was not seen")
+        signalled = time.monotonic()
+        gateway.process.send_signal(signal_number)
+        for stream in streams:
+            closed = stream.rest(timeout=SHUTDOWN_GRACE + 10)
+            last = stream.events[-1] if stream.events else {}
+            print(f"  {stream.function}: {[event.get('type') for event in stream.events]}, "
+                  f"last {last.get('error_code')}", flush=True)
+            tally.check(closed, f"{name}: the {stream.function} stream was not closed")
+            tally.check(last.get("type") == "error" and last.get("error_code") == "SHUTTING_DOWN",
+                        f"{name}: the {stream.function} stream ended with {last!r:.200}, expected SHUTTING_DOWN")
+        try:
+            status = gateway.process.wait(timeout=SHUTDOWN_GRACE + 10)
+        except Exception:  # noqa: BLE001 - still running: reported below
+            status = None
+        seconds = time.monotonic() - signalled
+        print(f"  exited with {status} {seconds:.2f} s after {name}", flush=True)
+        tally.check(status == 0, f"{name}: the gateway exited with {status}, expected 0\n{gateway.log_tail()}")
+        # The grace plus the time a debug build takes to start tearing down on a busy machine.
+        tally.check(seconds <= SHUTDOWN_GRACE + 1, f"{name}: the gateway took {seconds:.1f} s to exit")
+        tally.check(live_gateway.gone(set(children), timeout=2),
+                    f"{name}: the Python wizard's process {children} outlived the gateway")
+
+
+def check_crash(signal_number):
+    name = signal.Signals(signal_number).name
+    print(f"== {name}: the process ends at once and frees its port", flush=True)
+    with LiveGateway(PREFABS, "--log-level", "warning") as gateway:
+        stream = WaitingStream(gateway, "wizard")
+        crashed = time.monotonic()
+        os.kill(gateway.pid, signal_number)
+        deadline = crashed + 30
+        while not port_is_free(gateway.port) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        freed = time.monotonic() - crashed
+        try:
+            status = gateway.process.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except Exception:  # noqa: BLE001 - still running: reported below
+            status = None
+        stream.socket.close()
+        print(f"  port free after {freed:.2f} s, exit status {status}", flush=True)
+        tally.check(freed <= PORT_FREE_SECONDS,
+                    f"{name}: the port was still taken {freed:.1f} s after the crash (bound {PORT_FREE_SECONDS} s)")
+        tally.check(status == -signal_number, f"{name}: the exit status is {status}, expected {-signal_number}")
+        tally.check("fatal signal" in gateway.log_tail(), f"{name}: no line about the crash on stderr")
+
+
+def main():
+    if "--binary" in sys.argv:
+        live_gateway.BINARY = live_gateway.pathlib.Path(sys.argv[sys.argv.index("--binary") + 1]).resolve()
+    elif "--no-build" not in sys.argv:
+        live_gateway.build()
+    # The crash behaviour is the default one: a user's own SWIFT_BACKTRACE setting would win.
+    os.environ.pop("SWIFT_BACKTRACE", None)
+    check_shutdown(signal.SIGTERM)
+    check_shutdown(signal.SIGINT)
+    for signal_number in (signal.SIGSEGV, signal.SIGILL, signal.SIGABRT):
+        check_crash(signal_number)
+    tally.finish(unit="checks")
+
+
+if __name__ == "__main__":
+    main()
