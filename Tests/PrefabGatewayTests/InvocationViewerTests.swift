@@ -35,7 +35,9 @@ import Testing
         try await LiveGateway.run([Self.gated(streaming: streaming, gate: gate)]) { gateway in
             let headers: HTTPFields = streaming ? [.accept: "application/json"] : [:]
             async let reply = gateway.invoke("gated", headers: headers)
-            #expect(await Probe.eventually { gate.id.withLock { $0 } != nil })
+            // Only a precondition: the function has started (slow when the whole suite runs on a
+            // busy machine).
+            #expect(await Probe.eventually(within: .seconds(30)) { gate.id.withLock { $0 } != nil })
             let invocation = try #require(gate.id.withLock { $0 })
 
             let viewer = try RawConnection(port: gateway.port)

@@ -27,13 +27,14 @@ import Testing
     }
 
     /// A graceful shutdown ends every running call with `SHUTTING_DOWN` — a stream waiting for an
-    /// answer included — and the server stops within moments. Before, it waited for the
-    /// question's timeout (20 s here, 300 s by default); 5 s allows for a loaded machine.
+    /// answer included — and the server stops within moments (0.1 s on an idle machine, 5 s seen
+    /// with the whole suite on a busy one). Before, it waited for the question's timeout: 60 s
+    /// here (300 s by default), which the 15 s bound tells apart.
     @Test func aShutdownEndsAStreamWaitingForAnAnswerWithSHUTTING_DOWN() async throws {
         let asking = TestPrefab.streaming("asking") { _, context in _ = try context.ask("anyone?") }
         let stream = Mutex<RawConnection?>(nil)
         let shutdownBegan = Mutex<ContinuousClock.Instant?>(nil)
-        try await LiveGateway.run([asking], configure: { $0.questionTimeout = .seconds(20) }) { gateway in
+        try await LiveGateway.run([asking], configure: { $0.questionTimeout = .seconds(60) }) { gateway in
             let connection = try RawConnection(port: gateway.port)
             try connection.sendPost("/invoke/asking", json: "{}")
             _ = try await connection.readOffPool(until: #""type":"question""#)
@@ -41,7 +42,7 @@ import Testing
             shutdownBegan.withLock { $0 = .now }
         }
         let took = ContinuousClock.now - (shutdownBegan.withLock { $0 } ?? .now)
-        #expect(took < .seconds(5), "the server took \(took) to shut down with a stream waiting for an answer")
+        #expect(took < .seconds(15), "the server took \(took) to shut down with a stream waiting for an answer")
         let rest = try await #require(stream.withLock { $0 }).readToEnd()
         #expect(rest.contains(#""error_code":"SHUTTING_DOWN""#), "the stream ended with: \(rest.suffix(300))")
     }
