@@ -113,41 +113,98 @@ extension Gateway {
     /// Starts a streaming function's call on a function thread: its events, then the `files`
     /// event, then the terminal event. False when too many are running.
     func start(_ invocation: Invocation, _ function: @escaping StreamingFunction) -> Bool {
-        pool.submit { [self] in
-            let terminal = withTimeout(invocation) { invocation.context.run(function, inputs: invocation.inputs) }
-            finish(invocation, terminal: checkedOutput(invocation, terminal))
+        launch(invocation) { [self] in
+            let terminal = invocation.context.run(function, inputs: invocation.inputs)
+            return CallOutcome(terminal: checkedOutput(invocation, terminal))
         }
     }
 
     /// Starts a non-streaming function's call: its result becomes the `done` event.
     func start(_ invocation: Invocation, _ function: @escaping ResultFunction) -> Bool {
-        pool.submit { [self] in _ = runResult(invocation, function) }
+        launch(invocation) { [self] in result(of: invocation, function) }
     }
 
-    /// Sends the `files` event (if the function wrote any, and returns it) and the terminal
-    /// event, and records the end.
-    @discardableResult
-    private func finish(_ invocation: Invocation, terminal: PrefabEvent) -> PrefabEvent? {
+    /// Runs a non-streaming call on the current (function) thread.
+    private func result(of invocation: Invocation, _ function: ResultFunction) -> CallOutcome {
+        var result = invocation.context.run(function, inputs: invocation.inputs)
+        var failure: PrefabError.Code?
+        if case .failure(let error) = result { failure = error.code }
+        if let tooLarge = discardOversizedOutput(invocation, code: failure) { result = .failure(tooLarge) }
+        return CallOutcome(result: result)
+    }
+
+    /// Runs `work` (the call) on a function thread, under its time limit; false when too many
+    /// functions are running. The call ends once, and `onEnd` learns how: when `work` returns, or
+    /// — if the call was cancelled (its time limit, its client, a cancel, the shutdown) and its
+    /// function has not returned within `stuckFunctionGrace` — by the gateway, with the cancel
+    /// reason. A function blocked where a cancel cannot reach it (`Thread.sleep`, a blocking read)
+    /// would otherwise hold its call, its stream and its slot forever. Its thread then counts as
+    /// stuck until it returns, and what it yields meanwhile is dropped.
+    private func launch(
+        _ invocation: Invocation,
+        onEnd: @escaping @Sendable (CallEnd) -> Void = { _ in },
+        _ work: @escaping @Sendable () -> CallOutcome
+    ) -> Bool {
+        let grace = stuckFunctionGrace(of: invocation.function)
+        // Weak: a call that ends in time is not kept for its timer.
+        invocation.context.onCancel { [self, weak invocation] in
+            guard let invocation else { return }
+            GatewayTimer.schedule(after: grace) { [self, weak invocation] in
+                guard let invocation, let end = endStuck(invocation, after: grace) else { return }
+                onEnd(end)
+            }
+        }
+        return pool.submit { [self] in
+            let outcome = withTimeout(invocation, work)
+            if let end = end(invocation, outcome) {
+                onEnd(end)
+            } else {
+                runningCalls.stuckFunctionReturned()
+                logger.notice(
+                    "a stuck function returned",
+                    metadata: [
+                        "invocation": "\(invocation.id)", "function": "\(invocation.function.manifest.name)",
+                        "stuck": "\(runningCalls.stuck)",
+                    ])
+            }
+        }
+    }
+
+    /// How long a cancelled function may take to return before the gateway ends its call: a
+    /// Swift function stops at its next `yield` (or `ask`, `context.sleep`); a process prefab is
+    /// given its termination grace, from SIGTERM to SIGKILL, on top.
+    private func stuckFunctionGrace(of function: LoadedFunction) -> Duration {
+        let grace = configuration.stuckFunctionGrace
+        return function.runtime == "swift" ? grace : grace + configuration.processes.terminationGrace
+    }
+
+    /// Ends the call whose function has returned: the `files` event (if it wrote any), the
+    /// terminal event, and the record of its end. Nil when the gateway has already ended it.
+    private func end(_ invocation: Invocation, _ outcome: CallOutcome) -> CallEnd? {
+        guard invocation.claimEnd() else { return nil }
         let files = filesEvent(invocation)
         if let files { invocation.sendClosing(files) }
-        invocation.sendClosing(terminal)
-        complete(invocation, terminal: terminal)
-        return files
+        invocation.sendClosing(outcome.terminal)
+        complete(invocation, terminal: outcome.terminal)
+        return CallEnd(terminal: outcome.terminal, files: files, result: outcome.result)
     }
 
-    /// Runs a non-streaming call to its end on the current (function) thread.
-    private func runResult(
-        _ invocation: Invocation,
-        _ function: ResultFunction
-    ) -> (Result<JSONValue, PrefabError>, PrefabEvent?) {
-        var outcome = withTimeout(invocation) { invocation.context.run(function, inputs: invocation.inputs) }
-        var failure: PrefabError.Code?
-        if case .failure(let error) = outcome { failure = error.code }
-        if let tooLarge = discardOversizedOutput(invocation, code: failure) { outcome = .failure(tooLarge) }
-        switch outcome {
-        case .success(let value): return (outcome, finish(invocation, terminal: .done(value)))
-        case .failure(let error): return (outcome, finish(invocation, terminal: .error(error)))
-        }
+    /// Ends a cancelled call whose function did not return within `grace`, with the cancel
+    /// reason, and counts its thread as stuck. Nil when the call has ended already.
+    private func endStuck(_ invocation: Invocation, after grace: Duration) -> CallEnd? {
+        let reason = invocation.context.cancelReason ?? .cancelled
+        guard invocation.claimEnd() else { return nil }
+        runningCalls.functionStuck()
+        logger.warning(
+            "a function did not stop within \(grace.seconds) s of its cancel: its call is ended, its thread counted stuck",
+            metadata: [
+                "invocation": "\(invocation.id)", "function": "\(invocation.function.manifest.name)",
+                "reason": "\(reason.code.rawValue)", "stuck": "\(runningCalls.stuck)",
+            ])
+        let terminal = PrefabEvent.error(reason)
+        invocation.sendClosing(terminal)
+        complete(invocation, terminal: terminal)
+        return CallEnd(terminal: terminal, files: nil, result: .failure(reason))
     }
 
     // MARK: Collected as one JSON document
@@ -165,12 +222,11 @@ extension Gateway {
         let invocation = try makeInvocation(function, inputs, baseURL: baseURL, owner: owner, flowControl: false) {
             event in try collector.append(event)
         }
-        let ((terminal, files), watched) = try await runOnPool(invocation, request: request, context: context) {
-            [self] in
-            let terminal = withTimeout(invocation) { invocation.context.run(body, inputs: invocation.inputs) }
-            let outcome = checkedOutput(invocation, terminal)
-            return (outcome, finish(invocation, terminal: outcome))
+        let (end, watched) = try await runOnPool(invocation, request: request, context: context) { [self] in
+            let terminal = invocation.context.run(body, inputs: invocation.inputs)
+            return CallOutcome(terminal: checkedOutput(invocation, terminal))
         }
+        let (terminal, files) = (end.terminal, end.files)
         if let files { collector.appendAlways(files) }
         collector.appendAlways(terminal)
         var bytes = Array(#"{"events":"#.utf8)
@@ -195,12 +251,12 @@ extension Gateway {
         request: Request,
         context: GatewayRequestContext
     ) async throws -> Response {
-        let ((result, files), watched) = try await runOnPool(invocation, request: request, context: context) {
-            [self] in runResult(invocation, function)
+        let (end, watched) = try await runOnPool(invocation, request: request, context: context) { [self] in
+            result(of: invocation, function)
         }
-        let fileList = JSONValue.array(files?.data?.arrayValue ?? [])
+        let fileList = JSONValue.array(end.files?.data?.arrayValue ?? [])
         var response: Response
-        switch result {
+        switch end.result ?? .failure(PrefabError(.internalError, "the call ended without a result")) {
         case .success(let value):
             response = .json(
                 ["success": true, "result": value, "files": fileList, "invocation_id": .string(invocation.id)]
@@ -236,16 +292,16 @@ extension Gateway {
     /// client hangs up; `watched` then says the connection cannot carry another request. The
     /// waiting client counts as a reader of the call's events, so that a viewer of them
     /// (`/invocations/<id>/events`) who leaves does not cancel a call whose client still waits.
-    private func runOnPool<T: Sendable>(
+    private func runOnPool(
         _ invocation: Invocation,
         request: Request,
         context: GatewayRequestContext,
-        _ work: @escaping @Sendable () -> T
-    ) async throws -> (value: T, watched: Bool) {
+        _ work: @escaping @Sendable () -> CallOutcome
+    ) async throws -> (end: CallEnd, watched: Bool) {
         let ownClient = invocation.events.attach()
         defer { ownClient.detach() }
-        let promise = context.channel.eventLoop.makePromise(of: T.self)
-        guard pool.submit({ promise.succeed(work()) }) else {
+        let promise = context.channel.eventLoop.makePromise(of: CallEnd.self)
+        guard launch(invocation, onEnd: { promise.succeed($0) }, work) else {
             abandon(invocation)
             promise.fail(overloaded)
             throw overloaded
@@ -307,11 +363,14 @@ extension Gateway {
     }
 
     /// No function thread came free: 429 like any other refusal for load (the README's promise).
+    /// Stuck functions hold threads too: the message says so when there are any.
     var overloaded: GatewayError {
-        GatewayError(
+        let stuck = runningCalls.stuck
+        let held = stuck > 0 ? " (\(stuck) function threads are stuck in calls that have ended)" : ""
+        return GatewayError(
             .tooManyRequests,
             .overloaded,
-            "\(configuration.maxConcurrentInvocations) functions are already running; retry shortly",
+            "\(configuration.maxConcurrentInvocations) functions are already running\(held); retry shortly",
             headers: [.retryAfter: "1"]
         )
     }
@@ -353,7 +412,8 @@ extension Gateway {
         return invocation
     }
 
-    /// The call has ended and its last event is in the log: record how, and log it.
+    /// The call has ended and its last event is in the log: record how, and log it. Its slot is
+    /// free from now on.
     private func complete(_ invocation: Invocation, terminal: PrefabEvent) {
         invocation.finish(with: terminal)
         invocations.finished(invocation)
@@ -364,7 +424,8 @@ extension Gateway {
 
     /// Runs `body` (the call), cancelling it with `TIMEOUT` once it runs past its limit: the
     /// manifest's `timeout_seconds` or the gateway's default, never past `maxStreamDuration`. A
-    /// process prefab is stopped at once; a Swift function at its next `yield`.
+    /// process prefab is stopped at once; a Swift function at its next `yield` (one that never
+    /// comes to it has its call ended by the gateway: see `launch`).
     private func withTimeout<T>(_ invocation: Invocation, _ body: () -> T) -> T {
         let ownLimit = invocation.function.manifest.timeoutSeconds ?? configuration.defaultTimeout?.seconds
         let maximum = configuration.maxStreamDuration.seconds
@@ -422,6 +483,32 @@ extension Gateway {
         if let code = terminal.errorCode, !cancelled { metadata["error_code"] = "\(code)" }
         logger.info("invocation", metadata: metadata)
     }
+}
+
+/// What a function thread hands back: the terminal event, and a non-streaming function's result.
+struct CallOutcome: Sendable {
+    var terminal: PrefabEvent
+    var result: Result<JSONValue, PrefabError>?
+
+    init(terminal: PrefabEvent) {
+        self.terminal = terminal
+    }
+
+    init(result: Result<JSONValue, PrefabError>) {
+        self.result = result
+        switch result {
+        case .success(let value): terminal = .done(value)
+        case .failure(let error): terminal = .error(error)
+        }
+    }
+}
+
+/// How a call ended: its terminal event, the `files` event if it listed any, and a non-streaming
+/// function's result.
+struct CallEnd: Sendable {
+    var terminal: PrefabEvent
+    var files: PrefabEvent?
+    var result: Result<JSONValue, PrefabError>?
 }
 
 /// Events of a streaming function called for one JSON answer, encoded as they arrive and capped.

@@ -173,7 +173,9 @@ public struct Gateway: Sendable {
     }
 
     func metricsResponse() -> Response {
-        let text = metrics.render(running: admissions.running, queued: admissions.queued, streams: heartbeats.count)
+        let text = metrics.render(
+            running: admissions.running, queued: admissions.queued, streams: heartbeats.count,
+            stuck: runningCalls.stuck)
         return Response(
             status: .ok,
             headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
@@ -193,6 +195,7 @@ public struct Gateway: Sendable {
             "functions": .int(catalog.functions.count),
             "running": .int(admissions.running),
             "queued": .int(admissions.queued),
+            "stuck_functions": .int(runningCalls.stuck),
             "load_errors": .array(catalog.problems.map(\.jsonValue)),
         ])
     }

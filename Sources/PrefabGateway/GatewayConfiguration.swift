@@ -53,6 +53,10 @@ public struct GatewayConfiguration: Sendable {
     public var defaultTimeout: Duration? = .seconds(600)
     /// Longest any call may run, whatever its manifest's `timeout_seconds` says.
     public var maxStreamDuration: Duration = .seconds(3600)
+    /// How long a cancelled Swift function (timed out, its client gone, cancelled, shutting
+    /// down) may take to return before the gateway ends its call itself and counts its thread as
+    /// stuck; a process prefab gets its termination grace on top.
+    public var stuckFunctionGrace: Duration = .seconds(1)
     /// How long a stream may wait on a client that reads nothing before the client is
     /// disconnected and its call cancelled.
     public var clientIdleTimeout: Duration = .seconds(60)

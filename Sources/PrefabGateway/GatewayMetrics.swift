@@ -3,12 +3,13 @@ import Prometheus
 
 /// What `GET /metrics` reports, in Prometheus's text format: calls by function and outcome,
 /// their durations, events sent, process start-up times, and — read when scraped — running and
-/// queued calls and open streams.
+/// queued calls, open streams and stuck functions.
 final class GatewayMetrics: Sendable {
     private let registry = PrometheusCollectorRegistry()
     private let running: Gauge
     private let queued: Gauge
     private let streams: Gauge
+    private let stuck: Gauge
     private let spawnSeconds: DurationHistogram
 
     private static let durationBuckets: [Duration] = [
@@ -24,7 +25,12 @@ final class GatewayMetrics: Sendable {
                 metricName: "prefab_invocations_queued", unitName: "", helpText: "Calls waiting for a slot now."))
         streams = registry.makeGauge(
             descriptor: .init(
-                metricName: "prefab_streams_active", unitName: "", helpText: "SSE streams open to clients now."))
+                metricName: "prefab_streams_active", unitName: "",
+                helpText: "Streams (SSE and WebSocket) open to clients now."))
+        stuck = registry.makeGauge(
+            descriptor: .init(
+                metricName: "prefab_functions_stuck", unitName: "",
+                helpText: "Function threads still running a call that was ended: cancelled, and not stopped."))
         spawnSeconds = registry.makeDurationHistogram(
             descriptor: .init(
                 metricName: "prefab_process_spawn",
@@ -62,7 +68,8 @@ final class GatewayMetrics: Sendable {
     }
 
     /// The exposition text, with the gauges read now.
-    func render(running: Int, queued: Int, streams: Int) -> [UInt8] {
+    func render(running: Int, queued: Int, streams: Int, stuck: Int) -> [UInt8] {
+        self.stuck.set(Double(stuck))
         self.running.set(Double(running))
         self.queued.set(Double(queued))
         self.streams.set(Double(streams))

@@ -21,6 +21,8 @@ final class Invocation: Sendable {
     let context: PrefabContext
     let events: EventLog
     private let state = Mutex(State())
+    /// Set by whoever ends the call (its function thread, or the gateway for a stuck function).
+    private let ended = Atomic<Bool>(false)
 
     private struct State {
         var phase = Phase.running
@@ -75,6 +77,12 @@ final class Invocation: Sendable {
     }
 
     var phase: Phase { state.withLock { $0.phase } }
+
+    /// True for the one caller that gets to end the call (send its closing events, record how it
+    /// ended); false for any later one.
+    func claimEnd() -> Bool {
+        !ended.exchange(true, ordering: .acquiringAndReleasing)
+    }
 
     /// Records how the call ended; the terminal event tells done, failed or cancelled.
     func finish(with terminal: PrefabEvent) {

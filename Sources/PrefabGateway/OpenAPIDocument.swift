@@ -549,6 +549,8 @@ public struct OpenAPIDocument: Sendable {
                 "status": ["type": "string", "enum": ["ok", "degraded"]],
                 "functions": integer,
                 "running": integer,
+                "queued": integer,
+                "stuck_functions": integer,
                 "load_errors": [
                     "type": "array", "items": Self.object(["file": string, "path": string, "reason": string]),
                 ],

@@ -1,12 +1,14 @@
 import PrefabKit
 import Synchronization
 
-/// The calls that have started and not ended yet, so that a shutdown can end every one of them;
-/// once it began, no call starts any more.
+/// The calls that have started and not ended yet, so that a shutdown can end every one of them
+/// (once it began, no call starts any more); and the function threads still running a call that
+/// the gateway has ended (stuck functions).
 final class RunningCalls: Sendable {
     private struct State {
         var calls: [ObjectIdentifier: Invocation] = [:]
         var shuttingDown = false
+        var stuck = 0
     }
 
     private let state = Mutex(State())
@@ -37,6 +39,16 @@ final class RunningCalls: Sendable {
 
     /// Calls running now.
     var count: Int { state.withLock { $0.calls.count } }
+
+    /// A function did not stop after its call was cancelled: the gateway ended the call, and its
+    /// thread is counted until it returns.
+    func functionStuck() { state.withLock { $0.stuck += 1 } }
+
+    /// A stuck function returned at last; what it produced was dropped.
+    func stuckFunctionReturned() { state.withLock { $0.stuck -= 1 } }
+
+    /// Function threads still held by calls that have ended.
+    var stuck: Int { state.withLock { $0.stuck } }
 }
 
 extension PrefabError.Code {

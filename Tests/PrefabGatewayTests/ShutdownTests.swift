@@ -46,4 +46,25 @@ import Testing
         let rest = try await #require(stream.withLock { $0 }).readToEnd()
         #expect(rest.contains(#""error_code":"SHUTTING_DOWN""#), "the stream ended with: \(rest.suffix(300))")
     }
+
+    /// A function stuck where a cancel cannot reach it does not hold the shutdown either: its
+    /// stream ends with `SHUTTING_DOWN` once the stuck-function grace (1 s) has passed. Before, the
+    /// server waited for the function to return (40 s here; forever for a real hang).
+    @Test func aShutdownEndsAStuckFunctionsStream() async throws {
+        let probe = Probe()
+        let stream = Mutex<RawConnection?>(nil)
+        let shutdownBegan = Mutex<ContinuousClock.Instant?>(nil)
+        try await LiveGateway.run([StuckFunctionTests.stuck(probe)]) { gateway in
+            let connection = try RawConnection(port: gateway.port)
+            try connection.sendPost("/invoke/stuck", json: "{}")
+            _ = try await connection.readOffPool(until: #""type":"start""#)
+            stream.withLock { $0 = connection }
+            shutdownBegan.withLock { $0 = .now }
+        }
+        let took = ContinuousClock.now - (shutdownBegan.withLock { $0 } ?? .now)
+        probe.proceed.signal()
+        #expect(took < .seconds(15), "the server took \(took) to shut down with a stuck function")
+        let rest = try await #require(stream.withLock { $0 }).readToEnd()
+        #expect(rest.contains(#""error_code":"SHUTTING_DOWN""#), "the stream ended with: \(rest.suffix(300))")
+    }
 }
