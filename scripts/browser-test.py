@@ -438,6 +438,29 @@ def scenario_api_key(page):
         ".then(done, e => done(String(e)));")
     check("api-key: the file needs the key, and the kept key fetches it",
           isinstance(body, list) and body[0] == 401 and body[1].startswith("month,units,revenue"), str(body)[:80])
+    # The file link names another origin (--public-url localhost): clicking it must not hand the
+    # key to it. The page's fetch is watched; navigation is stopped after the link's own handler.
+    calls = driver.execute_script("""
+        const calls = [];
+        const original = window.fetch;
+        window.fetch = (url, options) => {
+          const headers = (options && options.headers) || {};
+          calls.push({url: String(url), key: Object.keys(headers).some(name => name.toLowerCase() === 'authorization')});
+          return original(url, options);
+        };
+        const stop = event => event.preventDefault();
+        document.addEventListener('click', stop);
+        try {
+          document.querySelector('[data-testid="file-link"]').click();
+        } finally {
+          document.removeEventListener('click', stop);
+          window.fetch = original;
+        }
+        return {calls, origin: location.origin, link: document.querySelector('[data-testid="file-link"]').href};
+    """)
+    leaked = [call for call in calls["calls"] if call["key"] and not call["url"].startswith(calls["origin"] + "/")]
+    check("api-key: the key is not sent to a file URL on another origin",
+          calls["link"].startswith("http://localhost:") and not leaked, json.dumps(calls))
 
 
 def main():

@@ -57,11 +57,14 @@ for _ in $(seq 1 100); do
     sleep 0.1
 done
 
-# A second gateway that requires an API key, for the playground's key prompt.
+# A second gateway that requires an API key, for the playground's key prompt. Its file URLs name
+# another origin (localhost, where the page is on 127.0.0.1), which CORS lets the page read: the
+# playground must not send its key there.
 keyed_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 export BROWSER_TEST_API_KEY=browser-key-0123456789abcdef
 PREFAB_GATEWAY_API_KEYS=$BROWSER_TEST_API_KEY .build/debug/prefab-gateway serve --host 127.0.0.1 \
-    --port "$keyed_port" --data "$data/keyed" >"$data/keyed.log" 2>&1 &
+    --port "$keyed_port" --data "$data/keyed" --public-url "http://localhost:$keyed_port" \
+    --cors-origin "http://127.0.0.1:$keyed_port" >"$data/keyed.log" 2>&1 &
 keyed=$!
 for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$keyed_port/health" >/dev/null && break; sleep 0.1; done
 

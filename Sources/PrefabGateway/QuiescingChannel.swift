@@ -3,6 +3,7 @@ import HummingbirdCore
 import HummingbirdWebSocket
 import Logging
 import NIOCore
+import NIOHTTP1
 
 /// The server's connections: HTTP/1 with the WebSocket upgrade, plus two fixes. Until its first
 /// request arrives, a connection waits in the upgrade negotiation, where a graceful shutdown does
@@ -26,6 +27,9 @@ struct QuiescingChannel<Inner: ServerChildChannel>: ServerChildChannel {
         return inner.setup(channel: channel, logger: logger).flatMapThrowing { value in
             // Last for now: it sees the errors of the first request's parsing.
             try channel.pipeline.syncOperations.addHandler(FirstRequestErrorCatcher())
+            let decoder = try channel.pipeline.syncOperations.handler(
+                type: ByteToMessageHandler<HTTPRequestDecoder>.self)
+            try channel.pipeline.syncOperations.addHandler(UnknownUpgradeFilter(), position: .after(decoder))
             return value
         }
     }

@@ -42,6 +42,15 @@ import Testing
         #expect(answer.contains(#""code":"INVALID_REQUEST""#), "\(answer)")
     }
 
+    @Test(arguments: ["Connection: Upgrade\r\nUpgrade: h2c", "Upgrade: h2c", "Connection: Upgrade\r\nUpgrade: TLS/1.0"])
+    func anUpgradeToAProtocolTheGatewayDoesNotSpeakIsServedAsPlainHTTP(_ upgrade: String) async throws {
+        // RFC 9110 §7.8 lets a server ignore Upgrade; the connection used to close with no answer.
+        let answer = try await Self.exchange(
+            "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\(upgrade)\r\nConnection: close\r\n\r\n")
+        #expect(answer.hasPrefix("HTTP/1.1 200"), "\(answer)")
+        #expect(answer.contains(#""status":"ok""#), "\(answer)")
+    }
+
     @Test(arguments: [
         ("Content-Length: 100", #"{"inputs": "#),
         ("Transfer-Encoding: chunked", "zz\r\nhello\r\n0\r\n\r\n"),
