@@ -5,7 +5,7 @@
   (then, on a second gateway, SIGINT) gives each stream an `error` event SHUTTING_DOWN before it
   closes, the Python child is gone, and the process exits with status 0 within --shutdown-grace.
   (Before --shutdown-grace, an unanswered question held the process for the question timeout,
-  300 s.)
+  300 s.) A client that reads nothing holds it until the grace, then the process exits with 1.
 - Crash: a fatal signal (SIGSEGV, SIGILL: what a Swift trap raises, SIGABRT) ends the process at
   once, killed by that signal, and its port is free for a restarted gateway within 1 s. (Before,
   the Swift runtime's backtracer ran for minutes while the dead process kept the port.)
@@ -126,6 +126,33 @@ def check_shutdown(signal_number):
                     f"{name}: the Python wizard's process {children} outlived the gateway")
 
 
+def check_grace_cuts_a_client_that_reads_nothing():
+    """A client that reads nothing keeps its stream's write waiting; the shutdown waits for it
+    only until --shutdown-grace, then the process exits with status 1."""
+    print(f"== SIGTERM with a client that reads nothing (--shutdown-grace {SHUTDOWN_GRACE:g})", flush=True)
+    with LiveGateway(live_gateway.ROOT / "bench/prefabs", "--shutdown-grace", SHUTDOWN_GRACE,
+                     "--log-level", "warning") as gateway:
+        with socket.socket() as client:
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            client.connect(("127.0.0.1", gateway.port))
+            client.sendall(live_gateway.invoke_request("burst", {"n": 100_000_000}))
+            client.recv(4096)
+            # The socket buffers fill up: the gateway's write waits.
+            time.sleep(1)
+            signalled = time.monotonic()
+            gateway.process.send_signal(signal.SIGTERM)
+            try:
+                status = gateway.process.wait(timeout=SHUTDOWN_GRACE + 10)
+            except Exception:  # noqa: BLE001 - still running: reported below
+                status = None
+            seconds = time.monotonic() - signalled
+        print(f"  exited with {status} {seconds:.2f} s after SIGTERM", flush=True)
+        tally.check(status == 1, f"the gateway exited with {status}, expected 1 (cut at the grace)")
+        tally.check(SHUTDOWN_GRACE - 0.5 <= seconds <= SHUTDOWN_GRACE + 1,
+                    f"the gateway exited {seconds:.1f} s after SIGTERM, expected about {SHUTDOWN_GRACE:g} s")
+        tally.check("--shutdown-grace" in gateway.log_tail(), "no log line says the shutdown was cut")
+
+
 def check_crash(signal_number):
     name = signal.Signals(signal_number).name
     print(f"== {name}: the process ends at once and frees its port", flush=True)
@@ -158,6 +185,7 @@ def main():
     os.environ.pop("SWIFT_BACKTRACE", None)
     check_shutdown(signal.SIGTERM)
     check_shutdown(signal.SIGINT)
+    check_grace_cuts_a_client_that_reads_nothing()
     for signal_number in (signal.SIGSEGV, signal.SIGILL, signal.SIGABRT):
         check_crash(signal_number)
     tally.finish(unit="checks")
