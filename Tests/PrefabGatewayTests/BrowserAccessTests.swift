@@ -8,7 +8,7 @@ import Testing
 /// What a web page can make a loopback gateway do: a page on another site (CSRF) or on a rebound
 /// DNS name is refused before any work; clients that are not browsers, and the gateway's own
 /// pages, are served as before. Raw requests, so that `Host` and `Origin` are exactly as sent.
-@Suite struct BrowserAccessTests {
+@Suite(.timeLimit(.minutes(1))) struct BrowserAccessTests {
     /// Counts its calls: a refused request must not run it.
     final class Calls: Sendable {
         private let count = Mutex(0)

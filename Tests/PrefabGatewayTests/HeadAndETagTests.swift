@@ -6,7 +6,7 @@ import Testing
 
 /// HEAD wherever GET works (the GET's status and headers, no body), and `/manifest`'s `ETag`
 /// with 304 for a client that polls it.
-@Suite struct HeadAndETagTests {
+@Suite(.timeLimit(.minutes(1))) struct HeadAndETagTests {
     static let writer = TestPrefab.streaming("writer") { _, context in
         try Data("a,b\n1,2\n".utf8).write(to: try context.outputDirectory.appendingPathComponent("t.csv"))
         try context.yield(.start())
@@ -56,8 +56,11 @@ import Testing
             #expect(head.status == .ok)
             #expect(head.headers[.contentType] == "text/event-stream; charset=utf-8")
             #expect(head.body.readableBytes == 0)
-            // Only the call's own stream reads it: a HEAD that ran the GET would hold a second reader.
+            // Only the call's own stream reads it, and the connection stays usable: a HEAD that ran
+            // the GET attached a reader (until the response was dropped) and closed the connection,
+            // as a GET that streams must.
             #expect(try await gateway.request(.get, "/invocations/\(id)").json?["readers"] == 1)
+            #expect(head.headers[.connection] == nil)
             let bad = try await gateway.request(.head, "/invocations/\(id)/events?after=x")
             #expect(bad.status == .badRequest)
             let unknown = String(repeating: "0", count: 32)

@@ -5,7 +5,7 @@ import Testing
 
 /// When the sweeper removes an output folder: a retention period after its call ended, never
 /// while the call runs, whenever the folder was made.
-@Suite struct OutputRetentionTests {
+@Suite(.timeLimit(.minutes(1))) struct OutputRetentionTests {
     static func withStore(_ test: (OutputStore, URL) throws -> Void) throws {
         let root = FileManager.default.temporaryDirectory.appendingPathComponent("outputs-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: root) }
