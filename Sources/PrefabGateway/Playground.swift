@@ -25,9 +25,13 @@ struct Playground: Sendable {
         guard let file = files[name] else {
             throw GatewayError(.notFound, .notFound, "no playground file '\(name)'")
         }
+        // No other site may frame the page (and trick a click on Run); nothing is sniffed.
         return Response(
             status: .ok,
-            headers: [.contentType: file.contentType, .cacheControl: "no-cache"],
+            headers: [
+                .contentType: file.contentType, .cacheControl: "no-cache", .xContentTypeOptions: "nosniff",
+                .contentSecurityPolicy: "frame-ancestors 'none'", .frameOptions: "DENY",
+            ],
             body: ResponseBody(byteBuffer: file.bytes)
         )
     }
@@ -42,4 +46,9 @@ struct Playground: Sendable {
         default: "application/octet-stream"
         }
     }
+}
+
+extension HTTPField.Name {
+    /// The older way to refuse framing, for browsers that ignore `frame-ancestors`.
+    static let frameOptions = HTTPField.Name("X-Frame-Options")!
 }

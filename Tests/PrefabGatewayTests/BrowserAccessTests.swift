@@ -225,6 +225,19 @@ import Testing
         }
     }
 
+    @Test func thePlaygroundCannotBeFramedByAnotherSite() async throws {
+        // A page that framed it could lay its own buttons over Run (clickjacking).
+        try await LiveGateway.run([Self.echo(Calls())]) { gateway in
+            for path in ["/", "/playground/playground.js"] {
+                let page = try await gateway.request(.get, path)
+                #expect(page.status == .ok)
+                #expect(page.headers[.contentSecurityPolicy] == "frame-ancestors 'none'", "\(path)")
+                #expect(page.headers[.init("X-Frame-Options")!] == "DENY", "\(path)")
+                #expect(page.headers[.xContentTypeOptions] == "nosniff", "\(path)")
+            }
+        }
+    }
+
     // MARK: Output files as documents
 
     @Test func outputFilesCannotScriptTheGatewaysOrigin() async throws {
