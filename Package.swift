@@ -26,10 +26,13 @@ let package = Package(
     targets: [
         // The prefab author's library: no package dependencies.
         .target(name: "PrefabKit", dependencies: [], swiftSettings: strictSettings),
+        // Starting child processes: vfork/exec with the control Foundation's `Process` lacks.
+        .target(name: "CProcessSpawn"),
         .target(
             name: "PrefabGateway",
             dependencies: [
                 "PrefabKit",
+                "CProcessSpawn",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),

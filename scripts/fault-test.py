@@ -15,6 +15,7 @@ import json
 import os
 import pathlib
 import random
+import re
 import shutil
 import socket
 import string
@@ -419,9 +420,62 @@ def check_hostile_manifests():
         shutil.rmtree(root, ignore_errors=True)
 
 
+def check_gateway_killed():
+    """A gateway killed with SIGKILL leaves no process of a running call: neither a Python runner
+    nor a command, nor what they started in their process groups (PR_SET_PDEATHSIG and the
+    guardian)."""
+    with tempfile.TemporaryDirectory() as folder:
+        prefabs = pathlib.Path(folder)
+        (prefabs / "stay_py").mkdir()
+        (prefabs / "stay_py/main.py").write_text(
+            "import os, subprocess, time\n"
+            "def stay_py():\n"
+            "    child = subprocess.Popen(['sleep', '300'])\n"
+            "    yield {'type': 'start', 'data': {'pid': os.getpid(), 'child': child.pid}}\n"
+            "    time.sleep(300)\n")
+        (prefabs / "stay_py/prefab-manifest.json").write_text(
+            '{"functions": [{"name": "stay_py", "streaming": true}]}')
+        (prefabs / "stay_sh").mkdir()
+        script = prefabs / "stay_sh/stay.sh"
+        script.write_text('#!/bin/sh\nread call\nsleep 300 &\n'
+                          'echo "{\\"type\\": \\"start\\", \\"data\\": {\\"pid\\": $$, \\"child\\": $!}}"\n'
+                          'wait\n')
+        script.chmod(0o755)
+        (prefabs / "stay_sh/prefab-manifest.json").write_text(
+            '{"runtime": {"kind": "process", "command": ["./stay.sh"]}, '
+            '"functions": [{"name": "stay_sh", "streaming": true}]}')
+        with LiveGateway(prefabs, "--log-level", "warning") as gateway:
+            pids, connections = [], []
+            for name in ("stay_py", "stay_sh"):
+                connection = socket.create_connection(("127.0.0.1", gateway.port), timeout=30)
+                connections.append(connection)
+                connection.sendall(live_gateway.invoke_request(name, {}))
+                answer, found = b"", None
+                while found is None:
+                    chunk = connection.recv(65536)
+                    if not chunk:
+                        break
+                    answer += chunk
+                    found = re.search(rb'data: (\{.*"child".*\})\n', answer)
+                data = json.loads(found.group(1)).get("data") or {} if found else {}
+                tally.check("pid" in data and "child" in data, f"{name}: no start event with pids: {answer[-300:]!r}")
+                pids += [data.get("pid"), data.get("child")]
+            pids = [pid for pid in pids if pid]
+            os.kill(gateway.pid, 9)
+            gateway.process.wait()
+            survivors = [pid for pid in pids if live_gateway.proc_stat(pid) is not None]
+            if tally.check(live_gateway.gone(pids, 5),
+                           f"processes of running calls outlived a SIGKILLed gateway: "
+                           f"{[(pid, live_gateway.cmdline(pid)) for pid in survivors]}"):
+                print(f"SIGKILL: the gateway's {len(pids)} call processes ended with it", flush=True)
+            for connection in connections:
+                connection.close()
+
+
 def main():
     if "--no-build" not in sys.argv:
         live_gateway.build()
+    check_gateway_killed()
     check_hostile_manifests()
     check_faults()
     check_disconnects()

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 
 import pytest
 
@@ -305,3 +306,77 @@ def test_plain_events_and_results_are_unchanged(start, prefab):
     runner = start(entry)
     runner.call("plain", {"x": 21}, streaming=False)
     assert runner.events_until_end() == [{"result": 42}]
+
+
+def test_a_lone_surrogate_is_an_error_naming_its_field(start, prefab):
+    entry = prefab("""
+        def stream():
+            yield {"type": "content", "data": "fine"}
+            yield {"type": "content", "data": {"text": "broken \\ud800 text"}}
+
+        def keyed():
+            return {"ok\\udfff": 1}
+    """)
+    runner = start(entry)
+    runner.call("stream")
+    assert runner.event() == {"type": "content", "data": "fine"}
+    assert runner.events_until_end() == [{
+        "type": "error", "error_code": "NOT_SERIALIZABLE",
+        "data": "event 2 cannot be sent as JSON: field 'data.text' is a string with a lone surrogate (\\ud800), "
+                "which UTF-8 cannot encode"}]
+
+    runner = start(entry)
+    runner.call("keyed", streaming=False)
+    [error] = runner.events_until_end()
+    assert error["error_code"] == "NOT_SERIALIZABLE"
+    assert "a key with a lone surrogate (\\udfff)" in error["data"]
+
+
+def test_an_iterator_that_is_not_a_generator_is_streamed(start, prefab):
+    entry = prefab("""
+        def listed():
+            return iter([{"type": "progress", "data": 1}, {"type": "content", "data": "x"}])
+
+        def mapped(n):
+            return map(lambda i: {"type": "progress", "data": i}, range(n))
+    """)
+    runner = start(entry)
+    runner.call("listed")
+    assert runner.events_until_end() == [{"type": "progress", "data": 1}, {"type": "content", "data": "x"}]
+
+    runner = start(entry)
+    runner.call("mapped", {"n": 3})
+    assert runner.events_until_end() == [{"type": "progress", "data": i} for i in range(3)]
+
+
+def test_a_prefab_that_reads_no_messages_holds_at_most_the_bound(start, prefab):
+    # The runner stops reading stdin once MESSAGE_CAPACITY (256) messages wait unread: the pipe
+    # then fills and writes block. Without the bound it reads all 5,000 (about 5 MB) into memory.
+    entry = prefab("""
+        import time
+
+        def deaf():
+            yield {"type": "start"}
+            time.sleep(30)
+    """)
+    runner = start(entry)
+    runner.call("deaf")
+    assert runner.event() == {"type": "start"}
+    message = (json.dumps({"type": "note", "data": "x" * 1000}) + "\n").encode()
+    descriptor = runner.process.stdin.fileno()
+    os.set_blocking(descriptor, False)
+    # Writes until the runner has taken nothing for a second (or all 5,000 are in).
+    written, stalled_since = 0, None
+    while written < 5000 * len(message):
+        try:
+            written += os.write(descriptor, message[written % len(message):])
+            stalled_since = None
+        except BlockingIOError:
+            stalled_since = stalled_since or time.monotonic()
+            if time.monotonic() - stalled_since > 1.0:
+                break
+            time.sleep(0.01)
+    sent = written // len(message)
+    # 256 held by the runner, a 64 KiB pipe (~65 messages), Python's 8 KiB read buffer (~8) and
+    # the line being written.
+    assert sent < 256 + 65 + 8 + 10, f"the runner took {sent} messages from a prefab that reads none"

@@ -126,23 +126,12 @@ enum PythonInterpreter {
     static func resolve(_ command: String) -> String {
         if let known = resolved.withLock({ $0[command] }) { return known }
         var path = command
-        if let executable = ChildProcess.resolveExecutable(command) {
-            // Its pipe too is made under the lock (see `ChildProcess.start`).
-            spawnLock.lock()
-            let process = Process()
-            let output = Pipe()
-            process.executableURL = URL(fileURLWithPath: executable)
-            process.arguments = ["-c", "import sys; print(sys.executable)"]
-            process.standardOutput = output
-            process.standardError = FileHandle.nullDevice
-            let started = (try? process.run()) != nil
-            spawnLock.unlock()
-            if started {
-                let data = output.fileHandleForReading.readDataToEndOfFile()
-                process.waitUntilExit()
-                let text = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-                if process.terminationStatus == 0, FileManager.default.isExecutableFile(atPath: text) { path = text }
-            }
+        if let executable = ChildProcess.resolveExecutable(command),
+            let output = ProcessSpawner.shared.output(
+                of: executable, arguments: ["-c", "import sys; print(sys.executable)"])
+        {
+            let text = output.trimmingCharacters(in: .whitespacesAndNewlines)
+            if FileManager.default.isExecutableFile(atPath: text) { path = text }
         }
         resolved.withLock { $0[command] = path }
         return path

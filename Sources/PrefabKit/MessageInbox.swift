@@ -16,7 +16,7 @@ final class MessageInbox: @unchecked Sendable {
     private var questionCount = 0
     private var cancelReason: PrefabError?
     /// Set for a function that runs elsewhere (a process): messages go there instead of the queue.
-    private var forward: (@Sendable (PrefabEvent) -> Void)?
+    private var forward: (@Sendable (PrefabEvent) -> Bool)?
 
     /// Records a question the function sent, so that its answer is accepted.
     func questionAsked(_ event: PrefabEvent) {
@@ -50,57 +50,50 @@ final class MessageInbox: @unchecked Sendable {
             answered = id
         }
         condition.lock()
-        let accepted = accept(message, answering: answered)
-        condition.unlock()
-        if case .success(let forward?) = accepted { forward(message) }
-        _ = try accepted.get()
+        defer { condition.unlock() }
+        try accept(message, answering: answered)
     }
 
-    /// The checks of `deliver`, under the lock; queues the message, or returns where it goes.
-    private func accept(
-        _ message: PrefabEvent,
-        answering answered: String?
-    ) -> Result<(@Sendable (PrefabEvent) -> Void)?, PrefabError> {
-        if cancelReason != nil { return .failure(PrefabError(.invocationFinished, "the invocation has already ended")) }
+    /// The checks of `deliver`, under the lock; queues the message, or hands it to the forwarder.
+    /// Under the lock, so that forwarded messages keep their order and a refused one changes nothing.
+    private func accept(_ message: PrefabEvent, answering answered: String?) throws(PrefabError) {
+        if cancelReason != nil { throw PrefabError(.invocationFinished, "the invocation has already ended") }
         if let id = answered {
             guard let options = pending[id] else {
                 let open = pending.keys.sorted().map { "'\($0)'" }.joined(separator: ", ")
-                return .failure(
-                    PrefabError(
-                        .questionNotPending,
-                        "no question '\(id)' is waiting for an answer" + (open.isEmpty ? "" : "; waiting: \(open)")
-                    )
+                throw PrefabError(
+                    .questionNotPending,
+                    "no question '\(id)' is waiting for an answer" + (open.isEmpty ? "" : "; waiting: \(open)")
                 )
             }
             let value = message.data?.objectValue?["answer"] ?? .null
             if !options.isEmpty && !options.contains(value) {
-                return .failure(
-                    PrefabError(
-                        .invalidAnswer, "the answer to question '\(id)' must be one of the options", details: options)
-                )
+                throw PrefabError(
+                    .invalidAnswer, "the answer to question '\(id)' must be one of the options", details: options)
             }
-            pending[id] = nil
         }
-        if let forward { return .success(forward) }
-        guard messages.count < Self.capacity else {
-            return .failure(
-                PrefabError(
-                    .tooManyMessages, "\(Self.capacity) messages are already waiting to be read by the function")
-            )
+        // The same bound for a function in another process: its forwarder refuses a message while
+        // `capacity` of them wait unread there.
+        let accepted = forward.map { $0(message) } ?? (messages.count < Self.capacity)
+        guard accepted else {
+            throw PrefabError(
+                .tooManyMessages, "\(Self.capacity) messages are already waiting to be read by the function")
         }
-        messages.append(message)
-        condition.broadcast()
-        return .success(nil)
+        if let id = answered { pending[id] = nil }
+        if forward == nil {
+            messages.append(message)
+            condition.broadcast()
+        }
     }
 
-    /// From now on, messages go to `forward` (after the ones already queued, in order).
-    func forward(to forward: @escaping @Sendable (PrefabEvent) -> Void) {
-        let queued = condition.withLock {
+    /// From now on, messages go to `forward` (after the ones already queued, in order); it returns
+    /// false to refuse one while `capacity` messages wait unread where it sends them.
+    func forward(to forward: @escaping @Sendable (PrefabEvent) -> Bool) {
+        condition.withLock {
             self.forward = forward
-            defer { messages = [] }
-            return messages
+            for message in messages { _ = forward(message) }
+            messages = []
         }
-        for message in queued { forward(message) }
     }
 
     /// Takes the first message that `matches`, waiting until `deadline` (nil: no limit). Returns

@@ -51,9 +51,14 @@ extension PrefabContext {
         try inbox.deliver(message)
     }
 
+    /// The most messages that wait unread by a function; past it `deliver` refuses with
+    /// `TOO_MANY_MESSAGES`.
+    public static var messageCapacity: Int { MessageInbox.capacity }
+
     /// Sends every message, from now on, to `forward` instead of queueing it: for a function
-    /// that runs in another process.
-    public func forwardMessages(to forward: @escaping @Sendable (PrefabEvent) -> Void) {
+    /// that runs in another process. `forward` returns false to refuse a message (`TOO_MANY_MESSAGES`)
+    /// while `messageCapacity` messages wait unread there.
+    public func forwardMessages(to forward: @escaping @Sendable (PrefabEvent) -> Bool) {
         inbox.forward(to: forward)
     }
 }

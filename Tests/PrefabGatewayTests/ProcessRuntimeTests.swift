@@ -99,28 +99,45 @@ import Testing
         }
     }
 
-    @Test func aProcessThatIgnoresSIGTERMIsKilledAfterTheGracePeriod() async throws {
+    @Test func aStoppedProcessGetsSIGTERMFirstAndSIGKILLAfterTheGracePeriod() async throws {
+        // The prefab notes each SIGTERM in a file and keeps running: the note shows SIGTERM came
+        // (skipping it fails the first check), and its time shows SIGKILL waited for the grace.
         let code = """
             import os, signal, time
-            def stubborn():
-                signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            def stubborn(note):
+                def noted(*_):
+                    with open(note, "a") as file:
+                        file.write(f"{time.time()}\\n")
+                signal.signal(signal.SIGTERM, noted)
                 yield {"type": "start", "data": {"pid": os.getpid()}}
                 while True:
                     time.sleep(0.05)
                     yield {"type": "content", "data": "."}
             """
+        let parameters = #", "parameters": [{"name": "note", "type": "string", "required": true}]"#
+        let note = FileManager.default.temporaryDirectory.appendingPathComponent("sigterm-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: note) }
+        let grace = Duration.seconds(1)
         try await Self.run(
-            Self.python("stubborn", code),
-            configure: { $0.processes.terminationGrace = .milliseconds(300) }
+            Self.python("stubborn", code, extra: parameters),
+            configure: { $0.processes.terminationGrace = grace }
         ) { gateway in
             let connection = try RawConnection(port: gateway.port)
-            try connection.sendPost("/invoke/stubborn", json: "{}")
+            try connection.sendPost("/invoke/stubborn", json: #"{"inputs": {"note": "\#(note.path)"}}"#)
             let text = try await connection.readOffPool(until: #""pid":"#)
             let pid = try #require(text.firstMatch(of: /"pid":(\d+)/).flatMap { Int32($0.1) })
             connection.hangUp()
-            try await Task.sleep(for: .milliseconds(150))
-            #expect(!Self.isGone(pid), "SIGTERM was ignored, so it lives until the grace period ends")
+            let hungUp = Date().timeIntervalSince1970
+            #expect(
+                await Probe.eventually { FileManager.default.fileExists(atPath: note.path) },
+                "the process got no SIGTERM")
             #expect(await Probe.eventually { Self.isGone(pid) })
+            let gone = Date().timeIntervalSince1970
+            let noted = try String(contentsOf: note, encoding: .utf8).split(separator: "\n").compactMap { Double($0) }
+            let termed = try #require(noted.first)
+            // SIGTERM soon after the hang-up (seen: well under a second), SIGKILL not before the grace.
+            #expect(termed - hungUp < grace.seconds, "SIGTERM came \(termed - hungUp) s after the hang-up")
+            #expect(gone - termed >= grace.seconds * 0.9, "killed \(gone - termed) s after SIGTERM")
         }
     }
 
@@ -230,6 +247,7 @@ import Testing
             #expect(environment["PREFAB_INVOCATION_ID"]?.stringValue == response.headers[.init("X-Invocation-Id")!])
             let own = Set([
                 "PATH", "HOME", "LANG", "GREETING", "PREFAB_INVOCATION_ID", "PREFAB_OUTPUT_DIR", "PREFAB_FUNCTION",
+                "PREFAB_GATEWAY_CHILD",
             ])
             let python = Set(["PYTHONUNBUFFERED", "PYTHONDONTWRITEBYTECODE", "PYTHONIOENCODING", "LC_CTYPE"])
             #expect(Set(environment.keys).subtracting(own).subtracting(python).isEmpty, "\(environment.keys.sorted())")
@@ -254,26 +272,41 @@ import Testing
     }
 
     @Test func callsLeaveNoFileDescriptorsBehind() async throws {
+        // Each child reports its pipes (stdin, stdout, stderr) by inode; once the calls are over,
+        // the gateway holds none of them. Counting the whole process's descriptors instead would
+        // see every other test that runs beside this one.
         let code = """
-            import sys
-            def noisy():
+            import os, sys
+            def pipes():
                 print("to stderr", file=sys.stderr)
-                yield {"type": "done"}
+                links = set()
+                for fd in os.listdir("/proc/self/fd"):
+                    try:
+                        links.add(os.readlink(f"/proc/self/fd/{fd}"))
+                    except OSError:
+                        pass  # the listing's own descriptor, closed by now
+                yield {"type": "done", "data": sorted(link for link in links if link.startswith("pipe:"))}
             """
-        try await Self.run(Self.python("noisy", code)) { gateway in
-            // Warm up whatever the first calls open once (connections, event loops, timers).
-            for _ in 0..<5 { _ = try await gateway.invoke("noisy") }
-            let before = Self.openDescriptors()
-            for _ in 0..<40 { #expect(try await gateway.invoke("noisy").events.last == .done()) }
-            // Each call opens three pipes; all of them must be closed again.
+        try await Self.run(Self.python("pipes", code)) { gateway in
+            var pipes: Set<String> = []
+            for _ in 0..<20 {
+                let data = try #require(try await gateway.invoke("pipes").events.last?.data?.arrayValue)
+                #expect(data.count == 3, "\(data)")
+                pipes.formUnion(data.compactMap(\.stringValue))
+            }
+            #expect(pipes.count == 60)
             #expect(
-                await Probe.eventually { Self.openDescriptors() < before + 10 },
-                "\(before) -> \(Self.openDescriptors())")
+                await Probe.eventually { Self.openPipes().isDisjoint(with: pipes) },
+                "still open: \(Self.openPipes().intersection(pipes).sorted())")
         }
     }
 
-    static func openDescriptors() -> Int {
-        (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd").count) ?? 0
+    /// The pipes this process holds, as `pipe:[inode]`.
+    static func openPipes() -> Set<String> {
+        let descriptors = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []
+        return Set(
+            descriptors.compactMap { try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/\($0)") }
+                .filter { $0.hasPrefix("pipe:") })
     }
 
     @Test func aNonStreamingPythonFunctionAnswersItsReturnValue() async throws {

@@ -195,9 +195,27 @@ struct MessageTests {
         let context = makeContext()
         try context.deliver(PrefabEvent("note", data: 1))
         let forwarded = Mutex<[JSONValue?]>([])
-        context.forwardMessages { message in forwarded.withLock { $0.append(message.data) } }
+        context.forwardMessages { message in
+            forwarded.withLock { $0.append(message.data) }
+            return true
+        }
         try context.deliver(PrefabEvent("note", data: 2))
         #expect(forwarded.withLock { $0 } == [1, 2])
+    }
+
+    @Test("a forwarder that refuses a message makes deliver throw TOO_MANY_MESSAGES; the question stays open")
+    func forwardingRefused() throws {
+        let context = makeContext()
+        try context.yield(.question("name?", id: "q1"))
+        context.forwardMessages { _ in false }
+        do {
+            try context.deliver(.answer("x", to: "q1"))
+            Issue.record("a refused message was delivered")
+        } catch {
+            #expect(error.code == .tooManyMessages)
+        }
+        context.forwardMessages { _ in true }
+        try context.deliver(.answer("x", to: "q1"))
     }
 }
 

@@ -11,7 +11,9 @@ null for no limit; 300 when absent) and "max_output_bytes" (the output folder's 
 prefab writes are capped just past it, and a refused write is an OUTPUT_TOO_LARGE error).
 
 Messages: stdin stays open, and every further line is a message from the client, one JSON object
-with a string "type", e.g. {"type": "answer", "data": {"questionId": "q1", "answer": "A"}}.
+with a string "type", e.g. {"type": "answer", "data": {"questionId": "q1", "answer": "A"}}. At most
+MESSAGE_CAPACITY of them wait unread here; past that the runner stops reading stdin, the pipe fills,
+and the gateway refuses more (TOO_MANY_MESSAGES), as for a Swift function that does not read.
 A generator that yields {"type": "question", ...} gets the matching answer's data.answer as the
 value of that yield (data.questionId is set to "q1", "q2", ... when absent); with no answer
 within the timeout, QuestionTimeout (error_code QUESTION_TIMEOUT) is thrown into it. The module
@@ -22,6 +24,7 @@ Anything the prefab prints goes to stderr, so it can never corrupt the protocol.
 standard library is used.
 """
 
+import collections.abc
 import errno
 import importlib.util
 import types
@@ -35,6 +38,8 @@ import time
 import traceback
 
 DEFAULT_QUESTION_TIMEOUT = 300.0
+# The gateway's bound on unread messages (PrefabContext.messageCapacity).
+MESSAGE_CAPACITY = 256
 
 
 def main():
@@ -135,7 +140,8 @@ def import_entry(entry):
 def run(function, inputs, streaming, writer, session):
     try:
         result = function(**inputs)
-        if isinstance(result, types.GeneratorType):
+        # A generator, or any other iterator (`return iter(events)`), is streamed event by event.
+        if isinstance(result, collections.abc.Iterator) and (streaming or isinstance(result, types.GeneratorType)):
             drive(result, writer, session)
         elif streaming:
             writer.event({"type": "done", "data": result} if result is not None else {"type": "done"})
@@ -150,11 +156,18 @@ def run(function, inputs, streaming, writer, session):
 
 def drive(generator, writer, session):
     """Writes each event the generator yields; a question's answer is sent back as the value of
-    its yield, a missing one is thrown into it as QuestionTimeout."""
+    its yield, a missing one is thrown into it as QuestionTimeout. A plain iterator cannot take
+    either: its answers are dropped, and a QuestionTimeout ends the run."""
+    is_generator = isinstance(generator, types.GeneratorType)
     reply, failure = None, None
     while True:
         try:
-            event = generator.throw(failure) if failure is not None else generator.send(reply)
+            if not is_generator:
+                if failure is not None:
+                    raise failure
+                event = next(generator)
+            else:
+                event = generator.throw(failure) if failure is not None else generator.send(reply)
         except StopIteration:
             return
         reply, failure = None, None
@@ -162,11 +175,11 @@ def drive(generator, writer, session):
         if isinstance(event, dict) and event.get("type") == "question":
             question = session.prepare_question(event, writer.count + 1)
             if question is None:
-                generator.close()
+                close(generator)
                 return
             event = question[0]
         if not writer.event(event):
-            generator.close()
+            close(generator)
             return
         if question is not None:
             _, question_id, timeout = question
@@ -176,10 +189,17 @@ def drive(generator, writer, session):
                 failure = timed_out
             except EndRun:
                 try:
-                    generator.close()
+                    close(generator)
                 except Exception:  # noqa: BLE001 - the run is over either way
                     traceback.print_exc()
                 raise
+
+
+def close(iterator):
+    """Closes a generator (its `finally` blocks run); other iterators have nothing to close."""
+    closer = getattr(iterator, "close", None)
+    if callable(closer):
+        closer()
 
 
 class EndRun(BaseException):
@@ -206,6 +226,10 @@ class Session:
         self.writer = writer
         self.queue = queue.Queue()
         self.backlog = []
+        # Free places for unread messages (queued or in the backlog): the reader waits for one
+        # before it reads the next line, so a prefab that reads nothing holds at most
+        # MESSAGE_CAPACITY messages here and the rest stay in the pipe and the gateway's bound.
+        self.free = threading.Semaphore(MESSAGE_CAPACITY)
         self.closed = False
         self.question_count = 0
         self.question_timeout = DEFAULT_QUESTION_TIMEOUT
@@ -215,16 +239,23 @@ class Session:
 
     def _read(self, stream):
         try:
-            for line in iter(stream.readline, ""):
+            while True:
+                self.free.acquire()
+                line = stream.readline()
+                if not line:
+                    break
                 if not line.strip():
+                    self.free.release()
                     continue
                 try:
                     message = json.loads(line)
                 except ValueError as error:
                     note(f"ignored a message that is not valid JSON ({error}): {line.strip()!r:.120}")
+                    self.free.release()
                     continue
                 if not isinstance(message, dict) or not isinstance(message.get("type"), str):
                     note(f"ignored a message that is not an object with a string 'type': {line.strip()!r:.120}")
+                    self.free.release()
                     continue
                 self.queue.put(message)
         except (OSError, ValueError) as error:
@@ -247,10 +278,16 @@ class Session:
             raise EndRun()
         return message
 
+    def _handed_over(self, message):
+        """A message leaves the runner's keeping (the prefab has it): its place is free again."""
+        self.free.release()
+        return message
+
     def next_message(self, timeout=None):
         if self.backlog:
-            return self.backlog.pop(0)
-        return self._take(None if timeout is None else max(0.0, timeout))
+            return self._handed_over(self.backlog.pop(0))
+        message = self._take(None if timeout is None else max(0.0, timeout))
+        return message if message is None else self._handed_over(message)
 
     def messages(self):
         while True:
@@ -265,7 +302,7 @@ class Session:
         for index, message in enumerate(self.backlog):
             if is_answer(message, question_id):
                 del self.backlog[index]
-                return message["data"].get("answer")
+                return self._handed_over(message)["data"].get("answer")
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
@@ -273,7 +310,7 @@ class Session:
             if message is None:
                 raise QuestionTimeout(f"no answer to question '{question_id}' within {timeout:g} s")
             if is_answer(message, question_id):
-                return message["data"].get("answer")
+                return self._handed_over(message)["data"].get("answer")
             self.backlog.append(message)
 
     def new_question_id(self, given):
@@ -403,7 +440,9 @@ class EventWriter:
 
     def encode(self, value, what):
         try:
-            return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+            line = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+            line.encode("utf-8")  # a lone surrogate ("\ud800") has no UTF-8 form
+            return line
         except (TypeError, ValueError, RecursionError) as error:
             path, problem = find_unserialisable(value, "") or ("", f"not serialisable ({error})")
             self.error(f"{what} cannot be sent as JSON: field '{path.lstrip('.')}' is {problem}", "NOT_SERIALIZABLE")
@@ -420,7 +459,10 @@ class EventWriter:
 
 
 def find_unserialisable(value, path):
-    if value is None or isinstance(value, (str, bool, int)):
+    if isinstance(value, str):
+        return None if encodable(value) else (path, f"a string with a lone surrogate ({first_surrogate(value)}), "
+                                                    "which UTF-8 cannot encode")
+    if value is None or isinstance(value, (bool, int)):
         return None
     if isinstance(value, float):
         return None if math.isfinite(value) else (path, f"the number {value}")
@@ -428,6 +470,9 @@ def find_unserialisable(value, path):
         for key, item in value.items():
             if not isinstance(key, (str, int, float, bool)) and key is not None:
                 return (path, f"a dict with a key of type {type(key).__name__}")
+            if isinstance(key, str) and not encodable(key):
+                return (path, f"a dict with a key with a lone surrogate ({first_surrogate(key)}), "
+                              "which UTF-8 cannot encode")
             found = find_unserialisable(item, f"{path}.{key}")
             if found:
                 return found
@@ -439,6 +484,18 @@ def find_unserialisable(value, path):
                 return found
         return None
     return (path, f"a value of type {type(value).__name__}")
+
+
+def encodable(text):
+    try:
+        text.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
+def first_surrogate(text):
+    return next((f"\\u{ord(c):04x}" for c in text if 0xD800 <= ord(c) <= 0xDFFF), "?")
 
 
 if __name__ == "__main__":
