@@ -39,6 +39,15 @@ import Testing
         }
     }
 
+    /// True once no function runs (the relay of a call whose stdout is held open keeps its thread).
+    static func idle(_ gateway: LiveGateway) async -> Bool {
+        for _ in 0..<250 {
+            if let health = try? await gateway.request(.get, "/health"), health.json?["running"] == 0 { return true }
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        return false
+    }
+
     /// A command that starts a `setsid` daemon holding its stdout, then ends: the call must end
     /// when the command does (not at its 60 s timeout), and the daemon with it.
     @Test func aDescendantThatLeftTheProcessGroupEndsWithTheCall() async throws {
@@ -57,6 +66,7 @@ import Testing
                 #expect(events.map(\.type) == ["start", "done"])
                 let sleeper = try #require(events.first?.data?["sleeper"]?.intValue)
                 #expect(await Probe.eventually { ProcessRuntimeTests.isGone(Int32(sleeper)) }, "sleeper \(sleeper)")
+                #expect(await Self.idle(gateway), "the call's relay still waits for its stdout")
             }
         }
     }
@@ -74,6 +84,7 @@ import Testing
             #expect(ContinuousClock.now - started < .seconds(10))
             let sleeper = try #require(events.last?.data?.intValue)
             #expect(await Probe.eventually { ProcessRuntimeTests.isGone(Int32(sleeper)) }, "sleeper \(sleeper)")
+            #expect(await Self.idle(gateway))
         }
     }
 
