@@ -74,6 +74,11 @@ struct BrowserAccessPolicy: Sendable {
         guard let origin = request.headerFields[.origin] else { return nil }
         guard !isAllowed(origin: origin, authority: request.authority) else { return nil }
         let shown = String(origin.prefix(100))
+        guard Origin(origin) != nil else {
+            // `null` (sandboxed frames, file: pages) or no origin at all: nothing can allow it.
+            return GatewayError(
+                .forbidden, .originNotAllowed, "pages with the origin '\(shown)' may not call this gateway")
+        }
         return GatewayError(
             .forbidden,
             .originNotAllowed,

@@ -55,7 +55,10 @@ struct Serve: AsyncParsableCommand {
     )
     var maxOutputBytes: Int?
 
-    @Option(help: "Seconds output files are kept (env PREFAB_GATEWAY_OUTPUT_RETENTION; default 3600).")
+    @Option(
+        help:
+            "Seconds output files are kept after their call ended, never while it runs (env PREFAB_GATEWAY_OUTPUT_RETENTION; default 3600)."
+    )
     var outputRetention: Double?
 
     @Option(
