@@ -76,8 +76,8 @@ final class EventLog: @unchecked Sendable {
 
     // All state below is guarded by `condition`'s lock; the producer waits on it under flow control.
     private let condition = AdaptiveCondition()
-    /// SSE messages from `head` on; bytes before `head` were dropped.
-    private var bytes: [UInt8] = []
+    /// SSE messages, by their offset among all bytes ever appended; those before `head` were dropped.
+    private var bytes = ChunkedBytes()
     private var head = 0
     /// The end offset in `bytes` of each kept event, oldest first, from index `headIndex`.
     private var ends: [Int] = []
@@ -102,6 +102,12 @@ final class EventLog: @unchecked Sendable {
     private let historyBytes: Int
     /// Untaken bytes that end the wait for a quick answer.
     private static let streamWithoutWaitingBytes = 32 * 1024
+    /// The most bytes a reader takes at once: what a stream holds in its write path (the batch, its
+    /// copy for the socket, the write waiting for a slow client) is a few times this.
+    static let batchBytes = 64 * 1024
+    /// What an invocation holds besides its events (its context, message inbox, locks, inputs),
+    /// counted with the events so that the bound on finished invocations' bytes covers it.
+    static let overheadBytes = 2048
     /// The largest scratch buffer kept between events.
     private static let scratchKeptBytes = 64 * 1024
     private static let afterTheEnd = PrefabError(
@@ -192,19 +198,19 @@ final class EventLog: @unchecked Sendable {
     }
 
     private var isFull: Bool {
-        last - taken >= maxEvents || bytes.count - endOffset(of: max(taken, firstKept - 1)) >= maxBytes
+        last - taken >= maxEvents || bytes.end - endOffset(of: max(taken, firstKept - 1)) >= maxBytes
     }
 
     /// Appends `message` as the next event; returns the continuations to resume.
     private func append(_ message: [UInt8]) -> [CheckedContinuation<Void, Never>] {
-        bytes.append(contentsOf: message)
-        ends.append(bytes.count)
+        bytes.append(message)
+        ends.append(bytes.end)
         last += 1
         if !flowControl { taken = last }
         trimHistory(keepingUntaken: flowControl)
         var wake = takeWaiters()
         // A function that has already produced this much is no quick answer: start streaming.
-        if let completion = completionWaiter, bytes.count - head >= Self.streamWithoutWaitingBytes {
+        if let completion = completionWaiter, bytes.end - head >= Self.streamWithoutWaitingBytes {
             wake.append(completion)
             completionWaiter = nil
         }
@@ -243,11 +249,11 @@ final class EventLog: @unchecked Sendable {
         return firstKept
     }
 
-    /// The memory the kept events take, roughly.
+    /// The memory the kept events take, roughly, with the invocation's own objects.
     var keptBytes: Int {
         condition.lock()
         defer { condition.unlock() }
-        return bytes.capacity + ends.capacity * MemoryLayout<Int>.stride
+        return bytes.capacity + ends.capacity * MemoryLayout<Int>.stride + Self.overheadBytes
     }
 
     fileprivate func next(_ reader: Reader, into out: inout [UInt8]) async -> Batch {
@@ -265,7 +271,7 @@ final class EventLog: @unchecked Sendable {
     }
 
     /// What `next` can return right now, or nil when it has to wait.
-    private func poll(_ reader: Reader, into out: inout [UInt8]) -> Batch? {
+    private func poll(_ reader: Reader, into out: inout [UInt8], limit: Int = EventLog.batchBytes) -> Batch? {
         condition.lock()
         defer { condition.unlock() }
         if reader.detached { return .finished }
@@ -274,11 +280,13 @@ final class EventLog: @unchecked Sendable {
             reader.after = firstKept - 1
         }
         if reader.after < last {
-            out.append(contentsOf: bytes[endOffset(of: reader.after)...])
-            reader.after = last
+            let from = endOffset(of: reader.after)
+            let upTo = bytes.end - from <= limit ? last : lastEvent(endingWithin: limit, after: reader.after)
+            bytes.copy(from: from, to: endOffset(of: upTo), into: &out)
+            reader.after = upTo
             reader.activeSinceHeartbeat = true
-            if last > taken {
-                taken = last
+            if upTo > taken {
+                taken = upTo
                 trimHistory(keepingUntaken: flowControl)
                 condition.broadcast()
             }
@@ -295,7 +303,7 @@ final class EventLog: @unchecked Sendable {
 
     fileprivate func takeAvailable(_ reader: Reader, into out: inout [UInt8]) -> Bool {
         out.removeAll(keepingCapacity: true)
-        _ = poll(reader, into: &out)
+        _ = poll(reader, into: &out, limit: .max)
         condition.lock()
         defer { condition.unlock() }
         return finished && reader.after == last
@@ -349,7 +357,7 @@ final class EventLog: @unchecked Sendable {
         let timer = GatewayTimer.schedule(after: timeout) { [self] in completionTimeout() }
         await withCheckedContinuation { continuation in
             condition.lock()
-            if finished || completionWaitTimedOut || bytes.count - head >= Self.streamWithoutWaitingBytes {
+            if finished || completionWaitTimedOut || bytes.end - head >= Self.streamWithoutWaitingBytes {
                 condition.unlock()
                 continuation.resume()
             } else {
@@ -392,15 +400,32 @@ final class EventLog: @unchecked Sendable {
         compact(force: false)
     }
 
-    /// Gives back the dropped prefix once it is large, so that trimming stays linear overall.
+    /// The last event after `after` that ends within `limit` bytes of it (at least the next one).
+    private func lastEvent(endingWithin limit: Int, after: Int) -> Int {
+        let from = endOffset(of: after)
+        var low = after + 1
+        var high = last
+        while low < high {
+            let middle = (low + high + 1) / 2
+            if endOffset(of: middle) - from <= limit { low = middle } else { high = middle - 1 }
+        }
+        return low
+    }
+
+    /// Frees the chunks of dropped events, and the dropped events' offsets once they are many, so
+    /// that trimming stays linear overall; `force` (a finished log) also gives back spare capacity.
     private func compact(force: Bool) {
-        guard head > 0, force || (head >= 64 * 1024 && head * 2 >= bytes.count) else { return }
-        var kept = [UInt8]()
-        kept.reserveCapacity(bytes.count - head)
-        kept.append(contentsOf: bytes[head...])
-        bytes = kept
-        ends = ends[headIndex...].map { $0 - head }
-        head = 0
+        bytes.drop(before: head)
+        if force {
+            bytes.shrink()
+            guard headIndex > 0 || ends.capacity > ends.count + 16 else { return }
+        } else {
+            guard headIndex >= 4096 && headIndex * 2 >= ends.count else { return }
+        }
+        var kept: [Int] = []
+        kept.reserveCapacity(ends.count - headIndex)
+        kept.append(contentsOf: ends[headIndex...])
+        ends = kept
         headIndex = 0
     }
 
