@@ -108,6 +108,8 @@ final class EventLog: @unchecked Sendable {
     /// What an invocation holds besides its events (its context, message inbox, locks, inputs),
     /// counted with the events so that the bound on finished invocations' bytes covers it.
     static let overheadBytes = 2048
+    /// The index entry (end offset) kept per event, counted with the event's bytes in the bounds.
+    private static let indexBytes = MemoryLayout<Int>.stride
     /// The largest scratch buffer kept between events.
     private static let scratchKeptBytes = 64 * 1024
     private static let afterTheEnd = PrefabError(
@@ -198,7 +200,9 @@ final class EventLog: @unchecked Sendable {
     }
 
     private var isFull: Bool {
-        last - taken >= maxEvents || bytes.end - endOffset(of: max(taken, firstKept - 1)) >= maxBytes
+        let untaken = last - max(taken, firstKept - 1)
+        return last - taken >= maxEvents
+            || bytes.end - endOffset(of: max(taken, firstKept - 1)) + untaken * Self.indexBytes >= maxBytes
     }
 
     /// Appends `message` as the next event; returns the continuations to resume.
@@ -392,7 +396,9 @@ final class EventLog: @unchecked Sendable {
     /// whether taken or not).
     private func trimHistory(keepingUntaken: Bool) {
         let protected = keepingUntaken ? min(taken, last) : last
-        while firstKept <= protected, endOffset(of: protected) - head > historyBytes {
+        while firstKept <= protected,
+            endOffset(of: protected) - head + (protected - firstKept + 1) * Self.indexBytes > historyBytes
+        {
             head = ends[headIndex]
             headIndex += 1
             firstKept += 1
