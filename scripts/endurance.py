@@ -267,9 +267,9 @@ def round_of_work(gateway, scale, seed):
 
 def main():
     options = argparse.ArgumentParser()
-    options.add_argument("--rounds", type=int, default=4)
+    options.add_argument("--rounds", type=int, default=6)
     options.add_argument("--minutes", type=float, help="run rounds for this long instead of --rounds")
-    options.add_argument("--scale", type=int, default=1, help="work per round (calls grow linearly)")
+    options.add_argument("--scale", type=int, default=2, help="work per round (calls grow linearly)")
     options.add_argument("--release", action="store_true", help="use the release build")
     options.add_argument("--binary", help="run this prefab-gateway executable (implies --no-build)")
     options.add_argument("--no-build", action="store_true")

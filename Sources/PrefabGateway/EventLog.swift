@@ -307,7 +307,12 @@ final class EventLog: @unchecked Sendable {
 
     fileprivate func takeAvailable(_ reader: Reader, into out: inout [UInt8]) -> Bool {
         out.removeAll(keepingCapacity: true)
-        _ = poll(reader, into: &out, limit: .max)
+        condition.lock()
+        let whole = finished
+        condition.unlock()
+        // A finished call is answered whole; a running one's first write is one batch, like the
+        // rest (the stream keeps its first write for its whole life).
+        _ = poll(reader, into: &out, limit: whole ? .max : EventLog.batchBytes)
         condition.lock()
         defer { condition.unlock() }
         return finished && reader.after == last
@@ -422,12 +427,16 @@ final class EventLog: @unchecked Sendable {
     /// that trimming stays linear overall; `force` (a finished log) also gives back spare capacity.
     private func compact(force: Bool) {
         bytes.drop(before: head)
-        if force {
-            bytes.shrink()
-            guard headIndex > 0 || ends.capacity > ends.count + 16 else { return }
-        } else {
-            guard headIndex >= 4096 && headIndex * 2 >= ends.count else { return }
+        if !force {
+            // In place, once an eighth is dropped: the index then stays within its live entries'
+            // next power of two (it was up to four times their size, 400 KB of a stalled stream).
+            guard headIndex >= 1024 && headIndex * 8 >= ends.count else { return }
+            ends.removeFirst(headIndex)
+            headIndex = 0
+            return
         }
+        bytes.shrink()
+        guard headIndex > 0 || ends.capacity > ends.count + 16 else { return }
         var kept: [Int] = []
         kept.reserveCapacity(ends.count - headIndex)
         kept.append(contentsOf: ends[headIndex...])
