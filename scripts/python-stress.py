@@ -80,6 +80,7 @@ def sample(gateway, peaks, stop):
 
 def run_load(gateway, calls, label):
     before = gateway.stats()
+    spawned_before = spawn_seconds(gateway)
     peaks = {}
     stop = threading.Event()
     sampler = threading.Thread(target=sample, args=(gateway, peaks, stop), daemon=True)
@@ -102,7 +103,10 @@ def run_load(gateway, calls, label):
         return False
     tally.check(gateway.wait_idle(30), f"{label}: functions still run 30 s after every stream ended")
     after = settle(gateway, before)
-    print(f"{label}: {calls} calls in {seconds:.1f} s, failures {len(problems)}; peak fds {peaks.get('fds')}, "
+    spawned = [now - then for now, then in zip(spawn_seconds(gateway), spawned_before)]
+    spawn_ms = spawned[1] / spawned[0] * 1000 if spawned[0] else 0
+    print(f"{label}: {calls} calls in {seconds:.1f} s, failures {len(problems)}; "
+          f"spawn {spawn_ms:.2f} ms per child; peak fds {peaks.get('fds')}, "
           f"threads {peaks.get('threads')}, children {peaks.get('children')}, RSS {peaks.get('rss_mb')} MB; "
           f"before {before}; after {after}", flush=True)
     tally.check(after["children"] == 0, f"{label}: {after['children']} child processes remain")
@@ -111,6 +115,17 @@ def run_load(gateway, calls, label):
     tally.check(after["threads"] <= before["threads"] + THREAD_SLACK,
                 f"{label}: threads {before['threads']} -> {after['threads']}")
     return True
+
+
+def spawn_seconds(gateway):
+    """(children started, seconds spent starting them) from /metrics."""
+    text = gateway.request("GET", "/metrics", timeout=10)[2].decode()
+    values = {}
+    for line in text.splitlines():
+        for name in ("prefab_process_spawn_seconds_sum", "prefab_process_spawn_seconds_count"):
+            if line.startswith(name):
+                values[name] = float(line.split()[-1])
+    return values.get("prefab_process_spawn_seconds_count", 0), values.get("prefab_process_spawn_seconds_sum", 0.0)
 
 
 def settle(gateway, before):
