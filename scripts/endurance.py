@@ -15,7 +15,6 @@ before the first round (within the slack below, after idle threads had time to e
 
 Usage: python3 scripts/endurance.py [--rounds N | --minutes N] [--release] [--no-build]."""
 import argparse
-import http.client
 import json
 import pathlib
 import random
@@ -24,7 +23,6 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections import Counter
 
 import live_gateway
 from live_gateway import LiveGateway, Tally
@@ -44,14 +42,7 @@ FD_SLACK = 8
 ECHO_CONNECTIONS = 64
 
 tally = Tally("endurance")
-outcomes = Counter()
-lock = threading.Lock()
-
-
-def record(kind, ok, what):
-    with lock:
-        outcomes[kind] += 1
-        tally.check(ok, f"{kind}: {what}")
+record = tally.record
 
 
 def prefabs_folder():
@@ -306,7 +297,7 @@ def run(gateway, arguments):
         time.sleep(1)
         stats = gateway.stats()
         rounds.append(stats)
-        print(f"round {index} ({time.monotonic() - round_started:.0f} s, {sum(outcomes.values())} checks so far): "
+        print(f"round {index} ({time.monotonic() - round_started:.0f} s, {sum(tally.by_kind.values())} checks so far): "
               f"{stats}", flush=True)
         if not gateway.alive():
             break
@@ -315,7 +306,7 @@ def run(gateway, arguments):
                 break
         elif index >= arguments.rounds:
             break
-    print(f"by kind: {dict(sorted(outcomes.items()))}")
+    print(f"by kind: {dict(sorted(tally.by_kind.items()))}")
     print(f"waiting {THREAD_IDLE_WAIT} s for idle function threads and output folders to go...", flush=True)
     time.sleep(THREAD_IDLE_WAIT)
     after = gateway.stats()

@@ -1,6 +1,7 @@
 """The real prefab-gateway executable on a free loopback port, for the hardening scripts
 (fault-test.py, http-fuzz.py, soak-test.py), and what they measure of it from /proc: open
 descriptors, threads, child processes and memory. Standard library only."""
+import collections
 import http.client
 import json
 import os
@@ -11,6 +12,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -292,12 +294,20 @@ def gone(pids, timeout):
 
 
 class Tally:
-    """Counts checks; every failure is printed as it happens."""
+    """Counts checks; every failure is printed as it happens. `record` is the thread-safe form
+    that also counts checks by kind."""
 
     def __init__(self, name):
         self.name = name
         self.tried = 0
         self.failures = []
+        self.by_kind = collections.Counter()
+        self.lock = threading.Lock()
+
+    def record(self, kind, ok, what):
+        with self.lock:
+            self.by_kind[kind] += 1
+            self.check(ok, f"{kind}: {what}")
 
     def check(self, condition, what):
         self.tried += 1

@@ -14,7 +14,6 @@ import re
 import socket
 import threading
 import time
-from collections import Counter
 
 import live_gateway
 from live_gateway import LiveGateway, Tally
@@ -34,14 +33,7 @@ RSS_PER_CALL_KB = 1
 RSS_SLACK_MB = 6
 
 tally = Tally("soak-test")
-outcomes = Counter()
-lock = threading.Lock()
-
-
-def record(kind, ok, what):
-    with lock:
-        outcomes[kind] += 1
-        tally.check(ok, f"{kind}: {what}")
+record = tally.record
 
 
 hung_up_json = [0]
@@ -123,7 +115,7 @@ def call(gateway, rng):
                 early = connection.recv(65536)
             except socket.timeout:
                 early = b""
-        with lock:
+        with tally.lock:
             hung_up_json[0] += 1
             expected = hung_up_json[0]
         deadline = time.monotonic() + 10
@@ -172,7 +164,7 @@ def run_calls(gateway, count, clients, seed):
     def client(seed):
         rng = random.Random(seed)
         while True:
-            with lock:
+            with tally.lock:
                 if remaining[0] == 0:
                     return
                 remaining[0] -= 1
@@ -219,7 +211,7 @@ def main():
         during = gateway.stats()
         print(f"{measured} more calls by {arguments.clients} clients in {seconds:.0f} s "
               f"({measured / seconds:.0f}/s); peak RSS {peak} MB", flush=True)
-        print(f"  by kind: {dict(sorted(outcomes.items()))}")
+        print(f"  by kind: {dict(sorted(tally.by_kind.items()))}")
         print(f"right after: {during}", flush=True)
         tally.check(gateway.wait_idle(15), "functions still run after every client finished")
         print(f"waiting {RETENTION + 2} s for output and invocation retention, then {THREAD_IDLE_WAIT} s for idle "
