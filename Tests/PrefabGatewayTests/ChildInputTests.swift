@@ -12,10 +12,12 @@ import Testing
     /// close: neither may reach what the freed descriptor number refers to next (hole 7: a close
     /// beside a write on another thread sent the rest of a line into an unrelated socket or pipe).
     @Test func nothingReachesADescriptorNumberReusedAfterTheClose() async throws {
-        // A high number, so that no other test's socket takes it when it is freed: descriptors
-        // are handed out lowest first.
-        let number: Int32 = 900
-        #expect(fcntl(number, F_GETFD) == -1, "descriptor \(number) is free")
+        // A number near the limit, so that no other test's socket takes it when it is freed:
+        // descriptors are handed out lowest first.
+        var limit = rlimit()
+        _ = getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+        let number = Int32(clamping: limit.rlim_cur) - 64
+        try #require(fcntl(number, F_GETFD) == -1, "descriptor \(number) is free")
         var stdin: [Int32] = [0, 0]
         #expect(pipe(&stdin) == 0)
         #expect(dup2(stdin[1], number) == number)
