@@ -76,12 +76,7 @@ import Testing
             let seen = try await connection.readOffPool(until: "id: 1\n")
             let id = try #require(seen.firstMatch(of: /"invocation_id":"([0-9a-f]+)"/).map { String($0.1) })
             connection.hangUp()  // the call now waits up to 600 s for the client to resume
-            var readers: JSONValue?
-            for _ in 0..<250 where readers != 0 {
-                readers = try await gateway.request(.get, "/invocations/\(id)").json?["readers"]
-                try await Task.sleep(for: .milliseconds(20))
-            }
-            #expect(readers == 0)
+            #expect(try await InvocationTests.readersLeft(gateway, id) == 0)
             probe.proceed.signal()
             #expect(await Probe.eventually(within: .seconds(2)) { contexts.alive == 0 })
         }

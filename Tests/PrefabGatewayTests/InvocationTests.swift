@@ -226,13 +226,7 @@ import Testing
             let id = try #require(seen.firstMatch(of: /"invocation_id":"([0-9a-f]+)"/).map { String($0.1) })
             connection.hangUp()
             // Give the gateway time to notice the close before the run goes on.
-            var readers: JSONValue?
-            for _ in 0..<250 {
-                readers = try await Self.status(gateway, id)["readers"]
-                if readers == 0 { break }
-                try await Task.sleep(for: .milliseconds(20))
-            }
-            #expect(readers == 0)
+            #expect(try await Self.readersLeft(gateway, id) == 0)
             probe.proceed.signal()
 
             let resumed = try await gateway.request(.get, "/invocations/\(id)/events", headers: [Self.lastEventID: "3"])
@@ -322,6 +316,17 @@ import Testing
 
     static func status(_ gateway: LiveGateway, _ id: String) async throws -> JSONValue {
         try #require(try await gateway.request(.get, "/invocations/\(id)").json)
+    }
+
+    /// The invocation's reader count once it is 0, or what it still is after 5 s.
+    static func readersLeft(_ gateway: LiveGateway, _ id: String) async throws -> JSONValue? {
+        var readers: JSONValue?
+        for _ in 0..<250 {
+            readers = try await status(gateway, id)["readers"]
+            if readers == 0 { break }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        return readers
     }
 }
 

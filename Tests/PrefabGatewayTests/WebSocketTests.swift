@@ -187,13 +187,7 @@ import Testing
             #expect(Array(seen.dropFirst()) == [.content("a1"), .content("a2")])
             let id = try #require(seen.first?["invocation_id"]?.stringValue)
             // The gateway notices the socket's close before the run goes on.
-            var readers: JSONValue?
-            for _ in 0..<250 {
-                readers = try await InvocationTests.status(gateway, id)["readers"]
-                if readers == 0 { break }
-                try await Task.sleep(for: .milliseconds(20))
-            }
-            #expect(readers == 0)
+            #expect(try await InvocationTests.readersLeft(gateway, id) == 0)
             probe.proceed.signal()
             let resumed = try await gateway.request(.get, "/invocations/\(id)/events?after=3")
             #expect(resumed.status == .ok)
