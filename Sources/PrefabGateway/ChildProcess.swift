@@ -40,6 +40,12 @@ final class ChildProcess: Sendable {
 
     var isRunning: Bool { !life.hasExited && !stopped.load(ordering: .relaxed) }
 
+    /// Once the child has exited, ends what it started that escaped its process group (adopted
+    /// orphans carrying its mark).
+    func endEscapedIfExited() {
+        if life.hasExited { ChildLife.endEscaped(mark: life.mark) }
+    }
+
     /// Starts the child in the prefab's folder; `invocation` nil starts a warm child that waits
     /// for its call.
     static func start(

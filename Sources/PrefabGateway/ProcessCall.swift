@@ -69,6 +69,10 @@ struct ProcessCall {
         let timer = DispatchSource.makeTimerSource(queue: Self.outputWatchQueue)
         timer.schedule(deadline: .now() + Self.outputWatchInterval, repeating: Self.outputWatchInterval)
         timer.setEventHandler {
+            // The sweep at the child's exit reads /proc's children lists, which can miss a child
+            // while others are being started (seen once in CI: a `setsid` daemon held stdout until
+            // the call's timeout); while the relay still waits, sweep again.
+            child.endEscapedIfExited()
             guard OutputStore.size(of: directory) > limit else { return }
             child.stop(graceful: false)
         }
