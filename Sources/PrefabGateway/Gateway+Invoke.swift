@@ -21,13 +21,28 @@ extension Gateway {
             let invocation = try makeInvocation(function, inputs, baseURL: baseURL, owner: owner, flowControl: false)
             return try await respondWithResult(invocation, body, request: request, context: context)
         case .streaming(let body):
-            let accept = request.headers[.accept] ?? ""
-            if accept.contains("application/json"), !accept.contains("text/event-stream") {
+            if Self.wantsJSON(request.headers[.accept]) {
                 return try await respondWithCollectedEvents(
                     function, inputs, baseURL: baseURL, owner: owner, body, request: request, context: context)
             }
             let invocation = try makeInvocation(function, inputs, baseURL: baseURL, owner: owner, flowControl: true)
             return try await respondWithStream(invocation, body, request: request, context: context)
+        }
+    }
+
+    /// An `Accept` header that asks for JSON and not for a stream. Compared as bytes: Foundation's
+    /// `contains` cost a short call several thousand instructions.
+    static func wantsJSON(_ accept: String?) -> Bool {
+        guard let accept else { return false }
+        return contains(accept, "application/json") && !contains(accept, "text/event-stream")
+    }
+
+    private static func contains(_ text: String, _ part: StaticString) -> Bool {
+        let needle = UnsafeBufferPointer(start: part.utf8Start, count: part.utf8CodeUnitCount)
+        let haystack = Array(text.utf8)
+        guard haystack.count >= needle.count else { return false }
+        return (0...haystack.count - needle.count).contains { start in
+            needle.indices.allSatisfy { haystack[start + $0] == needle[$0] }
         }
     }
 
@@ -85,11 +100,20 @@ extension Gateway {
         if let configured = configuration.publicBaseURL { return configured }
         // The Host header is echoed into URLs: only a plain host[:port] is trusted.
         let authority = request.head.authority ?? ""
-        let safe = !authority.isEmpty && authority.utf8.allSatisfy(Self.authorityBytes.contains)
+        let safe = !authority.isEmpty && authority.utf8.allSatisfy(Self.isAuthorityByte)
         return "http://" + (safe ? authority : "\(configuration.host):\(configuration.port)")
     }
 
-    private static let authorityBytes = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-:[]".utf8)
+    /// Letters, digits and `.-:[]`.
+    private static func isAuthorityByte(_ byte: UInt8) -> Bool {
+        switch byte {
+        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
+            UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "."), UInt8(ascii: "-"), UInt8(ascii: ":"),
+            UInt8(ascii: "["), UInt8(ascii: "]"):
+            true
+        default: false
+        }
+    }
 
     // MARK: Streaming as Server-Sent Events
 
@@ -394,7 +418,7 @@ extension Gateway {
             inputs: inputs,
             baseURL: baseURL,
             owner: owner,
-            outputDirectory: outputs.directory(for: id),
+            outputDirectory: { [outputs] in outputs.directory(for: id) },
             events: EventLog(
                 flowControl: flowControl,
                 maxEvents: configuration.streamBufferEvents,
@@ -472,6 +496,9 @@ extension Gateway {
         let duration = ContinuousClock.now - invocation.started
         metrics.invocationEnded(
             function: invocation.function.manifest.name, outcome: outcome, duration: duration, events: events)
+        // The line is built only when it is written: formatting it cost a short call more than
+        // its metrics (the default level, warning, drops it).
+        guard logger.logLevel <= .info else { return }
         let milliseconds = duration.seconds * 1000
         var metadata: Logger.Metadata = [
             "invocation": "\(invocation.id)",

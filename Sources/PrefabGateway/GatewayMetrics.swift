@@ -1,5 +1,6 @@
 import Foundation
 import Prometheus
+import Synchronization
 
 /// What `GET /metrics` reports, in Prometheus's text format: calls by function and outcome,
 /// their durations, events sent, process start-up times, and — read when scraped — running and
@@ -11,6 +12,17 @@ final class GatewayMetrics: Sendable {
     private let streams: Gauge
     private let stuck: Gauge
     private let spawnSeconds: DurationHistogram
+    private let made = Mutex(MadeCollectors())
+
+    private struct OutcomeKey: Hashable {
+        var function: String
+        var outcome: String
+    }
+
+    private struct MadeCollectors {
+        var calls: [OutcomeKey: Counter] = [:]
+        var functions: [String: (Counter, DurationHistogram)] = [:]
+    }
 
     private static let durationBuckets: [Duration] = [
         .milliseconds(1), .milliseconds(5), .milliseconds(25), .milliseconds(100), .milliseconds(500),
@@ -46,21 +58,43 @@ final class GatewayMetrics: Sendable {
 
     /// One call ended: `outcome` is `done`, `error` or `cancelled`.
     func invocationEnded(function: String, outcome: String, duration: Duration, events: Int) {
-        registry.makeCounter(
+        let (calls, functionMetrics) = made.withLock { made in
+            (made.calls[OutcomeKey(function: function, outcome: outcome)], made.functions[function])
+        }
+        (calls ?? makeCalls(function: function, outcome: outcome)).increment()
+        let (eventsSent, durations) = functionMetrics ?? makeFunctionMetrics(function)
+        eventsSent.increment(by: Int64(events))
+        durations.record(duration)
+    }
+
+    // The registry checks names and hashes labels on every `make`, which cost a short call more
+    // than the rest of its end: each collector is made once and kept here.
+    private func makeCalls(function: String, outcome: String) -> Counter {
+        let counter = registry.makeCounter(
             descriptor: .init(
                 metricName: "prefab_invocations", unitName: "total", helpText: "Calls ended, by outcome."),
             labels: [("function", function), ("outcome", outcome)]
-        ).increment()
-        registry.makeCounter(
-            descriptor: .init(metricName: "prefab_events_sent", unitName: "total", helpText: "Events of ended calls."),
-            labels: [("function", function)]
-        ).increment(by: Int64(events))
-        registry.makeDurationHistogram(
-            descriptor: .init(
-                metricName: "prefab_invocation_duration", unitName: "seconds", helpText: "Call durations."),
-            labels: [("function", function)],
-            buckets: Self.durationBuckets
-        ).record(duration)
+        )
+        made.withLock { $0.calls[OutcomeKey(function: function, outcome: outcome)] = counter }
+        return counter
+    }
+
+    private func makeFunctionMetrics(_ function: String) -> (Counter, DurationHistogram) {
+        let metrics = (
+            registry.makeCounter(
+                descriptor: .init(
+                    metricName: "prefab_events_sent", unitName: "total", helpText: "Events of ended calls."),
+                labels: [("function", function)]
+            ),
+            registry.makeDurationHistogram(
+                descriptor: .init(
+                    metricName: "prefab_invocation_duration", unitName: "seconds", helpText: "Call durations."),
+                labels: [("function", function)],
+                buckets: Self.durationBuckets
+            )
+        )
+        made.withLock { $0.functions[function] = metrics }
+        return metrics
     }
 
     func processSpawned(in duration: Duration) {

@@ -38,7 +38,7 @@ final class Invocation: Sendable {
         inputs: PrefabInputs,
         baseURL: String,
         owner: Int? = nil,
-        outputDirectory: URL,
+        outputDirectory: @escaping @Sendable () -> URL,
         events: EventLog,
         questionTimeout: Duration?,
         sink: (@Sendable (PrefabEvent) throws -> Void)? = nil

@@ -2,17 +2,19 @@
 enum InvocationID {
     static func make() -> String {
         var generator = SystemRandomNumberGenerator()
-        let high = generator.next() as UInt64
-        let low = generator.next() as UInt64
-        return hex(high) + hex(low)
+        let bits = (generator.next() as UInt64, generator.next() as UInt64)
+        // Written straight into the string: one allocation, no intermediate strings.
+        return String(unsafeUninitializedCapacity: 32) { digits in
+            for nibble in 0..<32 {
+                let value = nibble < 16 ? bits.0 : bits.1
+                let digit = UInt8(truncatingIfNeeded: value >> UInt64(60 - 4 * (nibble % 16))) & 0xF
+                digits[nibble] = digit < 10 ? 48 + digit : 87 + digit  // 0-9, a-f
+            }
+            return 32
+        }
     }
 
     static func isValid(_ text: some StringProtocol) -> Bool {
         text.utf8.count == 32 && text.utf8.allSatisfy { (48...57).contains($0) || (97...102).contains($0) }
-    }
-
-    private static func hex(_ value: UInt64) -> String {
-        let digits = String(value, radix: 16)
-        return String(repeating: "0", count: 16 - digits.count) + digits
     }
 }

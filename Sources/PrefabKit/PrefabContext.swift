@@ -11,7 +11,7 @@ public final class PrefabContext: Sendable {
     public typealias Sink = @Sendable (PrefabEvent) throws -> Void
 
     public let invocationId: String
-    private let outputURL: URL
+    private let outputURL: @Sendable () -> URL
     private let sink: Sink
     private let cancelled = Atomic<Bool>(false)
     /// Set with the terminal event; an atomic keeps the per-event check off the lock.
@@ -28,9 +28,22 @@ public final class PrefabContext: Sendable {
         var cancelHandlers: [@Sendable () -> Void] = []
     }
 
-    public init(
+    public convenience init(
         invocationId: String,
         outputDirectory: URL,
+        questionTimeout: Duration? = nil,
+        sink: @escaping Sink
+    ) {
+        self.init(
+            invocationId: invocationId, outputDirectory: { outputDirectory }, questionTimeout: questionTimeout,
+            sink: sink)
+    }
+
+    /// The output directory's URL is made only when the function asks for it: most calls write no
+    /// file, and making a URL cost a short call several thousand instructions.
+    package init(
+        invocationId: String,
+        outputDirectory: @escaping @Sendable () -> URL,
         questionTimeout: Duration? = nil,
         sink: @escaping Sink
     ) {
@@ -99,19 +112,20 @@ public final class PrefabContext: Sendable {
     /// first use so that functions without files cost nothing.
     public var outputDirectory: URL {
         get throws {
+            let url = outputURL()
             try state.withLock { state in
                 if !state.outputDirectoryCreated {
-                    try FileManager.default.createDirectory(at: outputURL, withIntermediateDirectories: true)
+                    try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
                     state.outputDirectoryCreated = true
                 }
             }
-            return outputURL
+            return url
         }
     }
 
     /// The output directory if the function asked for it, for listing what it wrote.
     public var usedOutputDirectory: URL? {
-        state.withLock { $0.outputDirectoryCreated } ? outputURL : nil
+        state.withLock { $0.outputDirectoryCreated } ? outputURL() : nil
     }
 
     /// The function has returned: messages are refused from now on, and what its cancel
