@@ -826,6 +826,11 @@ static void start_slot(int i, uint64_t now)
 static void do_write(int i)
 {
     conn_t *c = &conns[i];
+    /* The clock starts before the request goes out: taken after send(), it missed the whole
+     * answer whenever the scheduler ran the woken server before this client got its CPU back
+     * (a 0.014 ms time to first event from a Python server on a busy machine). */
+    if (c->woff == 0)
+        c->t_written = now_ns();
     while (c->woff < reqlen) {
         ssize_t w = send(c->fd, reqbuf + c->woff, reqlen - c->woff, MSG_NOSIGNAL);
         if (w < 0) {
@@ -840,7 +845,6 @@ static void do_write(int i)
         }
         c->woff += (size_t)w;
     }
-    c->t_written = now_ns();
     c->cs = CS_READING;
     set_mask(c, EPOLLIN);
 }
