@@ -70,8 +70,8 @@ def tickers_panel(axis, results):
             axis.text(x, peak, f"{peak:.0f}", ha="center", va="bottom", fontsize=7)
     targets = {1: 200, 2: 400}
     for i, target in targets.items():
-        axis.hlines(target, i - 0.45, i + 0.45, colors=MISSED, linestyles="dashed")
-        axis.text(i + 0.45, target, f" target {target} MB", va="center", fontsize=7, color=MISSED)
+        axis.hlines(target, i - 0.45, i + 0.45, colors=MISSED, linestyles="dashed", zorder=3)
+        axis.text(i + 0.45, target, f" target {target} MB", va="center", fontsize=7, color=MISSED, zorder=3)
     idle = results["scenarios"].get("idle", {}).get("gateway") or {}
     if idle:
         axis.axhline(idle.get("after_calls_mb", 0), color=NEUTRAL, linewidth=0.8)
