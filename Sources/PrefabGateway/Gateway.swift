@@ -51,6 +51,7 @@ public struct Gateway: Sendable {
             clientIdleTimeout: configuration.clientIdleTimeout
         )
         self.logger = logger ?? Logger(label: "prefab-gateway")
+        _ = TimerHeap.shared  // its thread starts with the gateway, not with the first call
     }
 
     /// Loads the prefabs directory, logging every problem; in strict mode a problem is fatal.

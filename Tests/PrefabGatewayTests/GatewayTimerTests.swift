@@ -1,0 +1,56 @@
+import Foundation
+import Synchronization
+import Testing
+
+@testable import PrefabGateway
+
+/// The gateway's one-shot timers: each fires once at its deadline unless cancelled, a cancel lets
+/// go of the action at once, and a deadline earlier than every other one is not kept waiting.
+@Suite(.timeLimit(.minutes(1))) struct GatewayTimerTests {
+    /// 400 timers with deadlines spread over 200 ms, every other one cancelled: exactly the others
+    /// fire, none before its deadline.
+    @Test func exactlyTheTimersNotCancelledFireAndNoneEarly() async throws {
+        final class Fired: Sendable { let times = Mutex<[Int: ContinuousClock.Instant]>([:]) }
+        let fired = Fired()
+        let start = ContinuousClock.now
+        let delays = (0..<400).map { Duration.milliseconds(($0 * 37) % 200) }
+        let timers = delays.enumerated().map { index, delay in
+            GatewayTimer.schedule(after: delay) { fired.times.withLock { $0[index] = .now } }
+        }
+        for index in stride(from: 1, to: timers.count, by: 2) { timers[index].cancel() }
+        try await Task.sleep(for: .milliseconds(600))
+        let times = fired.times.withLock { $0 }
+        #expect(Set(times.keys) == Set(stride(from: 0, to: 400, by: 2)))
+        for (index, time) in times { #expect(time - start >= delays[index]) }
+    }
+
+    /// A timer scheduled after a later one fires at its own deadline: the waiting thread is woken
+    /// for it. Without that wake it would fire with the 30 s one. The bound, 5 s, is far above a
+    /// loaded machine's delay and far below 30 s.
+    @Test func anEarlierDeadlineIsNotKeptWaitingByALaterOne() async throws {
+        let late = GatewayTimer.schedule(after: .seconds(30)) {}
+        defer { late.cancel() }
+        try await Task.sleep(for: .milliseconds(20))  // the timer thread now waits for 30 s
+        let start = ContinuousClock.now
+        let firedAfter: Duration = await withCheckedContinuation { continuation in
+            GatewayTimer.schedule(after: .milliseconds(50)) { continuation.resume(returning: .now - start) }
+        }
+        #expect(firedAfter >= .milliseconds(50))
+        #expect(firedAfter < .seconds(5))
+    }
+
+    /// A cancelled timer's action, and what it holds (an invocation and its events, say), is
+    /// released at the cancel, not at the deadline.
+    @Test func aCancelledTimerLetsGoOfItsActionAtOnce() {
+        final class Held: Sendable {}
+        weak var weakHeld: Held?
+        let timer: GatewayTimer = {
+            let held = Held()
+            weakHeld = held
+            return GatewayTimer.schedule(after: .seconds(600)) { _ = held }
+        }()
+        #expect(weakHeld != nil)
+        timer.cancel()
+        #expect(weakHeld == nil)
+    }
+}
