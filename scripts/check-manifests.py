@@ -57,6 +57,12 @@ refused = {
     "unknown parameter type": {"functions": [{"name": "f", "parameters": [{"name": "a", "type": "text"}]}]},
     "streaming not boolean": {"functions": [{"name": "f", "streaming": "yes"}]},
     "name with a slash": {"functions": [{"name": "a/b"}]},
+    "an unknown isolation": {"runtime": {"isolation": "thread"}, "functions": [{"name": "f"}]},
+    "workers below 0": {"runtime": {"workers": -1}, "functions": [{"name": "f"}]},
+    "workers above 64": {"runtime": {"workers": 65}, "functions": [{"name": "f"}]},
+    "workers as a string": {"runtime": {"workers": "2"}, "functions": [{"name": "f"}]},
+    "max_calls of 0": {"runtime": {"max_calls": 0}, "functions": [{"name": "f"}]},
+    "max_workers of 0": {"runtime": {"max_workers": 0}, "functions": [{"name": "f"}]},
 }
 for label, manifest in refused.items():
     if validator.is_valid(manifest):

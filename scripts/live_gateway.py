@@ -171,7 +171,9 @@ class LiveGateway:
             # (epoll, eventfd, timerfd) come three per runtime worker thread and go with it.
             "io_fds": sum(count for kind, count in kinds.items() if kind != "anon_inode"),
             "threads": len(os.listdir(f"/proc/{self.pid}/task")),
-            "children": len(children(self.pid)),
+            # Processes of calls; the Python workers a prefab keeps between calls are counted apart.
+            "children": len(call_processes(self.pid)),
+            "workers": len(workers(self.pid)),
             "output_folders": outputs,
             "rss_mb": rss_mb(self.pid),
         }
@@ -245,6 +247,24 @@ def all_pids():
 
 def children(pid):
     return [child for child in all_pids() if (proc_stat(child) or (None,))[0] == pid]
+
+
+def is_worker(pid):
+    """A Python prefab's worker: the runner in worker mode, serving call after call."""
+    return "prefab_runner.py --worker " in cmdline(pid)
+
+
+def workers(pid):
+    return [child for child in children(pid) if is_worker(child)]
+
+
+def call_processes(pid):
+    """The gateway's children that run a call (a process per call), and whatever a worker runs
+    below it: none should remain once the calls are over."""
+    found = []
+    for child in children(pid):
+        found += children(child) if is_worker(child) else [child]
+    return found
 
 
 def group_members(pgid):

@@ -2,7 +2,8 @@
 """Python stress: 300 concurrent `POST /invoke/ticker_py` ({"n": 6, "interval_ms": 1000}) on one
 gateway serving bench/prefabs. Every stream must end with `done` after its 6 ticks, the gateway must
 stay alive, and once the calls are over its descriptors, threads and child processes must come back
-to what they were before the run. (Before the gateway started children itself, it crashed with
+to what they were before the run (the Python workers each prefab keeps ready stay; the ones started
+for the load end after 30 s idle). (Before the gateway started children itself, it crashed with
 SIGSEGV inside Foundation's `Process.run()` in about 1 run in 3 of this load.)
 
 Usage: python3 scripts/python-stress.py [--runs N] [--fresh] [--calls 300] [--binary PATH] [--no-build]
@@ -73,13 +74,27 @@ def sample(gateway, peaks, stop):
             stats = gateway.stats()
         except OSError:
             return  # the gateway is gone; the run's checks say so
-        for key in ("fds", "threads", "children", "rss_mb"):
+        for key in ("fds", "threads", "children", "workers", "rss_mb"):
             peaks[key] = max(peaks.get(key, 0), stats[key])
         time.sleep(0.2)
 
 
+def steady_stats(gateway):
+    """The gateway's counts once its Python workers (those kept ready, started with the gateway)
+    have stopped changing for a second."""
+    stats = gateway.stats()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        time.sleep(1)
+        again = gateway.stats()
+        if again["workers"] == stats["workers"]:
+            return again
+        stats = again
+    return stats
+
+
 def run_load(gateway, calls, label):
-    before = gateway.stats()
+    before = steady_stats(gateway)
     spawned_before = spawn_seconds(gateway)
     peaks = {}
     stop = threading.Event()
@@ -107,9 +122,11 @@ def run_load(gateway, calls, label):
     spawn_ms = spawned[1] / spawned[0] * 1000 if spawned[0] else 0
     print(f"{label}: {calls} calls in {seconds:.1f} s, failures {len(problems)}; "
           f"spawn {spawn_ms:.2f} ms per child; peak fds {peaks.get('fds')}, "
-          f"threads {peaks.get('threads')}, children {peaks.get('children')}, RSS {peaks.get('rss_mb')} MB; "
+          f"threads {peaks.get('threads')}, children {peaks.get('children')}, workers {peaks.get('workers')}, RSS {peaks.get('rss_mb')} MB; "
           f"before {before}; after {after}", flush=True)
     tally.check(after["children"] == 0, f"{label}: {after['children']} child processes remain")
+    tally.check(after["workers"] <= before["workers"],
+                f"{label}: {after['workers']} Python workers remain, {before['workers']} before")
     tally.check(after["io_fds"] <= before["io_fds"] + FD_SLACK,
                 f"{label}: sockets, pipes and files {before['io_fds']} -> {after['io_fds']}")
     tally.check(after["threads"] <= before["threads"] + THREAD_SLACK,
@@ -129,11 +146,11 @@ def spawn_seconds(gateway):
 
 
 def settle(gateway, before):
-    """The gateway's counts once idle threads have ended (function threads end after 30 s idle)."""
+    """The gateway's counts once idle threads and workers have ended (both after 30 s idle)."""
     deadline = time.monotonic() + 45
     while True:
         after = gateway.stats()
-        back = (after["children"] == 0 and after["io_fds"] <= before["io_fds"] + FD_SLACK
+        back = (after["children"] == 0 and after["workers"] <= before["workers"] and after["io_fds"] <= before["io_fds"] + FD_SLACK
                 and after["threads"] <= before["threads"] + THREAD_SLACK)
         if back or time.monotonic() > deadline:
             return after

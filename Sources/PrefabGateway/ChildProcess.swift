@@ -198,6 +198,23 @@ final class ChildProcess: Sendable {
         }
     }
 
+    /// Lets a worker go: closes its stdin, which ends the runner, and its stdout; a worker that has
+    /// not exited after the termination grace (a thread of the prefab keeps it alive) is killed.
+    func retire() {
+        input.close()
+        closeStdout()
+        DispatchQueue.gatewayTimers.asyncAfter(deadline: .now() + runtime.options.terminationGrace.seconds) {
+            [self] in
+            stop(graceful: false)
+        }
+    }
+
+    /// What a worker's call started and left (its parent gone, adopted by the gateway) ends with
+    /// the call; the runner itself ends what is still below it.
+    func endEscaped() {
+        ChildLife.endEscaped(mark: life.mark)
+    }
+
     /// An executable path, searching PATH for a bare name.
     static func resolveExecutable(_ name: String) -> String? {
         if name.contains("/") { return FileManager.default.isExecutableFile(atPath: name) ? name : nil }

@@ -20,6 +20,8 @@ public struct Gateway: Sendable {
     let heartbeats: HeartbeatTimer
     let metrics: GatewayMetrics
     let logger: Logger
+    /// The process runtime of the loaded prefabs, whose workers end with the gateway.
+    var processes: ProcessRuntime?
 
     public init(configuration: GatewayConfiguration, catalog: PrefabCatalog, logger: Logger? = nil) {
         self.init(configuration: configuration, catalog: catalog, logger: logger, metrics: GatewayMetrics())
@@ -76,7 +78,9 @@ public struct Gateway: Sendable {
         }
         logger.info("loaded \(catalog.functions.count) functions from \(configuration.prefabsDirectory.path)")
         processes.prewarm()
-        return Gateway(configuration: configuration, catalog: catalog, logger: logger, metrics: metrics)
+        var gateway = Gateway(configuration: configuration, catalog: catalog, logger: logger, metrics: metrics)
+        gateway.processes = processes
+        return gateway
     }
 
     /// The HTTP application, ready to run (or to test with HummingbirdTesting). Once its server
@@ -137,6 +141,7 @@ public struct Gateway: Sendable {
                 // are still open would otherwise keep the server (and the process) waiting.
                 channel.closeFuture.whenComplete { _ in
                     beginShutdown()
+                    processes?.shutdown()
                     onShutdown()
                 }
                 await onServerRunning(channel.localAddress?.port ?? 0)

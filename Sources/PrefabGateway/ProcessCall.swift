@@ -9,9 +9,10 @@ import Synchronization
     import Darwin
 #endif
 
-/// One invocation of a process prefab: takes a started child (a warm one, or one started now),
-/// sends the call, relays stdout line by line while stderr is drained and logged, and stops the
-/// child's whole process group when cancelled, timed out or done.
+/// One invocation of a process prefab: takes a started child (a warm one, or one started now) or a
+/// worker, sends the call, relays stdout line by line while stderr is drained and logged, and stops
+/// the child's whole process group when cancelled, timed out or done (a worker: when cancelled or
+/// timed out, or when its call breaks the protocol; otherwise it serves the next call).
 struct ProcessCall {
     let launch: ProcessLaunch
     let function: String
@@ -36,28 +37,85 @@ struct ProcessCall {
             child.closeStdout()
         }
         context.onCancel { child.stop(graceful: true) }
-        let call: JSONValue = [
-            "function": .string(function), "inputs": inputs.jsonValue, "invocation_id": .string(context.invocationId),
-            "output_dir": .string(outputDirectory.path), "streaming": .bool(streaming),
-            "question_timeout_seconds": context.questionTimeout.map { .double($0.seconds) } ?? .null,
-            "max_output_bytes": .int(runtime.options.maxOutputBytes),
-        ]
-        child.sendCall(call)
+        child.sendCall(callLine(inputs, outputDirectory))
         // Answers and other messages follow the call on stdin, one JSON line each; a child that
         // does not read them gets no more than the inbox's bound (then TOO_MANY_MESSAGES).
         context.forwardMessages { message in child.sendMessage(message.jsonValue) }
 
         let watch = watchOutput(outputDirectory, of: child)
         defer { watch.cancel() }
-        let outcome = relayOutput(of: child)
+        var reader = LineReader(fileDescriptor: child.stdout, maxLineBytes: runtime.options.maxLineBytes)
+        let outcome = relayOutput(of: child, reader: &reader)
         child.waitForExit()
         if let reason = context.cancelReason { throw reason }
-        let result = try outcome.get()
+        let relayed = try outcome.get()
+        if let failure = relayed.failure { throw failure }
+        let result = relayed.result
         if let crash = child.crashError() { throw crash }
         if !streaming && result == nil {
             throw PrefabError(.protocolError, "the prefab process ended without a result line")
         }
         return result
+    }
+
+    /// Runs the call on a worker of `pool`. A call that ends as it should leaves the worker to the
+    /// next call; one that is cancelled, times out, breaks the protocol, or whose worker dies or is
+    /// stopped for its output, ends the worker, and the pool replaces it.
+    func run(inputs: PrefabInputs, on pool: WorkerPool) throws -> JSONValue? {
+        let outputDirectory = try context.outputDirectory
+        let worker = try pool.acquire(for: context)
+        let child = worker.child
+        let number = worker.beginCall()
+        var reusable = false
+        defer {
+            if reusable { child.endEscaped() }
+            pool.release(worker, reusable: worker.endCall() && reusable)
+        }
+        child.stderrTail.invocationId = context.invocationId
+        context.onCancel { worker.stop(call: number, graceful: true) }
+        if let reason = context.cancelReason { throw reason }
+        child.sendCall(callLine(inputs, outputDirectory, number: number))
+        // Messages carry their call's number: one that reaches the worker after its call ended
+        // is dropped there, never given to the next call.
+        context.forwardMessages { message in
+            child.sendMessage(["call": .int(number), "message": message.jsonValue])
+        }
+
+        let watch = watchOutput(outputDirectory, of: child)
+        let outcome = relayOutput(of: child, reader: &worker.reader, call: number)
+        watch.cancel()
+        if case .success(let relayed) = outcome, relayed.ended {
+            if let reason = context.cancelReason { throw reason }
+            reusable = !relayed.leaving
+            if let failure = relayed.failure { throw failure }
+            if !streaming && relayed.result == nil {
+                throw PrefabError(.protocolError, "the prefab process ended its call without a result line")
+            }
+            return relayed.result
+        }
+        // The worker's stdout ended (it exited or was stopped) or it broke the protocol.
+        child.stop(graceful: false)
+        child.waitForExit()
+        if let reason = context.cancelReason { throw reason }
+        let relayed = try outcome.get()
+        if let failure = relayed.failure { throw failure }
+        if let crash = child.crashError() { throw crash }
+        if !streaming && relayed.result == nil {
+            throw PrefabError(.protocolError, "the prefab process ended without a result line")
+        }
+        return relayed.result
+    }
+
+    /// The call's line on the child's stdin.
+    private func callLine(_ inputs: PrefabInputs, _ outputDirectory: URL, number: Int? = nil) -> JSONValue {
+        var line: [String: JSONValue] = [
+            "function": .string(function), "inputs": inputs.jsonValue, "invocation_id": .string(context.invocationId),
+            "output_dir": .string(outputDirectory.path), "streaming": .bool(streaming),
+            "question_timeout_seconds": context.questionTimeout.map { .double($0.seconds) } ?? .null,
+            "max_output_bytes": .int(runtime.options.maxOutputBytes),
+        ]
+        if let number { line["call"] = .int(number) }
+        return .object(line)
     }
 
     /// Checks the output folder's size while the child runs and kills the child once it is over
@@ -83,20 +141,31 @@ struct ProcessCall {
     private static let outputWatchQueue = DispatchQueue(label: "prefab-gateway.output-watch")
     private static let outputWatchInterval = DispatchTimeInterval.milliseconds(250)
 
-    /// Reads stdout to its end: events are yielded as they come; a non-streaming call's result is
-    /// returned. A line that breaks the protocol stops the child.
-    private func relayOutput(of child: ChildProcess) -> Result<JSONValue?, PrefabError> {
-        var reader = LineReader(
-            fileDescriptor: child.stdout,
-            maxLineBytes: runtime.options.maxLineBytes
-        )
-        var lineNumber = 0
+    /// What the relay read: a non-streaming call's result, or the error event it got instead, and
+    /// whether a worker's end-of-call line came (false: stdout ended).
+    struct Relayed {
         var result: JSONValue?
+        var failure: PrefabError?
+        var ended = false
+        /// The worker ends after the call (its import failed).
+        var leaving = false
+    }
+
+    /// Reads stdout to its end, or, for a worker's call `call`, to its end-of-call line: events are
+    /// yielded as they come; a non-streaming call's result is returned. A line that breaks the
+    /// protocol stops the child.
+    private func relayOutput(of child: ChildProcess, reader: inout LineReader, call: Int? = nil) -> Result<
+        Relayed, PrefabError
+    > {
+        let endLine = call.map { Array(#"{"end":\#($0)}"#.utf8) }
+        let leavingLine = call.map { Array(#"{"end":\#($0),"exit":true}"#.utf8) }
+        var lineNumber = 0
+        var relayed = Relayed()
         while true {
             let bytes: [UInt8]
             switch reader.next() {
             case .end:
-                return .success(result)
+                return .success(relayed)
             case .tooLong:
                 child.stop(graceful: false)
                 return .failure(
@@ -109,6 +178,19 @@ struct ProcessCall {
                 bytes = line
             }
             lineNumber += 1
+            if let endLine, bytes.starts(with: Self.endPrefix) {
+                guard bytes == endLine || bytes == leavingLine else {
+                    child.stop(graceful: false)
+                    let preview = String(decoding: bytes.prefix(120), as: UTF8.self)
+                    return .failure(
+                        PrefabError(.protocolError, "the worker ended another call than \(call ?? 0): \(preview)"))
+                }
+                relayed.ended = true
+                relayed.leaving = bytes == leavingLine
+                return .success(relayed)
+            }
+            // After a non-streaming call's error event, a worker's lines up to its end are dropped.
+            if relayed.failure != nil { continue }
             if bytes.allSatisfy({ $0 == 32 || $0 == 9 || $0 == 13 }) { continue }
             guard let json = try? JSONValue(parsing: bytes), let object = json.objectValue else {
                 child.stop(graceful: false)
@@ -121,7 +203,7 @@ struct ProcessCall {
                 )
             }
             if !streaming, let value = object["result"] {
-                result = value
+                relayed.result = value
                 continue
             }
             guard let event = PrefabEvent(json: json) else {
@@ -141,16 +223,17 @@ struct ProcessCall {
                     return .failure(PrefabError(describing: error))
                 }
             } else if event.type == PrefabEvent.error {
-                return .failure(
-                    PrefabError(
-                        .init(rawValue: event.errorCode ?? PrefabError.Code.unexpectedError.rawValue),
-                        event.data?.stringValue ?? "the prefab reported an error"
-                    )
+                relayed.failure = PrefabError(
+                    .init(rawValue: event.errorCode ?? PrefabError.Code.unexpectedError.rawValue),
+                    event.data?.stringValue ?? "the prefab reported an error"
                 )
+                // A process of its own is not read further (it ends); a worker's call is, to its end.
+                if call == nil { return .success(relayed) }
             } else if event.type == PrefabEvent.done {
-                result = event.data ?? .null
+                relayed.result = event.data ?? .null
             }
         }
     }
 
+    private static let endPrefix = Array(#"{"end":"#.utf8)
 }

@@ -16,6 +16,8 @@ struct ProcessLaunch: Sendable, Hashable {
     var directory: URL
     /// Variables the manifest gives the child, on top of the clean environment.
     var environment: [String: String]
+    /// How a Python prefab's process serves calls one after another; nil: a process per call.
+    var workers: WorkerSettings? = nil
 
     /// The launch for a prefab folder, nil when it is not a process prefab (a compiled Swift one),
     /// or the problem that keeps it from starting.
@@ -37,6 +39,11 @@ struct ProcessLaunch: Sendable, Hashable {
             environment = values.compactMapValues(\.stringValue)
         }
         let kindName = runtime["kind"]?.stringValue ?? (runtime.isEmpty ? nil : "python")
+        let workers: WorkerSettings?
+        switch WorkerSettings.parse(runtime, kind: kindName) {
+        case .success(let settings): workers = settings
+        case .failure(let failure): return problem(failure.path, failure.reason)
+        }
         switch kindName {
         case "swift":
             return nil
@@ -101,14 +108,103 @@ struct ProcessLaunch: Sendable, Hashable {
                 ProcessLaunch(
                     kind: .python,
                     executable: hasVenv ? venvPython.path : PythonInterpreter.resolve(options.python),
-                    arguments: [options.pythonRunner.path, entryURL.path],
+                    arguments: [options.pythonRunner.path] + (workers == nil ? [] : ["--worker"]) + [entryURL.path],
                     directory: folder,
-                    environment: environment
+                    environment: environment,
+                    workers: workers
                 )
             )
         default:
             return problem("$.runtime.kind", "unknown runtime kind '\(kindName ?? "")' (python, process or swift)")
         }
+    }
+}
+
+/// How a Python prefab's worker processes serve its calls, from the manifest's runtime block:
+/// `"isolation"` (`"worker"`, the default, or `"process-per-call"`), `"workers"`, `"max_workers"`
+/// and `"max_calls"`.
+struct WorkerSettings: Sendable, Hashable {
+    /// Workers kept ready, started with the gateway.
+    var workers = Self.defaultWorkers
+    /// The most workers at once; nil: as many as calls run (calls past it wait for one).
+    var maxWorkers: Int?
+    /// Calls a worker serves before it is replaced, which bounds what a slow leak can grow to.
+    var maxCalls = Self.defaultMaxCalls
+
+    /// Two: a second call does not wait for the first, and while one worker is replaced (after
+    /// `max_calls`, a crash or a cancel) the other still serves without the import's delay.
+    static let defaultWorkers = 2
+    /// A replacement costs one interpreter start and import (~40 ms of CPU without the prefab's
+    /// own imports): over 10,000 calls that is a few microseconds a call.
+    static let defaultMaxCalls = 10_000
+    /// Started with the gateway, so a typing slip must not start thousands of interpreters.
+    static let workersLimit = 64
+
+    struct Failure: Error {
+        var path: String
+        var reason: String
+    }
+
+    /// The settings for a runtime block of `kind`; nil for a process per call.
+    static func parse(_ runtime: [String: JSONValue], kind: String?) -> Result<WorkerSettings?, Failure> {
+        let keys = ["workers", "max_workers", "max_calls"]
+        var isolation = "worker"
+        if let value = runtime["isolation"] {
+            guard let name = value.stringValue, ["worker", "process-per-call"].contains(name) else {
+                return .failure(
+                    Failure(path: "$.runtime.isolation", reason: #"must be "worker" or "process-per-call""#))
+            }
+            isolation = name
+        }
+        let isPython = kind == nil || kind == "python"
+        if !isPython || isolation == "process-per-call" {
+            if isPython, let key = keys.first(where: { runtime[$0] != nil }) {
+                return .failure(
+                    Failure(path: "$.runtime.\(key)", reason: #"has no meaning with "isolation": "process-per-call""#))
+            }
+            if !isPython, let key = (["isolation"] + keys).first(where: { runtime[$0] != nil }),
+                key != "isolation" || isolation != "process-per-call"
+            {
+                return .failure(
+                    Failure(
+                        path: "$.runtime.\(key)",
+                        reason: "only Python prefabs have workers: a \(kind ?? "") runtime starts a process per call"))
+            }
+            return .success(nil)
+        }
+        var settings = WorkerSettings()
+        func integer(_ key: String, _ range: ClosedRange<Int>) -> Result<Int?, Failure> {
+            guard let value = runtime[key] else { return .success(nil) }
+            guard let number = value.intValue, range.contains(number), value.boolValue == nil else {
+                let bounds =
+                    range.upperBound == Int.max
+                    ? "at least \(range.lowerBound)" : "from \(range.lowerBound) to \(range.upperBound)"
+                return .failure(Failure(path: "$.runtime.\(key)", reason: "must be an integer \(bounds)"))
+            }
+            return .success(number)
+        }
+        switch integer("workers", 0...workersLimit) {
+        case .failure(let failure): return .failure(failure)
+        case .success(let value): settings.workers = value ?? settings.workers
+        }
+        switch integer("max_workers", 1...Int.max) {
+        case .failure(let failure): return .failure(failure)
+        case .success(let value): settings.maxWorkers = value
+        }
+        switch integer("max_calls", 1...Int.max) {
+        case .failure(let failure): return .failure(failure)
+        case .success(let value): settings.maxCalls = value ?? settings.maxCalls
+        }
+        if let maxWorkers = settings.maxWorkers, maxWorkers < settings.workers {
+            if runtime["workers"] != nil {
+                return .failure(
+                    Failure(
+                        path: "$.runtime.max_workers",
+                        reason: "is \(maxWorkers), fewer than the \(settings.workers) workers kept ready"))
+            }
+            settings.workers = maxWorkers
+        }
+        return .success(settings)
     }
 }
 

@@ -7,12 +7,15 @@ import Synchronization
     import Glibc
 #endif
 
-/// Runs prefabs as child processes, one per invocation, behind the same closure type as compiled
-/// Swift functions: routes, validation, SSE and files work unchanged.
+/// Runs prefabs as child processes behind the same closure type as compiled Swift functions:
+/// routes, validation, SSE and files work unchanged. A Python prefab's calls go to its workers
+/// (`WorkerPool`: processes that serve call after call); a command, or a Python prefab with
+/// `"isolation": "process-per-call"`, gets a process per call.
 ///
 /// The protocol: the call goes to the child's stdin as one JSON line (`function`, `inputs`,
 /// `invocation_id`, `output_dir`, `streaming`), and stdin stays open; the child prints one JSON
 /// event per line on stdout, or `{"result": ...}` for a non-streaming function; stderr is logged.
+/// A worker also marks each call's end (see prefab_runner.py).
 public struct ProcessRuntime: Sendable {
     public struct Options: Sendable {
         /// The Python used when a prefab has no `.venv`.
@@ -29,8 +32,14 @@ public struct ProcessRuntime: Sendable {
         /// Lines of stderr kept for the error event of a crash.
         public var stderrTailLines = 20
         /// Children started ahead of time per process prefab, each used for one call: a Python
-        /// call then skips the interpreter's start-up. 0 starts every child on demand.
+        /// call then skips the interpreter's start-up. 0 starts every child on demand. For commands
+        /// and Python prefabs with `"isolation": "process-per-call"` (workers are started ahead).
         public var warmProcesses = 0
+        /// How long a call waits for a busy worker to come free before one more is started, as long
+        /// as none came free meanwhile.
+        public var workerPatience: Duration = .milliseconds(5)
+        /// How long a worker beyond a prefab's `workers` stays idle before it ends.
+        public var workerIdleExit: Duration = .seconds(30)
 
         public init() {}
     }
@@ -38,6 +47,7 @@ public struct ProcessRuntime: Sendable {
     public var options: Options
     let logger: Logger
     private let warm = WarmChildren()
+    private let pools = WorkerPools()
 
     /// Told how long each child took to start.
     let onSpawn: (@Sendable (Duration) -> Void)?
@@ -61,6 +71,21 @@ public struct ProcessRuntime: Sendable {
     }
 
     func function(_ launch: ProcessLaunch, name: String, streaming: Bool) -> PrefabFunction {
+        if let settings = launch.workers {
+            let pool = pools.pool(for: launch) { WorkerPool(launch: launch, settings: settings, runtime: self) }
+            if streaming {
+                return .streaming { inputs, context in
+                    let call = ProcessCall(
+                        launch: launch, function: name, streaming: true, runtime: self, context: context)
+                    _ = try call.run(inputs: inputs, on: pool)
+                }
+            }
+            return .result { inputs, context in
+                let call = ProcessCall(
+                    launch: launch, function: name, streaming: false, runtime: self, context: context)
+                return try call.run(inputs: inputs, on: pool) ?? .null
+            }
+        }
         if options.warmProcesses > 0 { warm.register(launch) }
         if streaming {
             return .streaming { inputs, context in
@@ -74,9 +99,21 @@ public struct ProcessRuntime: Sendable {
         }
     }
 
-    /// Starts the warm children of every process prefab loaded so far (`serve` calls it).
+    /// Starts the workers of every Python prefab and the warm children of every other process
+    /// prefab loaded so far (`serve` calls it).
     public func prewarm() {
+        for pool in pools.all { pool.prewarm() }
         for launch in warm.launches { refill(launch) }
+    }
+
+    /// Ends every worker: idle ones now, busy ones after their call (the gateway is stopping).
+    public func shutdown() {
+        for pool in pools.removeAll() { pool.shutdown() }
+    }
+
+    /// The worker pool of a prefab loaded from `folder`, for tests.
+    func workerPool(in folder: String) -> WorkerPool? {
+        pools.all.first { $0.launch.directory.lastPathComponent == folder }
     }
 
     private func takeWarm(_ launch: ProcessLaunch) -> ChildProcess? {
@@ -102,6 +139,29 @@ extension PrefabError.Code {
     public static let prefabCrashed: Self = "PREFAB_CRASHED"
     public static let protocolError: Self = "PROTOCOL_ERROR"
     public static let prefabStartFailed: Self = "PREFAB_START_FAILED"
+}
+
+/// The worker pools, by prefab.
+final class WorkerPools: Sendable {
+    private let pools = Mutex<[ProcessLaunch: WorkerPool]>([:])
+
+    var all: [WorkerPool] { pools.withLock { Array($0.values) } }
+
+    func pool(for launch: ProcessLaunch, make: () -> WorkerPool) -> WorkerPool {
+        pools.withLock { pools in
+            if let pool = pools[launch] { return pool }
+            let pool = make()
+            pools[launch] = pool
+            return pool
+        }
+    }
+
+    func removeAll() -> [WorkerPool] {
+        pools.withLock { pools in
+            defer { pools = [:] }
+            return Array(pools.values)
+        }
+    }
 }
 
 /// Children started ahead of their invocation, by prefab; each is taken once.

@@ -7,7 +7,8 @@ import Synchronization
 #endif
 
 /// Drains a child's stderr on a thread of its own, logging each line with the invocation id and
-/// keeping the last few for the error event of a crash.
+/// keeping the last few for the error event of a crash. A worker writes `fence` after each call:
+/// the lines kept start again after it, so a crash reports its own call's lines only.
 final class StderrTail: Sendable {
     private struct State {
         var lines: [String] = []
@@ -32,6 +33,9 @@ final class StderrTail: Sendable {
 
     var lines: [String] { state.withLock { $0.lines } }
 
+    /// The line the Python runner's worker mode writes on stderr after each call (never logged).
+    static let fence = Array("\u{1e}prefab-runner: end of call".utf8)
+
     /// Reads `descriptor` to its end on a thread of its own, then closes it.
     func drain(_ descriptor: Int32) {
         let thread = Thread { [self] in
@@ -42,7 +46,12 @@ final class StderrTail: Sendable {
                 switch reader.next() {
                 case .end: break reading
                 case .tooLong: text = "(a line of over 64 KiB was dropped)"
-                case .line(let bytes): text = String(decoding: bytes.prefix(2000), as: UTF8.self)
+                case .line(let bytes):
+                    if bytes == Self.fence {
+                        state.withLock { $0.lines = [] }
+                        continue
+                    }
+                    text = String(decoding: bytes.prefix(2000), as: UTF8.self)
                 }
                 let invocation = state.withLock { state in
                     state.lines.append(text)

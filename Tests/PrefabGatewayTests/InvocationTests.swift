@@ -167,7 +167,9 @@ import Testing
         }
     }
 
-    @Test func cancellingAPythonFunctionStopsItsProcess() async throws {
+    @Test(arguments: Isolation.allCases) func cancellingAPythonFunctionStopsItsProcess(_ isolation: Isolation)
+        async throws
+    {
         let code = """
             import os, time
             def looping():
@@ -176,7 +178,7 @@ import Testing
                     time.sleep(0.02)
                     yield {"type": "content", "data": "."}
             """
-        try await ProcessRuntimeTests.run(ProcessRuntimeTests.python("looping", code)) { gateway in
+        try await ProcessRuntimeTests.run(ProcessRuntimeTests.python(isolation, "looping", code)) { gateway in
             var stream = try await gateway.openStream("looping")
             let id = try #require(stream.response.headers.first(name: "X-Invocation-Id"))
             let start = try #require(try await stream.nextEvent())

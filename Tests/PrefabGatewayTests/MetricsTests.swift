@@ -20,8 +20,9 @@ import Testing
     }
 
     @Test func callsOutcomesEventsDurationsAndSpawnsAreCounted() async throws {
+        // A process per call: one call, one spawn (workers are started ahead, two by default).
         let python = ProcessRuntimeTests.python(
-            "hello_py", "def hello_py():\n    yield {'type': 'content', 'data': 'hi'}\n")
+            .processPerCall, "hello_py", "def hello_py():\n    yield {'type': 'content', 'data': 'hi'}\n")
         try await LiveGateway.run(
             [Self.succeed, Self.fail], rawManifests: python.manifests, files: python.files
         ) { gateway in

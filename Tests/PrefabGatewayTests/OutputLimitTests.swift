@@ -59,7 +59,8 @@ import Testing
         }
     }
 
-    @Test func aPythonWriteIsRefusedJustPastTheLimit() async throws {
+    @Test(arguments: Isolation.allCases) func aPythonWriteIsRefusedJustPastTheLimit(_ isolation: Isolation) async throws
+    {
         // The file size limit stops the write itself: the file ends one byte past the limit. The
         // file lies outside the output folder, where the gateway's own check (which stops the
         // child) does not look: only the limit can stop this write, and nothing races the report.
@@ -78,7 +79,7 @@ import Testing
         let file = FileManager.default.temporaryDirectory.appendingPathComponent("fsize-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: file) }
         try await ProcessRuntimeTests.run(
-            ProcessRuntimeTests.python("flood", code, extra: parameters), configure: Self.limited
+            ProcessRuntimeTests.python(isolation, "flood", code, extra: parameters), configure: Self.limited
         ) { gateway in
             let reply = try await gateway.invoke("flood", #"{"inputs": {"path": "\#(file.path)"}}"#)
             #expect(reply.events.map(\.type) == ["content", "error"])

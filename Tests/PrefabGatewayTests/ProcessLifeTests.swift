@@ -18,7 +18,7 @@ import Testing
         return ([name: manifest], ["\(name)/run.sh": "#!/bin/sh\n" + script])
     }
 
-    @Test func aCrashReportsTheLast20LinesOfStderr() async throws {
+    @Test(arguments: Isolation.allCases) func aCrashReportsTheLast20LinesOfStderr(_ isolation: Isolation) async throws {
         let code = """
             import os, sys
             def noisy():
@@ -27,7 +27,7 @@ import Testing
                     print(f"line {line}", file=sys.stderr, flush=True)
                 os._exit(5)
             """
-        try await ProcessRuntimeTests.run(ProcessRuntimeTests.python("noisy", code)) { gateway in
+        try await ProcessRuntimeTests.run(ProcessRuntimeTests.python(isolation, "noisy", code)) { gateway in
             let error = try #require(try await gateway.invoke("noisy").events.last)
             #expect(error.errorCode == "PREFAB_CRASHED")
             let tail = (11...30).map { "line \($0)" }
@@ -71,14 +71,16 @@ import Testing
         }
     }
 
-    @Test func aPythonDescendantInANewSessionEndsWithTheCall() async throws {
+    @Test(arguments: Isolation.allCases) func aPythonDescendantInANewSessionEndsWithTheCall(_ isolation: Isolation)
+        async throws
+    {
         let code = """
             import subprocess
             def escape():
                 sleeper = subprocess.Popen(["sleep", "1000"], start_new_session=True)
                 yield {"type": "done", "data": sleeper.pid}
             """
-        try await ProcessRuntimeTests.run(ProcessRuntimeTests.python("escape", code)) { gateway in
+        try await ProcessRuntimeTests.run(ProcessRuntimeTests.python(isolation, "escape", code)) { gateway in
             let started = ContinuousClock.now
             let events = try await gateway.invoke("escape").events
             #expect(ContinuousClock.now - started < .seconds(10))
@@ -118,14 +120,16 @@ import Testing
         }
     }
 
-    @Test func messagesToAPythonPrefabThatNeverReadsAreRefusedPastTheBound() async throws {
+    @Test(arguments: Isolation.allCases) func messagesToAPythonPrefabThatNeverReadsAreRefusedPastTheBound(
+        _ isolation: Isolation
+    ) async throws {
         let code = """
             import time
             def deaf():
                 yield {"type": "start"}
                 time.sleep(60)
             """
-        try await ProcessRuntimeTests.run(ProcessRuntimeTests.python("deaf", code)) { gateway in
+        try await ProcessRuntimeTests.run(ProcessRuntimeTests.python(isolation, "deaf", code)) { gateway in
             let (accepted, refusal) = try await Self.messagesAccepted(gateway, "deaf", upTo: 2000)
             // 256 in the gateway, 256 in the runner, the pipe (~63) and the runner's read buffer (~8).
             #expect(accepted >= 512 && accepted <= 512 + 64 + 10, "accepted \(accepted)")
@@ -135,7 +139,9 @@ import Testing
 
     /// Many calls, each sent messages while it is cancelled: every message a prefab echoes is its
     /// own (a write after the close of stdin, to a reused descriptor, would put one in another).
-    @Test func messagesRacingCancelsReachOnlyTheirOwnCall() async throws {
+    @Test(arguments: Isolation.allCases) func messagesRacingCancelsReachOnlyTheirOwnCall(_ isolation: Isolation)
+        async throws
+    {
         let code = """
             from prefab_runtime import next_message
             def echo(tag):
@@ -145,7 +151,8 @@ import Testing
                     yield {"type": "content", "data": {"tag": tag, "message": message.get("data")}}
             """
         let parameters = #", "parameters": [{"name": "tag", "type": "string", "required": true}]"#
-        try await ProcessRuntimeTests.run(ProcessRuntimeTests.python("echo", code, extra: parameters)) { gateway in
+        try await ProcessRuntimeTests.run(ProcessRuntimeTests.python(isolation, "echo", code, extra: parameters)) {
+            gateway in
             try await withThrowingTaskGroup(of: Void.self) { group in
                 // HTTPClient.shared opens 8 connections per host: 4 streams leave room for the posts.
                 for call in 0..<4 {

@@ -2,6 +2,7 @@ import Foundation
 import HTTPTypes
 import PrefabGateway
 import PrefabKit
+import Synchronization
 import Testing
 
 #if canImport(Glibc)
@@ -10,14 +11,21 @@ import Testing
 
 /// Process prefabs (Python generators and commands) through a live gateway.
 @Suite(.timeLimit(.minutes(1))) struct ProcessRuntimeTests {
-    /// A Python prefab folder without a runtime block: `main.py` makes it Python by convention.
+    /// A Python prefab folder: `main.py` makes it Python by convention; its runtime block gives
+    /// only its isolation (`runtime` adds to it), so that every test runs on workers and on a
+    /// process per call.
     static func python(
+        _ isolation: Isolation,
         _ function: String,
         _ code: String,
         streaming: Bool = true,
-        extra: String = ""
+        extra: String = "",
+        runtime: String = ""
     ) -> (manifests: [String: String], files: [String: String]) {
-        let manifest = #"{"functions": [{"name": "\#(function)", "streaming": \#(streaming)\#(extra)}]}"#
+        let manifest = """
+            {"runtime": {"isolation": "\(isolation.rawValue)"\(runtime)},
+             "functions": [{"name": "\(function)", "streaming": \(streaming)\(extra)}]}
+            """
         return ([function: manifest], ["\(function)/main.py": code])
     }
 
@@ -34,7 +42,7 @@ import Testing
         !FileManager.default.fileExists(atPath: "/proc/\(pid)")
     }
 
-    @Test func eventsAreRelayedAsTheyArePrinted() async throws {
+    @Test(arguments: Isolation.allCases) func eventsAreRelayedAsTheyArePrinted(_ isolation: Isolation) async throws {
         // The prefab prints `start`, then waits until the test has received it (a file appears):
         // only an event relayed as it was printed lets it finish in time.
         let code = """
@@ -51,7 +59,7 @@ import Testing
         let parameters = #", "parameters": [{"name": "gate", "type": "string", "required": true}]"#
         let gate = FileManager.default.temporaryDirectory.appendingPathComponent("gate-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: gate) }
-        try await Self.run(Self.python("gated", code, extra: parameters)) { gateway in
+        try await Self.run(Self.python(isolation, "gated", code, extra: parameters)) { gateway in
             var stream = try await gateway.openStream("gated", #"{"inputs": {"gate": "\#(gate.path)"}}"#)
             #expect(try await stream.nextEvent()?.type == "start")
             try Data().write(to: gate)
@@ -59,19 +67,23 @@ import Testing
         }
     }
 
-    @Test func printsInThePrefabGoToTheLogNotTheStream() async throws {
+    @Test(arguments: Isolation.allCases) func printsInThePrefabGoToTheLogNotTheStream(_ isolation: Isolation)
+        async throws
+    {
         let code = """
             def chatty():
                 print("debug output")
                 yield {"type": "content", "data": "real"}
             """
-        try await Self.run(Self.python("chatty", code)) { gateway in
+        try await Self.run(Self.python(isolation, "chatty", code)) { gateway in
             let events = try await gateway.invoke("chatty").events
             #expect(events == [.content("real"), .done()])
         }
     }
 
-    @Test func disconnectingKillsTheProcessAndWhatItStartedLeavingNoOrphans() async throws {
+    @Test(arguments: Isolation.allCases) func disconnectingKillsTheProcessAndWhatItStartedLeavingNoOrphans(
+        _ isolation: Isolation
+    ) async throws {
         let code = """
             import os, subprocess, time
             def forever():
@@ -81,7 +93,7 @@ import Testing
                     time.sleep(0.05)
                     yield {"type": "progress", "data": {"current": 1, "total": 2}}
             """
-        try await Self.run(Self.python("forever", code)) { gateway in
+        try await Self.run(Self.python(isolation, "forever", code)) { gateway in
             var pids: [Int32] = []
             for _ in 0..<8 {
                 let connection = try RawConnection(port: gateway.port)
@@ -99,7 +111,9 @@ import Testing
         }
     }
 
-    @Test func aStoppedProcessGetsSIGTERMFirstAndSIGKILLAfterTheGracePeriod() async throws {
+    @Test(arguments: Isolation.allCases) func aStoppedProcessGetsSIGTERMFirstAndSIGKILLAfterTheGracePeriod(
+        _ isolation: Isolation
+    ) async throws {
         // The prefab notes each SIGTERM in a file and keeps running: the note shows SIGTERM came
         // (skipping it fails the first check), and its time shows SIGKILL waited for the grace.
         let code = """
@@ -119,7 +133,7 @@ import Testing
         defer { try? FileManager.default.removeItem(at: note) }
         let grace = Duration.seconds(2)
         try await Self.run(
-            Self.python("stubborn", code, extra: parameters),
+            Self.python(isolation, "stubborn", code, extra: parameters),
             configure: { $0.processes.terminationGrace = grace }
         ) { gateway in
             let connection = try RawConnection(port: gateway.port)
@@ -140,7 +154,9 @@ import Testing
         }
     }
 
-    @Test func aCallPastItsTimeoutEndsWithTIMEOUTAndTheProcessIsStopped() async throws {
+    @Test(arguments: Isolation.allCases) func aCallPastItsTimeoutEndsWithTIMEOUTAndTheProcessIsStopped(
+        _ isolation: Isolation
+    ) async throws {
         let code = """
             import os, time
             def sleepy():
@@ -149,7 +165,7 @@ import Testing
                 yield {"type": "done"}
             """
         // 3 s: enough for Python to start and yield even while the whole suite runs in parallel.
-        try await Self.run(Self.python("sleepy", code, extra: #", "timeout_seconds": 3"#)) { gateway in
+        try await Self.run(Self.python(isolation, "sleepy", code, extra: #", "timeout_seconds": 3"#)) { gateway in
             let started = ContinuousClock.now
             let events = try await gateway.invoke("sleepy").events
             #expect(ContinuousClock.now - started < .seconds(10))
@@ -160,20 +176,25 @@ import Testing
         }
     }
 
-    @Test(arguments: [
-        ("os._exit(3)", "exited with status 3"),
-        ("os.kill(os.getpid(), signal.SIGKILL)", "killed by signal 9"),
-    ])
-    func aProcessThatDiesMidStreamEndsWithPREFAB_CRASHEDAndItsStderr(_ death: String, _ how: String) async throws {
+    @Test(
+        arguments: Isolation.allCases,
+        [
+            ("os._exit(3)", "exited with status 3"),
+            ("os.kill(os.getpid(), signal.SIGKILL)", "killed by signal 9"),
+        ])
+    func aProcessThatDiesMidStreamEndsWithPREFAB_CRASHEDAndItsStderr(
+        _ isolation: Isolation, _ death: (code: String, how: String)
+    ) async throws {
+        let how = death.how
         let code = """
             import os, signal, sys
             def doomed():
                 yield {"type": "start"}
                 print("about to fail", file=sys.stderr, flush=True)
-                \(death)
+                \(death.code)
                 yield {"type": "done"}
             """
-        try await Self.run(Self.python("doomed", code)) { gateway in
+        try await Self.run(Self.python(isolation, "doomed", code)) { gateway in
             let events = try await gateway.invoke("doomed").events
             #expect(events.map(\.type) == ["start", "error"])
             #expect(events.last?.errorCode == "PREFAB_CRASHED")
@@ -229,16 +250,16 @@ import Testing
         }
     }
 
-    @Test func theProcessGetsACleanEnvironment() async throws {
+    @Test(arguments: Isolation.allCases) func theProcessGetsACleanEnvironment(_ isolation: Isolation) async throws {
         setenv("GATEWAY_SECRET_TOKEN", "s3cret", 1)
         let code = """
             import os
             def env():
                 yield {"type": "done", "data": dict(os.environ)}
             """
-        var prefab = Self.python("env", code)
+        var prefab = Self.python(isolation, "env", code)
         prefab.manifests["env"] =
-            #"{"runtime": {"env": {"GREETING": "hi"}}, "functions": [{"name": "env", "streaming": true}]}"#
+            #"{"runtime": {"env": {"GREETING": "hi"}, "isolation": "\#(isolation.rawValue)"}, "functions": [{"name": "env", "streaming": true}]}"#
         try await Self.run(prefab) { gateway in
             let response = try await gateway.invoke("env")
             let environment = try #require(response.events.last?.data?.objectValue)
@@ -255,7 +276,7 @@ import Testing
         }
     }
 
-    @Test func filesWrittenByAProcessGetURLs() async throws {
+    @Test(arguments: Isolation.allCases) func filesWrittenByAProcessGetURLs(_ isolation: Isolation) async throws {
         let code = """
             import os
             def write():
@@ -263,7 +284,7 @@ import Testing
                     file.write("from python\\n")
                 yield {"type": "done"}
             """
-        try await Self.run(Self.python("write", code)) { gateway in
+        try await Self.run(Self.python(isolation, "write", code)) { gateway in
             let events = try await gateway.invoke("write").events
             #expect(events.map(\.type) == ["files", "done"])
             let url = try #require(events.first?.data?.arrayValue?.first?["url"]?.stringValue)
@@ -272,7 +293,7 @@ import Testing
         }
     }
 
-    @Test func callsLeaveNoFileDescriptorsBehind() async throws {
+    @Test(arguments: Isolation.allCases) func callsLeaveNoFileDescriptorsBehind(_ isolation: Isolation) async throws {
         // Each child reports its pipes (stdin, stdout, stderr) by inode; once the calls are over,
         // the gateway holds none of them. Counting the whole process's descriptors instead would
         // see every other test that runs beside this one.
@@ -288,18 +309,29 @@ import Testing
                         pass  # the listing's own descriptor, closed by now
                 yield {"type": "done", "data": sorted(link for link in links if link.startswith("pipe:"))}
             """
-        try await Self.run(Self.python("pipes", code)) { gateway in
-            var pipes: Set<String> = []
+        let seen = Mutex<Set<String>>([])
+        try await Self.run(Self.python(isolation, "pipes", code)) { gateway in
             for _ in 0..<20 {
                 let data = try #require(try await gateway.invoke("pipes").events.last?.data?.arrayValue)
                 #expect(data.count == 3, "\(data)")
-                pipes.formUnion(data.compactMap(\.stringValue))
+                seen.withLock { $0.formUnion(data.compactMap(\.stringValue)) }
+            }
+            let pipes = seen.withLock { $0 }
+            guard isolation == .processPerCall else {
+                // One worker served the calls one after another (the one that came free last).
+                #expect(pipes.count == 3)
+                return
             }
             #expect(pipes.count == 60)
             #expect(
                 await Probe.eventually { Self.openPipes().isDisjoint(with: pipes) },
                 "still open: \(Self.openPipes().intersection(pipes).sorted())")
         }
+        // A worker's pipes are closed once the gateway has stopped.
+        let pipes = seen.withLock { $0 }
+        #expect(
+            await Probe.eventually { Self.openPipes().isDisjoint(with: pipes) },
+            "still open: \(Self.openPipes().intersection(pipes).sorted())")
     }
 
     /// The pipes this process holds, as `pipe:[inode]`.
@@ -310,26 +342,30 @@ import Testing
                 .filter { $0.hasPrefix("pipe:") })
     }
 
-    @Test func aNonStreamingPythonFunctionAnswersItsReturnValue() async throws {
+    @Test(arguments: Isolation.allCases) func aNonStreamingPythonFunctionAnswersItsReturnValue(_ isolation: Isolation)
+        async throws
+    {
         let code = """
             def add(a, b=2):
                 return {"sum": a + b}
             """
         let parameters = #", "parameters": [{"name": "a", "type": "integer", "required": true}]"#
-        try await Self.run(Self.python("add", code, streaming: false, extra: parameters)) { gateway in
+        try await Self.run(Self.python(isolation, "add", code, streaming: false, extra: parameters)) { gateway in
             let response = try await gateway.invoke("add", #"{"inputs": {"a": 40}}"#)
             #expect(response.status == .ok)
             #expect(response.json?["result"] == ["sum": 42])
         }
     }
 
-    @Test func aValueThatIsNotJSONIsAnErrorNamingTheField() async throws {
+    @Test(arguments: Isolation.allCases) func aValueThatIsNotJSONIsAnErrorNamingTheField(_ isolation: Isolation)
+        async throws
+    {
         let code = """
             def odd():
                 yield {"type": "start"}
                 yield {"type": "content", "data": {"items": [1, {2, 3}]}}
             """
-        try await Self.run(Self.python("odd", code)) { gateway in
+        try await Self.run(Self.python(isolation, "odd", code)) { gateway in
             let events = try await gateway.invoke("odd").events
             #expect(events.last?.errorCode == "NOT_SERIALIZABLE")
             #expect(
@@ -338,7 +374,9 @@ import Testing
         }
     }
 
-    @Test func aRaisedExceptionBecomesAnErrorEventWithItsCode() async throws {
+    @Test(arguments: Isolation.allCases) func aRaisedExceptionBecomesAnErrorEventWithItsCode(_ isolation: Isolation)
+        async throws
+    {
         let code = """
             class QuotaExceeded(Exception):
                 error_code = "QUOTA_EXCEEDED"
@@ -346,14 +384,16 @@ import Testing
                 yield {"type": "start"}
                 raise QuotaExceeded("no more today")
             """
-        try await Self.run(Self.python("limited", code)) { gateway in
+        try await Self.run(Self.python(isolation, "limited", code)) { gateway in
             let events = try await gateway.invoke("limited").events
             #expect(events == [.start(), .error("no more today", code: "QUOTA_EXCEEDED")])
         }
     }
 
-    @Test func aPrefabWithItsOwnVenvRunsOnItsPython() async throws {
+    @Test(arguments: Isolation.allCases) func aPrefabWithItsOwnVenvRunsOnItsPython(_ isolation: Isolation) async throws
+    {
         var prefab = Self.python(
+            isolation,
             "venv", "import os\ndef venv():\n    yield {'type': 'done', 'data': os.environ.get('VIA_VENV')}\n")
         let real = PythonInterpreterPath.current
         prefab.files["venv/.venv/bin/python"] = "#!/bin/sh\nexport VIA_VENV=yes\nexec \(real) \"$@\"\n"
@@ -371,7 +411,8 @@ import Testing
                 yield {"type": "done", "data": {"pid": os.getpid(), "imported": IMPORTED,
                                                 "invocation": os.environ["PREFAB_INVOCATION_ID"]}}
             """
-        try await Self.run(Self.python("warm", code), configure: { $0.processes.warmProcesses = 1 }) { gateway in
+        try await Self.run(Self.python(.processPerCall, "warm", code), configure: { $0.processes.warmProcesses = 1 }) {
+            gateway in
             var pids: Set<Int> = []
             for call in 0..<3 {
                 let called = Date().timeIntervalSince1970
@@ -390,12 +431,22 @@ import Testing
         }
     }
 
-    @Test func aManifestFunctionMissingFromMainPyIsAnErrorEvent() async throws {
-        try await Self.run(Self.python("absent", "def other():\n    return 1\n")) { gateway in
+    @Test(arguments: Isolation.allCases) func aManifestFunctionMissingFromMainPyIsAnErrorEvent(_ isolation: Isolation)
+        async throws
+    {
+        try await Self.run(Self.python(isolation, "absent", "def other():\n    return 1\n")) { gateway in
             let events = try await gateway.invoke("absent").events
             #expect(events.last?.errorCode == "FUNCTION_NOT_FOUND")
         }
     }
+}
+
+/// How a Python prefab's calls share processes: the process-runtime tests run against both.
+enum Isolation: String, CaseIterable, Sendable, CustomTestStringConvertible {
+    case worker
+    case processPerCall = "process-per-call"
+
+    var testDescription: String { rawValue }
 }
 
 /// The real interpreter behind `python3`, for tests that wrap it.

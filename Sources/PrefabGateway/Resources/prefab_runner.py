@@ -1,6 +1,9 @@
-"""Runs one call of a Python prefab for the Prefab Gateway.
+"""Runs calls of a Python prefab for the Prefab Gateway.
 
-Usage: python3 prefab_runner.py ENTRY_FILE
+Usage: python3 prefab_runner.py [--worker] ENTRY_FILE
+
+Without --worker the runner serves one call and exits (the prefab's "isolation":
+"process-per-call"); with it, it serves calls one after another (see "Worker mode" below).
 
 Reads the call as one JSON line on stdin:
     {"function": "...", "inputs": {...}, "invocation_id": "...", "output_dir": "...", "streaming": true}
@@ -20,6 +23,17 @@ within the timeout, QuestionTimeout (error_code QUESTION_TIMEOUT) is thrown into
 `prefab_runtime` (ask, next_message, messages, QuestionTimeout) offers the same to any prefab.
 Closing stdin cancels the call: whatever waits for a message ends the run quietly (exit 0).
 
+Worker mode (--worker): the module is imported once, then `{"ready":true}` is written. Every
+call line carries "call": N (1, 2, ...); messages for it arrive wrapped as
+{"call": N, "message": {...}}, and one for another call (sent after its call ended) is dropped.
+After a call's last event the runner writes `{"end":N}`, or `{"end":N,"exit":true}` when the worker
+ends after the call (its import failed: the next call's worker imports again); a terminal event is
+held back and written together with it (the gateway sends it only when the call ends anyway). It
+has restored the
+working directory and the environment, and, on stderr, the line FENCE, so the gateway tells the
+calls' stderr lines apart. The call's unread messages are dropped. Closing stdin ends the worker;
+the gateway cancels a call by killing the worker's process group.
+
 Anything the prefab prints goes to stderr, so it can never corrupt the protocol. Only the
 standard library is used.
 """
@@ -32,6 +46,7 @@ import json
 import math
 import os
 import queue
+import signal
 import sys
 import threading
 import time
@@ -43,23 +58,27 @@ MESSAGE_CAPACITY = 256
 
 
 def main():
-    protocol = os.fdopen(os.dup(1), "w", encoding="utf-8", buffering=1)
+    worker = len(sys.argv) == 3 and sys.argv[1] == "--worker"
+    entry = os.path.abspath(sys.argv[-1])
+    protocol_fd = os.dup(1)
     # print() and C extensions writing to fd 1 now reach stderr, which the gateway logs.
     os.dup2(2, 1)
     sys.stdout = sys.stderr
-    writer = EventWriter(protocol)
-    session = Session(writer)
+    writer = EventWriter(protocol_fd, hold_terminal=worker)
+    runtime = Runtime()
     # Before the import, so a prefab can `import prefab_runtime` at its top.
-    sys.modules["prefab_runtime"] = session.runtime_module()
+    sys.modules["prefab_runtime"] = runtime.module()
     # The prefab is imported before the call arrives, so a pre-started (warm) runner only has to
     # call the function.
     module, load_error = None, None
     try:
-        entry = os.path.abspath(sys.argv[1])
         module = import_entry(entry)
     except Exception as error:  # noqa: BLE001 - any import failure is the prefab's error
         traceback.print_exc()
         load_error = error
+    if worker:
+        serve_calls(entry, module, load_error, writer, runtime)
+        return
     try:
         call = json.loads(sys.stdin.readline())
         if not isinstance(call, dict):
@@ -68,22 +87,145 @@ def main():
         writer.error(f"the runner got no valid call: {error}", "PROTOCOL_ERROR")
         return
     # Every further line is a message; sys.stdin itself, since its buffer may already hold some.
-    session.start_reading(sys.stdin)
+    stdin = StdinReader(sys.stdin, wrapped=False)
+    session = runtime.session = Session(writer, stdin, stdin.queue)
+    stdin.start()
     session.question_timeout = call_question_timeout(call)
     # A warm runner was started before its invocation: its variables arrive with the call.
-    os.environ["PREFAB_INVOCATION_ID"] = call.get("invocation_id", "")
-    os.environ["PREFAB_OUTPUT_DIR"] = call.get("output_dir", "")
-    os.environ["PREFAB_FUNCTION"] = call.get("function", "")
+    set_call_environment(call)
     limit_output(call.get("max_output_bytes"))
+    serve(call, entry, module, load_error, writer, session)
+
+
+def serve(call, entry, module, load_error, writer, session):
+    """Runs one call; False when the prefab could not be loaded."""
     if load_error is not None:
-        writer.error(f"cannot load {call.get('function')} from {os.path.basename(sys.argv[1])}: "
+        writer.error(f"cannot load {call.get('function')} from {os.path.basename(entry)}: "
                      f"{describe(load_error)}", getattr(load_error, "error_code", None) or "PREFAB_LOAD_FAILED")
-        return
+        return False
     function = getattr(module, call.get("function", ""), None)
     if not callable(function):
-        writer.error(f"{os.path.basename(sys.argv[1])} has no function '{call.get('function')}'", "FUNCTION_NOT_FOUND")
-        return
+        writer.error(f"{os.path.basename(entry)} has no function '{call.get('function')}'", "FUNCTION_NOT_FOUND")
+        return True
     run(function, call.get("inputs") or {}, bool(call.get("streaming", True)), writer, session)
+    return True
+
+
+def set_call_environment(call, environment=None):
+    """Sets the call's own variables, also in `environment` (the worker's expected one)."""
+    values = {"PREFAB_INVOCATION_ID": call.get("invocation_id", ""), "PREFAB_OUTPUT_DIR": call.get("output_dir", ""),
+              "PREFAB_FUNCTION": call.get("function", "")}
+    for name, value in values.items():
+        if not isinstance(value, str):
+            value = str(value)
+        os.environ[name] = value
+        if environment is not None:
+            environment[name] = value
+
+
+# Written on stderr after each call of a worker; the gateway drops it and starts the next call's
+# stderr tail (the lines a crash reports) after it.
+FENCE = b"\x1eprefab-runner: end of call\n"
+
+
+def serve_calls(entry, module, load_error, writer, runtime):
+    """Worker mode: serves calls until stdin closes. What a call changes in the process's
+    working directory and environment is undone before the next; module state is shared."""
+    directory = os.getcwd()
+    environment = dict(os.environ)
+    own = set(descendants(os.getpid()))
+    stdin = StdinReader(sys.stdin, wrapped=True)
+    stdin.start()
+    writer.ready()
+    while True:
+        taken = stdin.calls.get()
+        if taken is _CLOSED:
+            return
+        call, messages = taken
+        number = call.get("call")
+        session = runtime.session = Session(writer, stdin, messages)
+        session.question_timeout = call_question_timeout(call)
+        set_call_environment(call, environment)
+        limit_output(call.get("max_output_bytes"))
+        writer.begin_call()
+        try:
+            loaded = serve(call, entry, module, load_error, writer, session)
+        except BaseException:
+            # A SystemExit or KeyboardInterrupt from the prefab ends the worker without an end
+            # line: the gateway sees the process end, as it would a process of the call's own.
+            writer.send(writer.held)
+            raise
+        stdin.call_ended(number)
+        session.drop_unread()
+        runtime.session = None
+        try:
+            moved = os.getcwd() != directory
+        except OSError:
+            moved = True  # the call removed the folder it went to
+        if moved:
+            os.chdir(directory)
+        if os.environ != environment:
+            os.environ.clear()
+            os.environ.update(environment)
+        try:
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            pass  # a prefab closed or replaced it
+        end_processes(own)
+        os.write(2, FENCE)
+        # After a failed import the worker ends, so that the next call imports the prefab again.
+        leaving = not loaded or session.closed
+        writer.end_call(number, leaving)
+        if leaving:
+            return
+
+
+def end_processes(own):
+    """What a call started ends with it, as it would with a process per call: every process below
+    the worker but `own` (started while the module was imported) is killed, and its zombie
+    reaped. (A process that left, its parent gone, was adopted by the gateway, which ends it.)"""
+    try:
+        os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except ChildProcessError:
+        return  # no child at all: the usual case, one system call
+    me = os.getpid()
+    children = set(children_of(me))
+    for pid in descendants(me):
+        if pid not in own:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass  # gone already
+    for pid in children - own:
+        try:
+            os.waitpid(pid, 0)
+        except ChildProcessError:
+            pass  # reaped by the prefab
+
+
+def children_of(pid):
+    """The children of `pid`, as each of its threads lists them in /proc."""
+    found = []
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return found
+    for task in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{task}/children", "rb") as file:
+                found += [int(child) for child in file.read().split()]
+        except OSError:
+            pass  # the thread ended
+    return found
+
+
+def descendants(pid):
+    found, stack = [], [pid]
+    while stack and len(found) < 100_000:
+        children = children_of(stack.pop())
+        found += children
+        stack += children
+    return found
 
 
 def call_question_timeout(call):
@@ -106,12 +248,18 @@ def seconds_or_none(value):
     return None if math.isinf(value) and value > 0 else max(0.0, float(value))
 
 
+_output_limit = [None]  # the limit set last: a worker's calls set the same one again
+
+
 def limit_output(max_bytes):
     """Caps every file the prefab writes at one byte past the call's output limit, so that the
     write past it fails (OSError EFBIG: Python ignores SIGXFSZ) and the gateway sees the folder
     over its limit. The cap also applies to files written outside the output folder."""
     if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 0:
         return
+    if _output_limit[0] == max_bytes:
+        return
+    _output_limit[0] = max_bytes
     try:
         import resource
         _, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
@@ -218,50 +366,110 @@ QuestionTimeout.__module__ = "prefab_runtime"
 _CLOSED = object()  # put on the message queue when stdin reaches its end
 
 
-class Session:
-    """The messages of one call: a thread reads stdin into a queue; messages taken from it while
-    waiting for a particular answer are kept, in order, in a backlog that is read first."""
+class StdinReader:
+    """Reads stdin on one thread for the process's life. Without `wrapped` (a runner for one call)
+    every line is a message of the call. With it (a worker) a line is a call, or a message
+    {"call": N, "message": {...}}, which goes to call N's queue from the moment its call line is
+    read until the call ends, and is dropped otherwise. Free places for unread messages (queued or
+    in a session's backlog) bound what is read: the reader waits for one before it reads the next
+    line, so a prefab that reads nothing holds at most MESSAGE_CAPACITY messages here and the rest
+    stay in the pipe and the gateway's bound."""
 
-    def __init__(self, writer):
-        self.writer = writer
-        self.queue = queue.Queue()
-        self.backlog = []
-        # Free places for unread messages (queued or in the backlog): the reader waits for one
-        # before it reads the next line, so a prefab that reads nothing holds at most
-        # MESSAGE_CAPACITY messages here and the rest stay in the pipe and the gateway's bound.
+    def __init__(self, stream, wrapped):
+        self.stream = stream
+        self.wrapped = wrapped
+        self.calls = queue.SimpleQueue()  # (call, its message queue), then _CLOSED
         self.free = threading.Semaphore(MESSAGE_CAPACITY)
-        self.closed = False
-        self.question_count = 0
-        self.question_timeout = DEFAULT_QUESTION_TIMEOUT
+        self.lock = threading.Lock()
+        # The running call's number and message queue (None: messages are dropped).
+        self.number = None
+        self.queue = queue.Queue() if not wrapped else None
 
-    def start_reading(self, stream):
-        threading.Thread(target=self._read, args=(stream,), name="prefab-messages", daemon=True).start()
+    def start(self):
+        threading.Thread(target=self._read, name="prefab-stdin", daemon=True).start()
 
-    def _read(self, stream):
+    def call_ended(self, number):
+        """Messages for call `number` are dropped from now on."""
+        with self.lock:
+            if self.number == number:
+                self.number, self.queue = None, None
+
+    def _read(self):
         try:
             while True:
                 self.free.acquire()
-                line = stream.readline()
+                line = self.stream.readline()
                 if not line:
                     break
                 if not line.strip():
                     self.free.release()
                     continue
                 try:
-                    message = json.loads(line)
+                    value = json.loads(line)
                 except ValueError as error:
-                    note(f"ignored a message that is not valid JSON ({error}): {line.strip()!r:.120}")
+                    note(f"ignored a line that is not valid JSON ({error}): {line.strip()!r:.120}")
                     self.free.release()
                     continue
-                if not isinstance(message, dict) or not isinstance(message.get("type"), str):
+                number = None
+                if self.wrapped:
+                    if isinstance(value, dict) and "message" not in value:
+                        self.free.release()
+                        messages = queue.Queue()
+                        with self.lock:
+                            self.number, self.queue = value.get("call"), messages
+                        self.calls.put((value, messages))
+                        continue
+                    number = value.get("call") if isinstance(value, dict) else None
+                    value = value.get("message") if isinstance(value, dict) else None
+                if not isinstance(value, dict) or not isinstance(value.get("type"), str):
                     note(f"ignored a message that is not an object with a string 'type': {line.strip()!r:.120}")
                     self.free.release()
                     continue
-                self.queue.put(message)
+                with self.lock:
+                    messages = self.queue if number == self.number else None
+                    if messages is not None:
+                        messages.put(value)
+                if messages is None:
+                    self.free.release()  # its call has ended: it must not reach the next one
         except (OSError, ValueError) as error:
-            note(f"stopped reading messages: {error}")
+            note(f"stopped reading stdin: {error}")
         finally:
-            self.queue.put(_CLOSED)
+            with self.lock:
+                if self.queue is not None:
+                    self.queue.put(_CLOSED)
+                self.number, self.queue = None, None
+            self.calls.put(_CLOSED)
+
+
+class Session:
+    """The messages of one call, from the stdin reader's queue; messages taken from it while
+    waiting for a particular answer are kept, in order, in a backlog that is read first."""
+
+    def __init__(self, writer, stdin, messages):
+        self.writer = writer
+        self.queue = messages
+        self.backlog = []
+        self.free = stdin.free
+        self.closed = False
+        self.question_count = 0
+        self.question_timeout = DEFAULT_QUESTION_TIMEOUT
+
+    def drop_unread(self):
+        """The call has ended (the reader no longer routes to it): its unread messages are dropped
+        and their places freed."""
+        dropped = len(self.backlog)
+        self.backlog = []
+        while True:
+            try:
+                message = self.queue.get_nowait()
+            except queue.Empty:
+                break
+            if message is _CLOSED:
+                self.closed = True
+            else:
+                dropped += 1
+        for _ in range(dropped):
+            self.free.release()
 
     def _take(self, timeout):
         """The next message from the queue; None when none comes within timeout (None: no limit).
@@ -353,33 +561,6 @@ class Session:
             raise EndRun()  # the writer already sent the error event
         return self.wait_for_answer(question_id, limit)
 
-    def runtime_module(self):
-        module = types.ModuleType("prefab_runtime", RUNTIME_DOC)
-        session = self
-
-        def ask(text, options=None, question_id=None, timeout=None):
-            """Sends a question event and blocks until its answer arrives; returns the answer's
-            value. Raises QuestionTimeout when none comes within timeout seconds (None: the
-            call's question_timeout_seconds)."""
-            return session.ask(text, options=options, question_id=question_id, timeout=timeout)
-
-        def next_message(timeout=None):
-            """The next message from the client (a dict with a string "type"), in order; None
-            when none comes within timeout seconds (None: wait until one comes)."""
-            return session.next_message(timeout)
-
-        def messages():
-            """The client's messages, in order, until stdin closes (the call was cancelled)."""
-            return session.messages()
-
-        for function in (ask, next_message, messages):
-            function.__module__ = "prefab_runtime"
-            setattr(module, function.__name__, function)
-        module.QuestionTimeout = QuestionTimeout
-        module.__all__ = ["ask", "next_message", "messages", "QuestionTimeout"]
-        return module
-
-
 RUNTIME_DOC = """Talks with the client of a prefab run by the Prefab Gateway's Python runner.
 
     from prefab_runtime import ask
@@ -390,6 +571,44 @@ ask() sends a question event and waits for its answer, next_message() and messag
 client's other messages. When the call is cancelled (stdin closed), a wait ends the run quietly.
 A generator can instead yield {"type": "question", ...} and get the answer as the yield's value.
 """
+
+
+class Runtime:
+    """The `prefab_runtime` module, bound to the call that runs now."""
+
+    def __init__(self):
+        self.session = None
+
+    def current(self):
+        if self.session is None:
+            raise RuntimeError("prefab_runtime is only usable while a call runs")
+        return self.session
+
+    def module(self):
+        module = types.ModuleType("prefab_runtime", RUNTIME_DOC)
+        runtime = self
+
+        def ask(text, options=None, question_id=None, timeout=None):
+            """Sends a question event and blocks until its answer arrives; returns the answer's
+            value. Raises QuestionTimeout when none comes within timeout seconds (None: the
+            call's question_timeout_seconds)."""
+            return runtime.current().ask(text, options=options, question_id=question_id, timeout=timeout)
+
+        def next_message(timeout=None):
+            """The next message from the client (a dict with a string "type"), in order; None
+            when none comes within timeout seconds (None: wait until one comes)."""
+            return runtime.current().next_message(timeout)
+
+        def messages():
+            """The client's messages, in order, until stdin closes (the call was cancelled)."""
+            return runtime.current().messages()
+
+        for function in (ask, next_message, messages):
+            function.__module__ = "prefab_runtime"
+            setattr(module, function.__name__, function)
+        module.QuestionTimeout = QuestionTimeout
+        module.__all__ = ["ask", "next_message", "messages", "QuestionTimeout"]
+        return module
 
 
 def is_answer(message, question_id):
@@ -411,51 +630,88 @@ def describe(error):
     return str(error) or type(error).__name__
 
 
+_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+_TERMINAL = ("done", "error")
+
+
 class EventWriter:
-    def __init__(self, stream):
-        self.stream = stream
+    """Writes the protocol's lines on its own descriptor, each event at once. A worker holds a
+    call's terminal event (and result) back and writes it with the call's end line: the gateway
+    sends a terminal event only when the call ends, so one write does for both."""
+
+    def __init__(self, fd, hold_terminal=False):
+        self.fd = fd
+        self.hold_terminal = hold_terminal
+        self.held = b""
         self.count = 0
         self.silent = False  # set once the call is cancelled
 
     def event(self, event):
         """Writes one event; False (after an error event) when it cannot be sent."""
         self.count += 1
-        if not isinstance(event, dict) or not isinstance(event.get("type"), str):
+        if type(event) is not dict:  # noqa: E721 - the common case, checked fast
+            if not isinstance(event, dict):
+                self.error(f"event {self.count} is {type(event).__name__} {event!r:.80}, not a dict with a string "
+                           "'type'", "INVALID_EVENT")
+                return False
+        kind = event.get("type")
+        if not isinstance(kind, str):
             self.error(f"event {self.count} is {type(event).__name__} {event!r:.80}, not a dict with a string 'type'",
                        "INVALID_EVENT")
             return False
         line = self.encode(event, f"event {self.count}")
         if line is None:
             return False
-        self.write(line)
+        self.write(line, kind in _TERMINAL)
         return True
 
     def result(self, value):
         line = self.encode({"result": value}, "the result")
         if line is not None:
-            self.write(line)
+            self.write(line, True)
 
     def error(self, message, code):
-        self.write(json.dumps({"type": "error", "data": message, "error_code": code}))
+        self.write(json.dumps({"type": "error", "data": message, "error_code": code}).encode(), True)
 
     def encode(self, value, what):
+        """The value as one line of UTF-8 JSON (without its newline), or None after an error event."""
         try:
-            line = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-            line.encode("utf-8")  # a lone surrogate ("\ud800") has no UTF-8 form
-            return line
+            # encode() also refuses a lone surrogate ("\ud800"), which has no UTF-8 form.
+            return _ENCODER.encode(value).encode("utf-8")
         except (TypeError, ValueError, RecursionError) as error:
             path, problem = find_unserialisable(value, "") or ("", f"not serialisable ({error})")
             self.error(f"{what} cannot be sent as JSON: field '{path.lstrip('.')}' is {problem}", "NOT_SERIALIZABLE")
             return None
 
-    def write(self, line):
+    def write(self, line, terminal=False):
         if self.silent:
             return
+        if terminal and self.hold_terminal:
+            self.held += line + b"\n"
+            return
+        self.send(line + b"\n")
+
+    def send(self, data):
         try:
-            self.stream.write(line + "\n")
-            self.stream.flush()
+            while data:
+                data = data[os.write(self.fd, data):]
         except BrokenPipeError:
             os._exit(0)  # the gateway stopped reading: the call was cancelled
+
+    def ready(self):
+        self.send(b'{"ready":true}\n')
+
+    def begin_call(self):
+        self.count = 0
+        self.silent = False
+        self.held = b""
+
+    def end_call(self, number, leaving=False):
+        """Writes what was held back and the end line, which the gateway never relays; `leaving`:
+        the worker ends after it."""
+        held, self.held = self.held, b""
+        end = b'{"end":' + _ENCODER.encode(number).encode() + (b',"exit":true}\n' if leaving else b"}\n")
+        self.send(held + end)
 
 
 def find_unserialisable(value, path):
