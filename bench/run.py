@@ -25,6 +25,7 @@ import datetime
 import json
 import os
 import pathlib
+import shutil
 import signal
 import socket
 import subprocess
@@ -491,6 +492,10 @@ def number(value, digits=0):
     return f"{value:,.{digits}f}"
 
 
+def duration(milliseconds):
+    return f"{milliseconds:.0f} ms" if milliseconds < 1000 else f"{milliseconds / 1000:.1f} s"
+
+
 def check(name, value, target, better, unit="", chart=True):
     met = value is not None and (value >= target if better == "higher" else value <= target)
     return {"name": name, "value": value, "target": target, "better": better, "unit": unit, "met": met,
@@ -669,7 +674,7 @@ def judge(results, peers):
             else:
                 rss = value["peak_rss_mb"] if kind == "gateway" else value["peak_rss_with_children_mb"]
                 cells[kind] = (f"{value['requests_ok']:,} of {count:,}, lag p99 {value['lag_ms']['p99']:.1f} ms, "
-                               f"{rss:.0f} MB")
+                               f"{rss:.0f} MB, first event p99 {duration(value['ttfe_ms']['p99'])}")
         checks = []
         if gateway:
             checks.append(check("all", gateway["requests_ok"] / count, 1.0, "higher", "of the streams", chart=False))
@@ -776,7 +781,50 @@ def main():
     parser.add_argument("--markdown", type=pathlib.Path, help="write the README's table to this file")
     parser.add_argument("--chart", type=pathlib.Path, help="the PNG chart (default: bench/results.png; with "
                         "--smoke a temporary file)")
+    parser.add_argument("--from-json", type=pathlib.Path, help="run nothing: judge and show the figures of a run "
+                        "kept with --json (the table, --markdown, the chart)")
     options = parser.parse_args()
+    if options.from_json:
+        install_venv([])
+        results = json.loads(options.from_json.read_text())
+        failures = [failure for failure in results["failures"] if not failure.startswith("the chart")]
+        peers = results["peers"]
+    else:
+        results, failures, peers = run_benchmark(options)
+    rows = judge(results, peers)
+    results["rows"] = rows
+    results["failures"] = failures
+
+    json_path = options.json
+    temporary = None
+    if json_path is None:
+        temporary = tempfile.NamedTemporaryFile(prefix="bench-", suffix=".json", delete=False)
+        json_path = pathlib.Path(temporary.name)
+    json_path.write_text(json.dumps(results, indent=2))
+    chart = options.chart or (pathlib.Path(tempfile.gettempdir()) / "bench-smoke.png" if options.smoke
+                              else BENCH / "results.png")
+    try:
+        draw_chart(json_path, chart)
+        log(f"chart: {chart}")
+    except subprocess.CalledProcessError as error:
+        failures.append(f"the chart: {error}")
+    if temporary:
+        json_path.unlink()
+    if options.markdown:
+        options.markdown.write_text(markdown(results, rows, peers))
+    print_table(results, rows, peers)
+
+    if options.smoke:
+        failures += smoke_failures(results)
+    for failure in failures:
+        print(f"FAIL: {failure}")
+    if options.smoke:
+        print(f"smoke: {len(failures)} failures")
+    sys.exit(1 if failures else 0)
+
+
+def run_benchmark(options):
+    """Builds, installs, runs every scenario; (results, failures, peers)."""
     started = time.time()
     size = SMOKE if options.smoke else FULL
     gateway_binary = options.gateway or ROOT / ".build" / ("debug" if options.smoke else "release") / "prefab-gateway"
@@ -785,10 +833,12 @@ def main():
     if not options.skip_build:
         build(options.smoke)
     install_venv(peers)
+    data_folders = []
 
     def start_gateway(extra=()):
         port = free_port()
         data = tempfile.mkdtemp(prefix="bench-data-")
+        data_folders.append(data)
         return Server("gateway", [str(gateway_binary), "serve", "--port", str(port), "--prefabs",
                                   str(BENCH / "prefabs"), "--data", data, "--log-level", "warning",
                                   "--max-concurrent", "10000", *extra], port)
@@ -852,7 +902,10 @@ def main():
                                        failures)
     finally:
         fleet.stop_all()
+        for folder in data_folders:
+            shutil.rmtree(folder, ignore_errors=True)
     results["timeline"] = fleet.timeline
+    results["peers"] = peers
     results["meta"] = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
                        "commit": git_commit(), "gateway": str(gateway_binary), "cpus": os.cpu_count(),
                        "mode": ("smoke, " if options.smoke else "") + ("a fresh server per scenario" if options.fresh
@@ -862,36 +915,7 @@ def main():
                            figures.get("load_average_max", 0) for row in scenarios.values()
                            for figures in row.values()]),
                        "duration_s": time.time() - started}
-    rows = judge(results, peers)
-    results["rows"] = rows
-    results["failures"] = failures
-
-    json_path = options.json
-    temporary = None
-    if json_path is None:
-        temporary = tempfile.NamedTemporaryFile(prefix="bench-", suffix=".json", delete=False)
-        json_path = pathlib.Path(temporary.name)
-    json_path.write_text(json.dumps(results, indent=2))
-    chart = options.chart or (pathlib.Path(tempfile.gettempdir()) / "bench-smoke.png" if options.smoke
-                              else BENCH / "results.png")
-    try:
-        draw_chart(json_path, chart)
-        log(f"chart: {chart}")
-    except subprocess.CalledProcessError as error:
-        failures.append(f"the chart: {error}")
-    if temporary:
-        json_path.unlink()
-    if options.markdown:
-        options.markdown.write_text(markdown(results, rows, peers))
-    print_table(results, rows, peers)
-
-    if options.smoke:
-        failures += smoke_failures(results)
-    for failure in failures:
-        print(f"FAIL: {failure}")
-    if options.smoke:
-        print(f"smoke: {len(failures)} failures")
-    sys.exit(1 if failures else 0)
+    return results, failures, peers
 
 
 def smoke_failures(results):
