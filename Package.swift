@@ -94,7 +94,8 @@ let package = Package(
             swiftSettings: strictSettings
         ),
         .testTarget(name: "PrefabKitTests", dependencies: ["PrefabKit"], swiftSettings: strictSettings),
-        .testTarget(name: "PrefabsTests", dependencies: ["Prefabs", "PrefabKit"], swiftSettings: strictSettings),
+        .testTarget(
+            name: "PrefabsTests", dependencies: ["Prefabs", "BenchPrefabs", "PrefabKit"], swiftSettings: strictSettings),
         .testTarget(
             name: "PrefabClientTests", dependencies: ["PrefabClient", "PrefabKit"], swiftSettings: strictSettings),
         .testTarget(

@@ -94,6 +94,8 @@ final class EventLog: @unchecked Sendable {
     private var closed = false
     private var readers: [ObjectIdentifier: Reader] = [:]
     private var completionWaiter: CheckedContinuation<Void, Never>?
+    /// Async producers waiting for room under flow control.
+    private var roomWaiters: [CheckedContinuation<Void, Never>] = []
     private var completionWaitTimedOut = false
 
     private let flowControl: Bool
@@ -151,6 +153,55 @@ final class EventLog: @unchecked Sendable {
         }
     }
 
+    /// `send` for an async function: while too much waits untaken it suspends (its task holds no
+    /// thread) instead of blocking.
+    func send(_ encode: (_ sequence: Int, _ bytes: inout [UInt8]) -> Void) async throws {
+        while try !trySend(encode) {
+            await withCheckedContinuation { continuation in
+                condition.lock()
+                if producerStopped || closed || !isFull {
+                    condition.unlock()
+                    continuation.resume()
+                } else {
+                    roomWaiters.append(continuation)
+                    condition.unlock()
+                }
+            }
+        }
+    }
+
+    /// Appends an event unless the log is full (false); throws as `send` does.
+    private func trySend(_ encode: (_ sequence: Int, _ bytes: inout [UInt8]) -> Void) throws -> Bool {
+        try producer.withLock { producer in
+            producer.scratch.removeAll(keepingCapacity: true)
+            encode(producer.sequence + 1, &producer.scratch)
+            defer { if producer.scratch.capacity > Self.scratchKeptBytes { producer.scratch = [] } }
+            condition.lock()
+            if producerStopped || closed {
+                let stopped = producerStopped
+                condition.unlock()
+                throw stopped ? PrefabError.cancelled : Self.afterTheEnd
+            }
+            if flowControl && isFull {
+                condition.unlock()
+                return false
+            }
+            producer.sequence += 1
+            let wake = append(producer.scratch)
+            condition.unlock()
+            resume(wake)
+            return true
+        }
+    }
+
+    /// Wakes every producer waiting for room (under the lock): there is room, or the log closed.
+    private func wakeProducers() {
+        condition.broadcast()
+        let waiters = roomWaiters
+        roomWaiters = []
+        for waiter in waiters { waiter.resume() }
+    }
+
     /// Appends the gateway's closing events (`files`, the terminal event): never blocks, and
     /// closes the log to the function's events.
     func sendClosing(_ encode: (_ sequence: Int, _ bytes: inout [UInt8]) -> Void) {
@@ -161,7 +212,7 @@ final class EventLog: @unchecked Sendable {
         encode(last + 1, &message)
         closed = true
         let wake = append(message)
-        condition.broadcast()
+        wakeProducers()
         condition.unlock()
         resume(wake)
     }
@@ -171,7 +222,7 @@ final class EventLog: @unchecked Sendable {
         condition.lock()
         finished = true
         closed = true
-        condition.broadcast()
+        wakeProducers()
         var wake = takeWaiters()
         if let completion = completionWaiter {
             wake.append(completion)
@@ -188,7 +239,7 @@ final class EventLog: @unchecked Sendable {
     func stopProducer() {
         condition.lock()
         producerStopped = true
-        condition.broadcast()
+        wakeProducers()
         condition.unlock()
     }
 
@@ -292,7 +343,7 @@ final class EventLog: @unchecked Sendable {
             if upTo > taken {
                 taken = upTo
                 trimHistory(keepingUntaken: flowControl)
-                condition.broadcast()
+                wakeProducers()
             }
             return .events
         }

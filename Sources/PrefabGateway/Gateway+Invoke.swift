@@ -17,16 +17,16 @@ extension Gateway {
         let owner = context.apiKey
         try await admit(function)
         switch function.implementation {
-        case .result(let body):
+        case .result:
             let invocation = try makeInvocation(function, inputs, baseURL: baseURL, owner: owner, flowControl: false)
-            return try await respondWithResult(invocation, body, request: request, context: context)
-        case .streaming(let body):
+            return try await respondWithResult(invocation, request: request, context: context)
+        case .streaming, .asyncStreaming:
             if Self.wantsJSON(request.headers[.accept]) {
                 return try await respondWithCollectedEvents(
-                    function, inputs, baseURL: baseURL, owner: owner, body, request: request, context: context)
+                    function, inputs, baseURL: baseURL, owner: owner, request: request, context: context)
             }
             let invocation = try makeInvocation(function, inputs, baseURL: baseURL, owner: owner, flowControl: true)
-            return try await respondWithStream(invocation, body, request: request, context: context)
+            return try await respondWithStream(invocation, request: request, context: context)
         }
     }
 
@@ -119,12 +119,11 @@ extension Gateway {
 
     private func respondWithStream(
         _ invocation: Invocation,
-        _ function: @escaping StreamingFunction,
         request: Request,
         context: GatewayRequestContext
     ) async throws -> Response {
         let reader = invocation.events.attach()
-        guard start(invocation, function) else {
+        guard start(invocation) else {
             abandon(invocation)
             throw overloaded
         }
@@ -134,18 +133,30 @@ extension Gateway {
         return eventStreamResponse(invocation, reader: reader, request: request, context: context)
     }
 
-    /// Starts a streaming function's call on a function thread: its events, then the `files`
-    /// event, then the terminal event. False when too many are running.
-    func start(_ invocation: Invocation, _ function: @escaping StreamingFunction) -> Bool {
-        launch(invocation) { [self] in
-            let terminal = invocation.context.run(function, inputs: invocation.inputs)
-            return CallOutcome(terminal: checkedOutput(invocation, terminal))
-        }
+    /// Starts the invocation's call: its events, then the `files` event, then the terminal event
+    /// (a non-streaming function's result becomes the `done` event). False when too many are
+    /// running.
+    func start(_ invocation: Invocation) -> Bool {
+        launch(invocation, call(of: invocation))
     }
 
-    /// Starts a non-streaming function's call: its result becomes the `done` event.
-    func start(_ invocation: Invocation, _ function: @escaping ResultFunction) -> Bool {
-        launch(invocation) { [self] in result(of: invocation, function) }
+    /// The invocation's call: a synchronous function runs on a function thread, an async one in a
+    /// task of its own (which holds no thread while it waits).
+    private func call(of invocation: Invocation) -> CallWork {
+        switch invocation.function.implementation {
+        case .streaming(let function):
+            return .blocking { [self] in
+                let terminal = invocation.context.run(function, inputs: invocation.inputs)
+                return CallOutcome(terminal: checkedOutput(invocation, terminal))
+            }
+        case .asyncStreaming(let function):
+            return .async { [self] in
+                let terminal = await invocation.context.run(function, inputs: invocation.inputs)
+                return CallOutcome(terminal: checkedOutput(invocation, terminal))
+            }
+        case .result(let function):
+            return .blocking { [self] in result(of: invocation, function) }
+        }
     }
 
     /// Runs a non-streaming call on the current (function) thread.
@@ -167,7 +178,7 @@ extension Gateway {
     private func launch(
         _ invocation: Invocation,
         onEnd: @escaping @Sendable (CallEnd) -> Void = { _ in },
-        _ work: @escaping @Sendable () -> CallOutcome
+        _ work: CallWork
     ) -> Bool {
         let grace = stuckFunctionGrace(of: invocation.function)
         // Weak: a call that ends in time is not kept for its timer.
@@ -178,19 +189,39 @@ extension Gateway {
                 onEnd(end)
             }
         }
-        return pool.submit { [self] in
-            let outcome = withTimeout(invocation, work)
-            if let end = end(invocation, outcome) {
-                onEnd(end)
-            } else {
-                runningCalls.stuckFunctionReturned()
-                logger.notice(
-                    "a stuck function returned",
-                    metadata: [
-                        "invocation": "\(invocation.id)", "function": "\(invocation.function.manifest.name)",
-                        "stuck": "\(runningCalls.stuck)",
-                    ])
+        switch work {
+        case .blocking(let work):
+            return pool.submit { [self] in
+                let outcome = withTimeout(invocation, work)
+                returned(invocation, outcome, onEnd: onEnd)
             }
+        case .async(let work):
+            let task = Task { [self] in
+                let timer = timeLimit(invocation)
+                let outcome = await work()
+                timer.cancel()
+                returned(invocation, outcome, onEnd: onEnd)
+            }
+            // A cancel also ends the function's awaits (`Task.sleep`, a network call), not only
+            // its next `yield`.
+            invocation.context.onCancel { task.cancel() }
+            return true
+        }
+    }
+
+    /// The call's function has returned: the call ends, unless the gateway already ended it
+    /// (the function was stuck).
+    private func returned(_ invocation: Invocation, _ outcome: CallOutcome, onEnd: (CallEnd) -> Void) {
+        if let end = end(invocation, outcome) {
+            onEnd(end)
+        } else {
+            runningCalls.stuckFunctionReturned()
+            logger.notice(
+                "a stuck function returned",
+                metadata: [
+                    "invocation": "\(invocation.id)", "function": "\(invocation.function.manifest.name)",
+                    "stuck": "\(runningCalls.stuck)",
+                ])
         }
     }
 
@@ -238,7 +269,6 @@ extension Gateway {
         _ inputs: PrefabInputs,
         baseURL: String,
         owner: Int?,
-        _ body: @escaping StreamingFunction,
         request: Request,
         context: GatewayRequestContext
     ) async throws -> Response {
@@ -246,10 +276,7 @@ extension Gateway {
         let invocation = try makeInvocation(function, inputs, baseURL: baseURL, owner: owner, flowControl: false) {
             event in try collector.append(event)
         }
-        let (end, watched) = try await runOnPool(invocation, request: request, context: context) { [self] in
-            let terminal = invocation.context.run(body, inputs: invocation.inputs)
-            return CallOutcome(terminal: checkedOutput(invocation, terminal))
-        }
+        let (end, watched) = try await runToEnd(invocation, request: request, context: context)
         let (terminal, files) = (end.terminal, end.files)
         if let files { collector.appendAlways(files) }
         collector.appendAlways(terminal)
@@ -271,13 +298,10 @@ extension Gateway {
 
     private func respondWithResult(
         _ invocation: Invocation,
-        _ function: @escaping ResultFunction,
         request: Request,
         context: GatewayRequestContext
     ) async throws -> Response {
-        let (end, watched) = try await runOnPool(invocation, request: request, context: context) { [self] in
-            result(of: invocation, function)
-        }
+        let (end, watched) = try await runToEnd(invocation, request: request, context: context)
         let fileList = JSONValue.array(end.files?.data?.arrayValue ?? [])
         var response: Response
         switch end.result ?? .failure(PrefabError(.internalError, "the call ended without a result")) {
@@ -311,21 +335,19 @@ extension Gateway {
 
     // MARK: Shared
 
-    /// Runs `work` (the invocation's call) on a function thread and waits for it without blocking
-    /// an event loop. A call still running after the quick-answer window is cancelled when its
+    /// Runs the invocation's call and waits for it without blocking an event loop. A call still running after the quick-answer window is cancelled when its
     /// client hangs up; `watched` then says the connection cannot carry another request. The
     /// waiting client counts as a reader of the call's events, so that a viewer of them
     /// (`/invocations/<id>/events`) who leaves does not cancel a call whose client still waits.
-    private func runOnPool(
+    private func runToEnd(
         _ invocation: Invocation,
         request: Request,
-        context: GatewayRequestContext,
-        _ work: @escaping @Sendable () -> CallOutcome
+        context: GatewayRequestContext
     ) async throws -> (end: CallEnd, watched: Bool) {
         let ownClient = invocation.events.attach()
         defer { ownClient.detach() }
         let promise = context.channel.eventLoop.makePromise(of: CallEnd.self)
-        guard launch(invocation, onEnd: { promise.succeed($0) }, work) else {
+        guard launch(invocation, onEnd: { promise.succeed($0) }, call(of: invocation)) else {
             abandon(invocation)
             promise.fail(overloaded)
             throw overloaded
@@ -451,16 +473,21 @@ extension Gateway {
     /// process prefab is stopped at once; a Swift function at its next `yield` (one that never
     /// comes to it has its call ended by the gateway: see `launch`).
     private func withTimeout<T>(_ invocation: Invocation, _ body: () -> T) -> T {
+        let timer = timeLimit(invocation)
+        defer { timer.cancel() }
+        return body()
+    }
+
+    /// The timer that cancels the invocation with `TIMEOUT` at its time limit.
+    private func timeLimit(_ invocation: Invocation) -> GatewayTimer {
         let ownLimit = invocation.function.manifest.timeoutSeconds ?? configuration.defaultTimeout?.seconds
         let maximum = configuration.maxStreamDuration.seconds
         let seconds = min(ownLimit ?? .infinity, maximum)
         let whose = seconds < (ownLimit ?? .infinity) ? "the gateway's maximum call duration" : "its time limit"
-        let timer = GatewayTimer.schedule(after: .seconds(seconds)) {
+        return GatewayTimer.schedule(after: .seconds(seconds)) {
             let limit = String(format: "%g", seconds)
             invocation.context.cancel(PrefabError(.timeout, "the call ran past \(whose) of \(limit) s"))
         }
-        defer { timer.cancel() }
-        return body()
     }
 
     /// The terminal event, or `OUTPUT_TOO_LARGE` when the call's output folder is over the limit.
@@ -510,6 +537,12 @@ extension Gateway {
         if let code = terminal.errorCode, !cancelled { metadata["error_code"] = "\(code)" }
         logger.info("invocation", metadata: metadata)
     }
+}
+
+/// A call's work: a synchronous function blocks a function thread, an async one runs in a task.
+enum CallWork {
+    case blocking(@Sendable () -> CallOutcome)
+    case async(@Sendable () async -> CallOutcome)
 }
 
 /// What a function thread hands back: the terminal event, and a non-streaming function's result.

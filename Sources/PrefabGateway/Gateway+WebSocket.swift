@@ -114,12 +114,7 @@ extension Gateway {
             owner: context.requestContext.apiKey,
             flowControl: true
         )
-        let started: Bool
-        switch function.implementation {
-        case .streaming(let body): started = start(invocation, body)
-        case .result(let body): started = start(invocation, body)
-        }
-        guard started else {
+        guard start(invocation) else {
             abandon(invocation)
             throw overloaded
         }

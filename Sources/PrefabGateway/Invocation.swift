@@ -52,11 +52,18 @@ final class Invocation: Sendable {
         self.context = PrefabContext(
             invocationId: id,
             outputDirectory: outputDirectory,
-            questionTimeout: questionTimeout
-        ) { [events, id] event in
-            try sink?(event)
-            try events.send { sequence, bytes in Self.appendMessage(event, sequence: sequence, id: id, to: &bytes) }
-        }
+            questionTimeout: questionTimeout,
+            sink: { [events, id] event in
+                try sink?(event)
+                try events.send { sequence, bytes in Self.appendMessage(event, sequence: sequence, id: id, to: &bytes) }
+            },
+            asyncSink: { [events, id] event in
+                try sink?(event)
+                try await events.send { sequence, bytes in
+                    Self.appendMessage(event, sequence: sequence, id: id, to: &bytes)
+                }
+            }
+        )
         context.onCancel { [events] in events.stopProducer() }
     }
 

@@ -19,6 +19,45 @@ public func collect(
     outputDirectory: URL? = nil,
     answering: (@Sendable (PrefabEvent) -> JSONValue?)? = nil
 ) throws -> [PrefabEvent] {
+    let (context, events) = collectingContext(invocationId, outputDirectory, answering)
+    let terminal = context.run(function, inputs: inputs)
+    return try events.closed(by: terminal, of: context)
+}
+
+/// Runs an async streaming function without any server, like `collect` for a synchronous one:
+///
+///     let events = try await collect(Ticker.ticker, inputs: ["n": 3])
+///
+/// The function runs in a task of its own, cancelled with its context (and when the calling task
+/// is cancelled), as in the gateway.
+public func collect(
+    _ function: AsyncStreamingFunction,
+    inputs: PrefabInputs = [:],
+    invocationId: String = "test-invocation",
+    outputDirectory: URL? = nil,
+    answering: (@Sendable (PrefabEvent) -> JSONValue?)? = nil
+) async throws -> [PrefabEvent] {
+    let (context, events) = collectingContext(invocationId, outputDirectory, answering)
+    // The task ends before this returns: the function does not really escape. (A non-escaping
+    // parameter keeps `collect(f)` with a synchronous `f` unambiguous in async code.)
+    let terminal = await withoutActuallyEscaping(function) { function in
+        let task = Task { await context.run(function, inputs: inputs) }
+        context.onCancel { task.cancel() }
+        return await withTaskCancellationHandler {
+            await task.value
+        } onCancel: {
+            context.cancel()
+        }
+    }
+    return try events.closed(by: terminal, of: context)
+}
+
+/// A context whose events are collected, and answered with `answering`.
+private func collectingContext(
+    _ invocationId: String,
+    _ outputDirectory: URL?,
+    _ answering: (@Sendable (PrefabEvent) -> JSONValue?)?
+) -> (PrefabContext, CollectedEvents) {
     let directory = outputDirectory ?? temporaryOutputDirectory()
     let events = CollectedEvents()
     let context = PrefabContext(invocationId: invocationId, outputDirectory: directory) { event in
@@ -32,15 +71,7 @@ public func collect(
             try? context.deliver(.answer(answer, to: id))
         }
     }
-    let terminal = context.run(function, inputs: inputs)
-    if let used = context.usedOutputDirectory {
-        let files = try OutputFile.list(in: used)
-        if !files.isEmpty {
-            events.append(.files(files.map { $0.jsonValue(url: $0.url.absoluteString) }))
-        }
-    }
-    events.append(terminal)
-    return events.all
+    return (context, events)
 }
 
 /// Runs a non-streaming function without any server and returns its result, or throws its error.
@@ -72,4 +103,16 @@ private final class CollectedEvents: @unchecked Sendable {
     }
 
     var all: [PrefabEvent] { events.withLock { $0 } }
+
+    /// Every event, with the `files` event (when the function wrote files) and `terminal` last.
+    func closed(by terminal: PrefabEvent, of context: PrefabContext) throws -> [PrefabEvent] {
+        if let used = context.usedOutputDirectory {
+            let files = try OutputFile.list(in: used)
+            if !files.isEmpty {
+                append(.files(files.map { $0.jsonValue(url: $0.url.absoluteString) }))
+            }
+        }
+        append(terminal)
+        return all
+    }
 }

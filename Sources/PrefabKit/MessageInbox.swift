@@ -17,6 +17,26 @@ final class MessageInbox: @unchecked Sendable {
     private var cancelReason: PrefabError?
     /// Set for a function that runs elsewhere (a process): messages go there instead of the queue.
     private var forward: (@Sendable (PrefabEvent) -> Bool)?
+    /// Async functions waiting for a message, oldest first.
+    private var asyncWaiters: [AsyncWaiter] = []
+
+    /// An async function's wait for a message; its continuation is resumed once, under the lock.
+    private final class AsyncWaiter: @unchecked Sendable {  // guarded by the inbox's lock
+        let matches: @Sendable (PrefabEvent) -> Bool
+        var continuation: CheckedContinuation<PrefabEvent?, any Error>?
+        var timeout: Task<Void, Never>?
+
+        init(matches: @escaping @Sendable (PrefabEvent) -> Bool) {
+            self.matches = matches
+        }
+
+        func resume(with result: Result<PrefabEvent?, any Error>) {
+            continuation?.resume(with: result)
+            continuation = nil
+            timeout?.cancel()
+            timeout = nil
+        }
+    }
 
     /// Records a question the function sent, so that its answer is accepted.
     func questionAsked(_ event: PrefabEvent) {
@@ -81,6 +101,10 @@ final class MessageInbox: @unchecked Sendable {
         }
         if let id = answered { pending[id] = nil }
         if forward == nil {
+            if let index = asyncWaiters.firstIndex(where: { $0.matches(message) }) {
+                asyncWaiters.remove(at: index).resume(with: .success(message))
+                return
+            }
             messages.append(message)
             condition.broadcast()
         }
@@ -121,6 +145,49 @@ final class MessageInbox: @unchecked Sendable {
 
     private static let longestWait: TimeInterval = 86_400
 
+    /// `take` for an async function: suspends instead of blocking its thread.
+    func take(
+        until deadline: ContinuousClock.Instant?,
+        matching matches: @escaping @Sendable (PrefabEvent) -> Bool = { _ in true }
+    ) async throws -> PrefabEvent? {
+        let waiter = AsyncWaiter(matches: matches)
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { continuation in
+                condition.withLock {
+                    if let reason = cancelReason {
+                        continuation.resume(throwing: reason)
+                    } else if let index = messages.firstIndex(where: matches) {
+                        continuation.resume(returning: messages.remove(at: index))
+                    } else if Task.isCancelled {
+                        continuation.resume(throwing: CancellationError())
+                    } else if let deadline, deadline <= .now {
+                        continuation.resume(returning: nil)
+                    } else {
+                        waiter.continuation = continuation
+                        asyncWaiters.append(waiter)
+                        // A task of its own ends the wait at the deadline: asking is rare.
+                        if let deadline {
+                            waiter.timeout = Task { [weak self, weak waiter] in
+                                try? await Task.sleep(until: deadline, clock: .continuous)
+                                guard let self, let waiter, !Task.isCancelled else { return }
+                                self.endWait(waiter, with: .success(nil))
+                            }
+                        }
+                    }
+                }
+            }
+        } onCancel: {
+            endWait(waiter, with: .failure(CancellationError()))
+        }
+    }
+
+    private func endWait(_ waiter: AsyncWaiter, with result: Result<PrefabEvent?, any Error>) {
+        condition.withLock {
+            guard let index = asyncWaiters.firstIndex(where: { $0 === waiter }) else { return }
+            asyncWaiters.remove(at: index).resume(with: result)
+        }
+    }
+
     /// Waits for `duration` unless the invocation is cancelled first, which throws.
     func sleep(for duration: Duration) throws {
         _ = try take(until: .now + duration) { _ in false }
@@ -135,6 +202,8 @@ final class MessageInbox: @unchecked Sendable {
             // Nothing is delivered any more: let go of what the messages would have reached.
             messages = []
             forward = nil
+            for waiter in asyncWaiters { waiter.resume(with: .failure(cancelReason ?? reason)) }
+            asyncWaiters = []
             condition.broadcast()
         }
     }

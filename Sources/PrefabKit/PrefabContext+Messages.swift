@@ -6,6 +6,7 @@ extension PrefabContext {
     ///     let name = try context.ask("What is the project called?", id: "name").stringValue
     ///
     /// With `options`, only one of them is accepted as the answer.
+    @available(*, noasync, message: "an async function uses 'try await context.ask', which holds no thread")
     public func ask(
         _ text: String,
         options: [JSONValue] = [],
@@ -28,6 +29,7 @@ extension PrefabContext {
 
     /// The next message the caller sent (answers to `ask` excepted), in order; nil when none
     /// comes within `timeout` (nil: wait until one comes). Throws once cancelled.
+    @available(*, noasync, message: "an async function uses 'try await context.nextMessage', which holds no thread")
     public func nextMessage(timeout: Duration? = nil) throws -> PrefabEvent? {
         try inbox.take(until: timeout.map { .now + $0 })
     }
@@ -39,6 +41,7 @@ extension PrefabContext {
     }
 
     /// Sleeps like `Thread.sleep`, but throws as soon as the invocation is cancelled.
+    @available(*, noasync, message: "an async function uses 'try await context.sleep', which holds no thread")
     public func sleep(for duration: Duration) throws {
         try inbox.sleep(for: duration)
     }
@@ -60,5 +63,50 @@ extension PrefabContext {
     /// while `messageCapacity` messages wait unread there.
     public func forwardMessages(to forward: @escaping @Sendable (PrefabEvent) -> Bool) {
         inbox.forward(to: forward)
+    }
+
+    // MARK: For async functions
+
+    /// `ask` for an async function: waits for the answer without holding a thread.
+    public func ask(
+        _ text: String,
+        options: [JSONValue] = [],
+        id: String? = nil,
+        timeout: Duration? = nil
+    ) async throws -> JSONValue {
+        let questionId = id ?? inbox.nextQuestionId()
+        try await yield(.question(text, id: questionId, options: options))
+        let limit = timeout ?? questionTimeout
+        let answer = try await waiting {
+            try await inbox.take(until: limit.map { .now + $0 }) { message in
+                message.type == PrefabEvent.answer
+                    && message.data?.objectValue?["questionId"]?.stringValue == questionId
+            }
+        }
+        guard let answer else {
+            let seconds = limit.map { "\($0.seconds)" } ?? "?"
+            throw PrefabError(.questionTimeout, "no answer to question '\(questionId)' within \(seconds) s")
+        }
+        return answer.data?.objectValue?["answer"] ?? .null
+    }
+
+    /// `nextMessage` for an async function: waits without holding a thread.
+    public func nextMessage(timeout: Duration? = nil) async throws -> PrefabEvent? {
+        try await waiting { try await inbox.take(until: timeout.map { .now + $0 }) }
+    }
+
+    /// Sleeps without holding a thread; throws as soon as the invocation is cancelled.
+    public func sleep(for duration: Duration) async throws {
+        try await waiting { try await Task.sleep(for: duration) }
+    }
+
+    /// Runs a wait of an async function; a cancelled task throws the invocation's cancel reason.
+    private func waiting<T>(_ wait: () async throws -> T) async throws -> T {
+        if let reason = cancelReason { throw reason }
+        do {
+            return try await wait()
+        } catch is CancellationError {
+            throw cancelReason ?? .cancelled
+        }
     }
 }

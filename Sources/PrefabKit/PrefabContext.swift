@@ -9,10 +9,14 @@ import Synchronization
 public final class PrefabContext: Sendable {
     /// Receives every non-terminal event in order; throwing stops the function.
     public typealias Sink = @Sendable (PrefabEvent) throws -> Void
+    /// Receives the events of an async function: where `Sink` would block its thread (a full
+    /// buffer), this one suspends.
+    public typealias AsyncSink = @Sendable (PrefabEvent) async throws -> Void
 
     public let invocationId: String
     private let outputURL: @Sendable () -> URL
     private let sink: Sink
+    private let asyncSink: AsyncSink?
     private let cancelled = Atomic<Bool>(false)
     /// Set with the terminal event; an atomic keeps the per-event check off the lock.
     private let ended = Atomic<Bool>(false)
@@ -32,11 +36,12 @@ public final class PrefabContext: Sendable {
         invocationId: String,
         outputDirectory: URL,
         questionTimeout: Duration? = nil,
-        sink: @escaping Sink
+        sink: @escaping Sink,
+        asyncSink: AsyncSink? = nil
     ) {
         self.init(
             invocationId: invocationId, outputDirectory: { outputDirectory }, questionTimeout: questionTimeout,
-            sink: sink)
+            sink: sink, asyncSink: asyncSink)
     }
 
     /// The output directory's URL is made only when the function asks for it: most calls write no
@@ -45,12 +50,14 @@ public final class PrefabContext: Sendable {
         invocationId: String,
         outputDirectory: @escaping @Sendable () -> URL,
         questionTimeout: Duration? = nil,
-        sink: @escaping Sink
+        sink: @escaping Sink,
+        asyncSink: AsyncSink? = nil
     ) {
         self.invocationId = invocationId
         self.outputURL = outputDirectory
         self.questionTimeout = questionTimeout
         self.sink = sink
+        self.asyncSink = asyncSink
     }
 
     /// True once the client has gone away or the invocation was cancelled.
@@ -87,6 +94,28 @@ public final class PrefabContext: Sendable {
     /// Sends one event. Throws when the invocation is cancelled (the function should let it
     /// propagate), or after a terminal event.
     public func yield(_ event: PrefabEvent) throws {
+        guard try admit(event) else { return }
+        do {
+            try sink(event)
+        } catch {
+            throw sinkError(error)
+        }
+    }
+
+    /// Sends one event from an async function: like `yield`, but where `yield` would block its
+    /// thread (a slow client), this suspends.
+    public func yield(_ event: PrefabEvent) async throws {
+        guard try admit(event) else { return }
+        do {
+            if let asyncSink { try await asyncSink(event) } else { try sink(event) }
+        } catch {
+            throw sinkError(error)
+        }
+    }
+
+    /// The checks of `yield`: true when `event` goes to the sink, false for the terminal event
+    /// (held back until the function returns).
+    private func admit(_ event: PrefabEvent) throws -> Bool {
         if isCancelled { throw cancelReason ?? .cancelled }
         if event.isTerminal {
             try state.withLock { state in
@@ -94,18 +123,17 @@ public final class PrefabContext: Sendable {
                 state.terminal = event
             }
             ended.store(true, ordering: .releasing)
-            return
+            return false
         }
         if ended.load(ordering: .acquiring) { throw Self.streamEnded }
         // Recorded before the client can see it, so that its answer is always accepted.
         if event.type == PrefabEvent.question { inbox.questionAsked(event) }
-        do {
-            try sink(event)
-        } catch {
-            // A cancel that wakes a `yield` blocked in the sink says why, not just "cancelled".
-            if let reason = cancelReason { throw reason }
-            throw error
-        }
+        return true
+    }
+
+    /// A cancel that wakes a `yield` waiting in the sink says why, not just "cancelled".
+    private func sinkError(_ error: any Error) -> any Error {
+        cancelReason ?? error
     }
 
     /// The directory for output files, `data/outputs/<invocation>/` under the gateway; created on
@@ -149,6 +177,24 @@ extension PrefabContext {
         } catch {
             thrown = error
         }
+        return end(thrown: thrown)
+    }
+
+    /// Runs an async streaming function in the current task, under the same rules. Run it in a
+    /// task that is cancelled when the context is (`onCancel { task.cancel() }`), so that a
+    /// cancel also ends the function's other awaits, not only its next `yield` or `sleep`.
+    public func run(_ function: AsyncStreamingFunction, inputs: PrefabInputs) async -> PrefabEvent {
+        var thrown: (any Error)?
+        do {
+            try await function(inputs, self)
+        } catch {
+            thrown = error
+        }
+        return end(thrown: thrown)
+    }
+
+    /// The function has returned (or thrown `thrown`): the terminal event to send.
+    private func end(thrown: (any Error)?) -> PrefabEvent {
         finished()
         if let terminal = state.withLock({ $0.terminal }) { return terminal }
         if let reason = cancelReason { return .error(reason) }

@@ -1,6 +1,11 @@
 /// A streaming function: synchronous and generator-style, it calls `context.yield` for each event.
 public typealias StreamingFunction = @Sendable (PrefabInputs, PrefabContext) throws -> Void
 
+/// A streaming function that awaits instead of blocking: `try await context.yield(...)`,
+/// `try await context.sleep(for:)`. While it waits it holds no thread, only its task; use it for
+/// functions that spend their time waiting (timers, network calls), never for ones that block.
+public typealias AsyncStreamingFunction = @Sendable (PrefabInputs, PrefabContext) async throws -> Void
+
 /// A non-streaming function: returns one JSON value.
 public typealias ResultFunction = @Sendable (PrefabInputs, PrefabContext) throws -> JSONValue
 
@@ -8,9 +13,20 @@ public typealias ResultFunction = @Sendable (PrefabInputs, PrefabContext) throws
 public enum PrefabFunction: Sendable {
     case streaming(StreamingFunction)
     case result(ResultFunction)
+    case asyncStreaming(AsyncStreamingFunction)
+
+    /// A streaming function, synchronous or async: what the prefab registry writes for each
+    /// streaming manifest function, whichever flavour its static function has.
+    public init(streaming function: @escaping StreamingFunction) {
+        self = .streaming(function)
+    }
+
+    public init(streaming function: @escaping AsyncStreamingFunction) {
+        self = .asyncStreaming(function)
+    }
 
     public var isStreaming: Bool {
-        if case .streaming = self { return true }
-        return false
+        if case .result = self { return false }
+        return true
     }
 }

@@ -46,8 +46,10 @@ for (path, isSwift) in manifests {
     var functions: [String] = []
     for function in manifest.functions {
         let member = SwiftName.member(function.name)
-        let kind = function.streaming ? "streaming" : "result"
-        functions.append("            \(SwiftName.literal(function.name)): .\(kind)(\(typeName).\(member)),")
+        // `PrefabFunction(streaming:)` takes a synchronous or an async static function alike.
+        let registration =
+            function.streaming ? "PrefabFunction(streaming: \(typeName).\(member))" : ".result(\(typeName).\(member))"
+        functions.append("            \(SwiftName.literal(function.name)): \(registration),")
     }
     entries.append("        \(SwiftName.literal(folder)): [\n\(functions.joined(separator: "\n"))\n        ],")
 }

@@ -26,6 +26,18 @@ struct TestPrefab {
         )
     }
 
+    static func asyncStreaming(
+        _ name: String,
+        parameters: [ParameterManifest] = [],
+        _ body: @escaping AsyncStreamingFunction
+    ) -> TestPrefab {
+        TestPrefab(
+            folder: name,
+            manifest: FunctionManifest(name: name, streaming: true, parameters: parameters),
+            implementation: .asyncStreaming(body)
+        )
+    }
+
     static func result(
         _ name: String,
         parameters: [ParameterManifest] = [],

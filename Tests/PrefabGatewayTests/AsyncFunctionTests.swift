@@ -1,0 +1,161 @@
+import Dispatch
+import Foundation
+import HTTPTypes
+import PrefabGateway
+import PrefabKit
+import Testing
+
+/// Async streaming functions (`try await context.yield`, `context.sleep`): they hold no function
+/// thread, a slow client suspends them without blocking a thread, and a cancel ends their awaits.
+@Suite(.timeLimit(.minutes(1))) struct AsyncFunctionTests {
+    static let ticker = TestPrefab.asyncStreaming(
+        "ticker",
+        parameters: [ParameterManifest(name: "n", type: .integer, defaultValue: 3)]
+    ) { inputs, context in
+        let n = try inputs.int("n")
+        for i in 1...n {
+            if i > 1 { try await context.sleep(for: .milliseconds(20)) }
+            try await context.yield(.progress(current: i, total: n))
+        }
+    }
+
+    @Test func anAsyncFunctionStreamsItsEventsAndEndsWithDone() async throws {
+        try await LiveGateway.run([Self.ticker]) { gateway in
+            var stream = try await gateway.openStream("ticker", #"{"inputs": {"n": 3}}"#)
+            let events = try await stream.rest().compactMap(\.prefabEvent)
+            #expect(events.map(\.type) == ["progress", "progress", "progress", "done"])
+            #expect(events.prefix(3).map { $0.data?["current"] } == [1, 2, 3])
+            // Collected as one JSON answer too.
+            let collected = try await gateway.invoke(
+                "ticker", #"{"inputs": {"n": 2}}"#, headers: [.accept: "application/json"])
+            #expect(collected.json?["success"] == true)
+            #expect(collected.json?["events"]?.arrayValue?.count == 3)
+        }
+    }
+
+    /// Two stuck synchronous calls take both function threads of a gateway that runs one call at
+    /// a time (as in `ThreadPoolRefusalTests`): a synchronous call is then refused, an async one
+    /// still runs, sleeps and streams — it needs no thread.
+    @Test func anAsyncFunctionRunsWhenEveryFunctionThreadIsTaken() async throws {
+        let release = DispatchSemaphore(value: 0)
+        defer { for _ in 0..<2 { release.signal() } }
+        let stuck = TestPrefab.streaming("stuck") { _, _ in release.wait() }
+        try await LiveGateway.run(
+            [stuck, Self.ticker],
+            configure: {
+                $0.maxConcurrentInvocations = 1
+                $0.defaultTimeout = .milliseconds(300)
+            }
+        ) { gateway in
+            for _ in 0..<2 {
+                let ended = try await gateway.invoke("stuck")
+                #expect(ended.events.last?.errorCode == "TIMEOUT")
+            }
+            #expect(try await gateway.invoke("stuck").status == .tooManyRequests)
+            let reply = try await gateway.invoke("ticker", #"{"inputs": {"n": 3}}"#)
+            #expect(reply.status == .ok, "\(reply.text)")
+            #expect(reply.events.map(\.type) == ["progress", "progress", "progress", "done"])
+        }
+    }
+
+    /// Records why its wait ended: `context.sleep`, or a plain `Task.sleep`, which only the task's
+    /// cancellation reaches.
+    static func sleeper(_ probe: Probe, plainTaskSleep: Bool) -> TestPrefab {
+        .asyncStreaming("sleeper") { _, context in
+            try await context.yield(.content("waiting"))
+            probe.countYield()
+            do {
+                if plainTaskSleep {
+                    try await Task.sleep(for: .seconds(60))
+                } else {
+                    try await context.sleep(for: .seconds(60))
+                }
+            } catch {
+                probe.stop(with: (error as? PrefabError)?.code.rawValue ?? "\(type(of: error))")
+                throw error
+            }
+        }
+    }
+
+    /// A cancel (`DELETE`) reaches the function's await at once — also a `Task.sleep` of its own,
+    /// whose task is cancelled with the call — and the call ends `CANCELLED` without the function
+    /// being counted stuck (which takes the 1 s stuck-function grace).
+    @Test(arguments: [false, true])
+    func aCancelEndsTheAwaitOfAnAsyncFunction(plainTaskSleep: Bool) async throws {
+        let probe = Probe()
+        try await LiveGateway.run([Self.sleeper(probe, plainTaskSleep: plainTaskSleep)]) { gateway in
+            var stream = try await gateway.openStream("sleeper")
+            #expect(try await stream.nextEvent() == .content("waiting"))
+            #expect(await Probe.eventually { probe.yields == 1 })
+            let id = try #require(stream.response.headers.first(name: "X-Invocation-Id"))
+            let started = ContinuousClock.now
+            #expect(try await gateway.request(.delete, "/invocations/\(id)").status == .accepted)
+            let last = try await stream.rest().compactMap(\.prefabEvent).last
+            #expect(last?.errorCode == "CANCELLED")
+            #expect(await Probe.eventually { probe.stoppedWith != nil })
+            #expect(probe.stoppedWith == (plainTaskSleep ? "CancellationError" : "CANCELLED"))
+            // Well within the stuck-function grace: the function itself stopped.
+            #expect(ContinuousClock.now - started < .milliseconds(900))
+            let health = try await gateway.request(.get, "/health").json
+            #expect(health?["stuck_functions"] == 0)
+        }
+    }
+
+    /// Yields until `yield` throws.
+    static func endless(_ probe: Probe, name: String, payload: String) -> TestPrefab {
+        .asyncStreaming(name) { _, context in
+            do {
+                while true {
+                    try await context.yield(.content(payload))
+                    probe.countYield()
+                }
+            } catch let error as PrefabError {
+                probe.stop(with: error.code.rawValue)
+                throw error
+            }
+        }
+    }
+
+    /// Clients that read nothing make their async functions wait in `yield` with bounded memory,
+    /// suspended rather than blocking: more of them than the concurrency pool has threads (one
+    /// per core), and the gateway, which runs on that pool, still answers other calls.
+    @Test func aClientThatStopsReadingSuspendsTheAsyncFunctionWithoutBlockingAThread() async throws {
+        let stalled = ProcessInfo.processInfo.activeProcessorCount + 1
+        let probes = (0..<stalled).map { _ in Probe() }
+        let payload = String(repeating: "x", count: 64 * 1024)
+        let buffered = 16
+        let prefabs = probes.enumerated().map { Self.endless($1, name: "endless\($0)", payload: payload) }
+        try await LiveGateway.run(
+            prefabs + [Self.ticker],
+            configure: {
+                $0.streamBufferEvents = buffered
+                $0.streamBufferBytes = 1 << 20
+            }
+        ) { gateway in
+            var connections: [RawConnection] = []
+            for index in 0..<stalled {
+                let connection = try RawConnection(port: gateway.port, receiveBuffer: 64 * 1024)
+                try connection.sendPost("/invoke/endless\(index)", json: #"{"inputs": {}}"#)
+                _ = try await connection.readOffPool(until: "\r\n\r\n")
+                connections.append(connection)
+            }
+            for probe in probes { #expect(await Probe.eventually { probe.yields > buffered }) }
+            // Wait until the counts stop moving for half a second.
+            var settled: [Int] = []
+            for _ in 0..<40 where probes.map(\.yields) != settled {
+                settled = probes.map(\.yields)
+                try await Task.sleep(for: .milliseconds(500))
+            }
+            try await Task.sleep(for: .seconds(1))
+            #expect(probes.map(\.yields) == settled)
+            // 16 buffered events plus kernel socket buffers: a few MB each, not the gigabytes an
+            // unbounded queue would reach in this time.
+            for count in settled { #expect(count < 200, "\(count) events of 64 KiB produced") }
+            // Every pool thread would be blocked by now if the functions blocked in `yield`.
+            let reply = try await gateway.invoke("ticker", #"{"inputs": {"n": 2}}"#)
+            #expect(reply.events.map(\.type) == ["progress", "progress", "done"])
+            for connection in connections { connection.hangUp() }
+            for probe in probes { #expect(await Probe.eventually { probe.stoppedWith == "CANCELLED" }) }
+        }
+    }
+}
