@@ -196,7 +196,9 @@ extension Gateway {
                 returned(invocation, outcome, onEnd: onEnd)
             }
         case .async(let work):
-            let task = Task { [self] in
+            // Detached: it needs none of the request's task-locals, whose copy would cost it
+            // memory for its whole life.
+            let task = Task.detached { [self] in
                 let timer = timeLimit(invocation)
                 let outcome = await work()
                 timer.cancel()

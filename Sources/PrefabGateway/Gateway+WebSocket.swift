@@ -16,9 +16,9 @@ extension Gateway {
         router.middlewares.add(WebSocketRefusalReporter())
         addCommonMiddleware(to: router)
         router.ws("/invoke/:name/ws") { _, context in
-            catalog.functions[context.parameters.get("name") ?? ""] == nil ? .dontUpgrade : .upgrade([:])
+            self.catalog.functions[context.parameters.get("name") ?? ""] == nil ? .dontUpgrade : .upgrade([:])
         } onUpgrade: { inbound, outbound, context in
-            try await serveWebSocket(inbound, outbound, context)
+            try await self.serveWebSocket(inbound, outbound, context)
         }
         return router
     }

@@ -7,7 +7,10 @@ import PrefabKit
 
 /// The gateway: the loaded prefabs, the threads that run them, and the HTTP application that
 /// serves them.
-public struct Gateway: Sendable {
+///
+/// A class: every call's closures (its task, its timers, its cancel handlers) capture it, and a
+/// struct this size was copied into each of them (~650 bytes a closure, 2 KB a stream).
+public final class Gateway: Sendable {
     public let configuration: GatewayConfiguration
     public let catalog: PrefabCatalog
     let outputs: OutputStore
@@ -21,14 +24,18 @@ public struct Gateway: Sendable {
     let metrics: GatewayMetrics
     let logger: Logger
     /// The process runtime of the loaded prefabs, whose workers end with the gateway.
-    var processes: ProcessRuntime?
+    let processes: ProcessRuntime?
 
-    public init(configuration: GatewayConfiguration, catalog: PrefabCatalog, logger: Logger? = nil) {
+    public convenience init(configuration: GatewayConfiguration, catalog: PrefabCatalog, logger: Logger? = nil) {
         self.init(configuration: configuration, catalog: catalog, logger: logger, metrics: GatewayMetrics())
     }
 
-    init(configuration: GatewayConfiguration, catalog: PrefabCatalog, logger: Logger?, metrics: GatewayMetrics) {
+    init(
+        configuration: GatewayConfiguration, catalog: PrefabCatalog, logger: Logger?, metrics: GatewayMetrics,
+        processes: ProcessRuntime? = nil
+    ) {
         self.metrics = metrics
+        self.processes = processes
         self.configuration = configuration
         self.catalog = catalog
         self.outputs = OutputStore(root: configuration.outputsDirectory)
@@ -78,9 +85,8 @@ public struct Gateway: Sendable {
         }
         logger.info("loaded \(catalog.functions.count) functions from \(configuration.prefabsDirectory.path)")
         processes.prewarm()
-        var gateway = Gateway(configuration: configuration, catalog: catalog, logger: logger, metrics: metrics)
-        gateway.processes = processes
-        return gateway
+        return Gateway(
+            configuration: configuration, catalog: catalog, logger: logger, metrics: metrics, processes: processes)
     }
 
     /// The HTTP application, ready to run (or to test with HummingbirdTesting). Once its server
@@ -93,33 +99,33 @@ public struct Gateway: Sendable {
         // HEAD wherever GET works: the GET's status and headers, no body.
         let router = Router(context: GatewayRequestContext.self, options: .autoGenerateHeadEndpoints)
         addCommonMiddleware(to: router)
-        router.get("/") { _, _ in try playground.response(for: "index.html") }
+        router.get("/") { _, _ in try self.playground.response(for: "index.html") }
         router.get("/playground/:file") { _, context in
-            try playground.response(for: context.parameters.get("file") ?? "")
+            try self.playground.response(for: context.parameters.get("file") ?? "")
         }
-        router.get("/manifest") { request, _ in manifestResponse(request) }
-        router.get("/health") { _, _ in healthResponse() }
-        router.get("/metrics") { _, _ in metricsResponse() }
-        router.get("/openapi.json") { _, _ in openAPIResponse() }
-        router.post("/invoke/:name") { request, context in try await invoke(request, context: context) }
-        router.get("/invoke/:name/ws") { _, context in try webSocketWithoutUpgrade(context: context) }
-        router.get("/files/:invocation/**") { request, context in try await file(request, context: context) }
-        router.get("/invocations/:id") { _, context in try invocationStatus(context: context) }
-        router.delete("/invocations/:id") { _, context in try cancelInvocation(context: context) }
-        router.post("/invocations/:id/cancel") { _, context in try cancelInvocation(context: context) }
+        router.get("/manifest") { request, _ in self.manifestResponse(request) }
+        router.get("/health") { _, _ in self.healthResponse() }
+        router.get("/metrics") { _, _ in self.metricsResponse() }
+        router.get("/openapi.json") { _, _ in self.openAPIResponse() }
+        router.post("/invoke/:name") { request, context in try await self.invoke(request, context: context) }
+        router.get("/invoke/:name/ws") { _, context in try self.webSocketWithoutUpgrade(context: context) }
+        router.get("/files/:invocation/**") { request, context in try await self.file(request, context: context) }
+        router.get("/invocations/:id") { _, context in try self.invocationStatus(context: context) }
+        router.delete("/invocations/:id") { _, context in try self.cancelInvocation(context: context) }
+        router.post("/invocations/:id/cancel") { _, context in try self.cancelInvocation(context: context) }
         router.post("/invocations/:id/messages") { request, context in
-            try await deliverMessage(request, context: context)
+            try await self.deliverMessage(request, context: context)
         }
         router.get("/invocations/:id/events") { request, context in
-            try await invocationEvents(request, context: context)
+            try await self.invocationEvents(request, context: context)
         }
         router.head("/invocations/:id/events") { request, context in
-            try invocationEventsHead(request, context: context)
+            try self.invocationEventsHead(request, context: context)
         }
         var logger = logger
         logger.logLevel = .warning  // Hummingbird's own request lines; invocations log on ours.
         return Application(
-            router: router,
+            responder: ShallowResponder(inner: router.buildResponder()),
             server: .http1WebSocketUpgradeQuiescing(
                 webSocketRouter: makeWebSocketRouter(),
                 idleTimeout: configuration.idleTimeout,
@@ -140,8 +146,8 @@ public struct Gateway: Sendable {
                 // The listening socket closes when a graceful shutdown begins: the streams that
                 // are still open would otherwise keep the server (and the process) waiting.
                 channel.closeFuture.whenComplete { _ in
-                    beginShutdown()
-                    processes?.shutdown()
+                    self.beginShutdown()
+                    self.processes?.shutdown()
                     onShutdown()
                 }
                 await onServerRunning(channel.localAddress?.port ?? 0)

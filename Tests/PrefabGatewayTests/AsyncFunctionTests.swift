@@ -40,8 +40,11 @@ import Testing
         let release = DispatchSemaphore(value: 0)
         defer { for _ in 0..<2 { release.signal() } }
         let stuck = TestPrefab.streaming("stuck") { _, _ in release.wait() }
+        // Its own time limit, far from the 0.3 s that ends the stuck calls.
+        var ticker = Self.ticker
+        ticker.manifest.timeoutSeconds = 30
         try await LiveGateway.run(
-            [stuck, Self.ticker],
+            [stuck, ticker],
             configure: {
                 $0.maxConcurrentInvocations = 1
                 $0.defaultTimeout = .milliseconds(300)
@@ -77,9 +80,9 @@ import Testing
         }
     }
 
-    /// A cancel (`DELETE`) reaches the function's await at once — also a `Task.sleep` of its own,
-    /// whose task is cancelled with the call — and the call ends `CANCELLED` without the function
-    /// being counted stuck (which takes the 1 s stuck-function grace).
+    /// A cancel (`DELETE`) reaches the function's await — also a `Task.sleep` of its own, whose
+    /// task is cancelled with the call — and the call ends `CANCELLED` without the function being
+    /// counted stuck.
     @Test(arguments: [false, true])
     func aCancelEndsTheAwaitOfAnAsyncFunction(plainTaskSleep: Bool) async throws {
         let probe = Probe()
@@ -88,14 +91,13 @@ import Testing
             #expect(try await stream.nextEvent() == .content("waiting"))
             #expect(await Probe.eventually { probe.yields == 1 })
             let id = try #require(stream.response.headers.first(name: "X-Invocation-Id"))
-            let started = ContinuousClock.now
             #expect(try await gateway.request(.delete, "/invocations/\(id)").status == .accepted)
             let last = try await stream.rest().compactMap(\.prefabEvent).last
             #expect(last?.errorCode == "CANCELLED")
             #expect(await Probe.eventually { probe.stoppedWith != nil })
             #expect(probe.stoppedWith == (plainTaskSleep ? "CancellationError" : "CANCELLED"))
-            // Well within the stuck-function grace: the function itself stopped.
-            #expect(ContinuousClock.now - started < .milliseconds(900))
+            // The function stopped itself: one whose await the cancel missed would still sleep,
+            // counted stuck.
             let health = try await gateway.request(.get, "/health").json
             #expect(health?["stuck_functions"] == 0)
         }
