@@ -640,7 +640,7 @@ def judge(results, peers):
         cells = per_kind("echo_ttfe", ttfe_cell)
         cells["gateway"] = ttfe_cell(gateway) if gateway else "—"
         add("py_echo_ttfe", "Python `echo_py` time to first event, p50 / p99 (peer: its in-process `echo`)", cells,
-            f"{factor:.1f}× the peer's" if factor else "", f"p50 ≤ {PYTHON_TTFE_FACTOR}× the peer's", checks,
+            f"{factor:.2f}× the peer's" if factor else "", f"p50 ≤ {PYTHON_TTFE_FACTOR}× the peer's", checks,
             ["py_echo_ttfe", "echo_ttfe"])
     if "py_burst" in scenarios:
         rate_row("py_burst", f"Python `burst_py`, one stream, n={n:,}: events/s (peer: its `burst`)", "events_per_s",
@@ -722,6 +722,12 @@ def judge(results, peers):
                      "label": "the gateway's RSS over the run (after each scenario: the chart)",
                      "cells": {"gateway": text}, "ratio": "", "target": "report", "checks": [], "met": None,
                      "verdict": "report"})
+    # The Python prefabs' processes after the Python scenarios: what serving them at that speed costs.
+    for row in rows:
+        gateway = figures(row["key"], "gateway")
+        if row["key"] == "py_echo_rate" and gateway and gateway.get("children_after"):
+            row["cells"]["gateway"] += (f"; {gateway['children_after']} child processes after it, "
+                                        f"{gateway['children_after_mb']:.0f} MB")
     return rows
 
 
