@@ -168,8 +168,9 @@ extension Gateway {
         return CallOutcome(result: result)
     }
 
-    /// Runs `work` (the call) on a function thread, under its time limit; false when too many
-    /// functions are running. The call ends once, and `onEnd` learns how: when `work` returns, or
+    /// Runs `work` (the call) on a function thread — or as a task when its function has proven
+    /// short (`ShortCalls`) — under its time limit; false when too many functions are running.
+    /// The call ends once, and `onEnd` learns how: when `work` returns, or
     /// — if the call was cancelled (its time limit, its client, a cancel, the shutdown) and its
     /// function has not returned within `stuckFunctionGrace` — by the gateway, with the cancel
     /// reason. A function blocked where a cancel cannot reach it (`Thread.sleep`, a blocking read)
@@ -191,10 +192,23 @@ extension Gateway {
         }
         switch work {
         case .blocking(let work):
-            return pool.submit { [self] in
+            let name = invocation.function.manifest.name
+            let run: @Sendable () -> Void = { [self] in
+                let began = ContinuousClock.now
                 let outcome = withTimeout(invocation, work)
+                shortCalls.record(name, ran: .now - began)
                 returned(invocation, outcome, onEnd: onEnd)
             }
+            // A function that has proven short runs as a task, on the thread that serves
+            // requests: no hand-off to a function thread and back (see `ShortCalls`).
+            if shortCalls.begin(name) {
+                Task { [shortCalls] in
+                    run()
+                    shortCalls.end()
+                }
+                return true
+            }
+            return pool.submit(run)
         case .async(let work):
             // Detached: it needs none of the request's task-locals, whose copy would cost it
             // memory for its whole life.

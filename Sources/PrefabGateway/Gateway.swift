@@ -16,6 +16,7 @@ public final class Gateway: Sendable {
     let outputs: OutputStore
     let outputOwners = OutputOwners()
     let pool: FunctionThreadPool
+    let shortCalls: ShortCalls
     let invocations: InvocationStore
     let runningCalls = RunningCalls()
     let admissions: AdmissionControl
@@ -45,6 +46,7 @@ public final class Gateway: Sendable {
             maxThreads: 2 * configuration.maxConcurrentInvocations,
             stackSize: configuration.functionThreadStackBytes
         )
+        self.shortCalls = ShortCalls(functions: catalog.functions.keys, slots: configuration.shortCallSlots)
         self.admissions = AdmissionControl(
             maxRunning: configuration.maxConcurrentInvocations,
             maxQueued: configuration.maxQueuedInvocations,

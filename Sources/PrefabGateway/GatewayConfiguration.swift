@@ -47,6 +47,11 @@ public struct GatewayConfiguration: Sendable {
     public var maxQueuedInvocations = 64
     /// How long a call waits in the queue for a slot before it gets 429.
     public var queueTimeout: Duration = .seconds(10)
+    /// Calls of functions that have proven short which may run at once on the threads that serve
+    /// requests (Swift's cooperative pool, one thread per core) instead of on function threads:
+    /// one fewer than the cores, so that a call that turns out long never holds them all. Zero
+    /// runs every call on a function thread.
+    public var shortCallSlots = ProcessInfo.processInfo.activeProcessorCount - 1
     /// Stack size of the threads that run functions.
     public var functionThreadStackBytes = 512 << 10
     /// How long a call may run when its manifest gives no `timeout_seconds`; nil: no limit.
