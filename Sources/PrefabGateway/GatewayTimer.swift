@@ -90,7 +90,8 @@ final class TimerHeap: @unchecked Sendable {  // all state is guarded by `mutex`
         let action = entry.action
         entry.action = nil
         pthread_mutex_unlock(mutex)
-        _ = action  // released here, outside the lock: it may hold an invocation and its events
+        // Released here, outside the lock: it may hold an invocation, whose release may arm a timer.
+        withExtendedLifetime(action) {}
     }
 
     private func run() {
