@@ -34,19 +34,18 @@ struct AsyncFunctionTests {
         #expect(done == [.done(["answer": 42])])
     }
 
-    /// The caller's task is cancelled while the function sleeps 60 s: `collect` cancels the
-    /// context, whose cancel cancels the function's task, so that even a plain `Task.sleep` ends
-    /// at once.
+    /// The caller's task is cancelled while the function sleeps an hour: `collect` cancels the
+    /// context, whose cancel cancels the function's task, so that even a plain `Task.sleep` ends.
+    /// A cancel that does not reach the sleep runs the test into its time limit.
     @Test("cancelling the caller ends the function's sleep at once", arguments: [false, true])
     func cancelEndsTheSleep(plainTaskSleep: Bool) async throws {
-        let started = ContinuousClock.now
         let caller = Task {
             try await collect { _, context in
                 try await context.yield(.start())
                 if plainTaskSleep {
-                    try await Task.sleep(for: .seconds(60))
+                    try await Task.sleep(for: .seconds(3600))
                 } else {
-                    try await context.sleep(for: .seconds(60))
+                    try await context.sleep(for: .seconds(3600))
                 }
             }
         }
@@ -54,8 +53,6 @@ struct AsyncFunctionTests {
         caller.cancel()
         let events = try await caller.value
         #expect(events.last?.errorCode == "CANCELLED")
-        // The sleep was 60 s: anything near it means the cancel did not reach it.
-        #expect(ContinuousClock.now - started < .seconds(10))
     }
 
     /// Runs `function` in a task cancelled with `context`, as the gateway does.
