@@ -96,7 +96,7 @@ def timeline_panel(axis, results):
     axis.set_ylim(bottom=0)
     axis.set_ylabel("MB")
     fresh = " (a fresh gateway per scenario: each point is its own)" if results.get("fresh") else ""
-    axis.set_title(f"The gateway's RSS after each scenario, in order{fresh}", fontsize=10)
+    axis.set_title(f"The gateway's RSS after each scenario{fresh}", fontsize=10)
     axis.legend(fontsize=7, loc="upper left")
 
 

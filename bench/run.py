@@ -325,7 +325,7 @@ def plan(size, peers, ticker_functions):
     every = ["gateway", *peers]
 
     def idle(server, function):
-        time.sleep(size["start_up_s"])  # started ahead (Python workers) has started
+        time.sleep(size["start_up_s"])  # what starts ahead (Python workers) has started
         fresh = server.memory()
         calls = load(server.port, f"/invoke/{function}", {"text": "hi"}, 4, size["idle_calls"], expect=3,
                      keepalive=True)
@@ -715,7 +715,7 @@ def judge(results, peers):
 
     timeline = results["timeline"].get("gateway", [])
     if timeline and not results["fresh"]:
-        peak = max(timeline, key=lambda t: t["rss_mb"])
+        peak = max(timeline[:-1], key=lambda t: t["rss_mb"])
         text = (f"{timeline[0]['rss_mb']:.1f} MB after start-up, {peak['rss_mb']:.0f} MB after {peak['after']}, "
                 f"{timeline[-1]['rss_mb']:.0f} MB at {timeline[-1]['after']}")
         rows.append({"key": "rss_over_run", "short": short_name("rss_over_run", size),
