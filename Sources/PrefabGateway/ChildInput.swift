@@ -49,14 +49,37 @@ final class ChildInput: Sendable {
     }
 
     private func enqueue(_ bytes: [UInt8], isMessage: Bool) -> Bool {
+        var scheduled = false
         let accepted = state.withLock { state in
             if state.closed { return true }
             if isMessage && state.messages >= capacity { return false }
+            // Nothing waits: write at once, on the caller's thread, what the pipe takes (a call line
+            // to a worker then costs no hop to the queue). Under the lock: the descriptor is closed
+            // only after `closed` is set, on the queue, so this write cannot reach a reused number.
+            var written = 0
+            let first = state.pending.isEmpty
+            if first {
+                while written < bytes.count {
+                    let count = bytes.withUnsafeBytes {
+                        write(descriptor, $0.baseAddress! + written, bytes.count - written)
+                    }
+                    if count > 0 {
+                        written += count
+                    } else if count < 0 && errno == EINTR {
+                        continue
+                    } else {
+                        break  // full (EAGAIN): the queue writes the rest; closed: its status tells why
+                    }
+                }
+                if written == bytes.count { return true }
+            }
             state.pending.append((bytes, isMessage))
+            if first { state.written = written }
             if isMessage { state.messages += 1 }
+            scheduled = true
             return true
         }
-        if accepted { queue.async { [self] in flush() } }
+        if scheduled { queue.async { [self] in flush() } }
         return accepted
     }
 

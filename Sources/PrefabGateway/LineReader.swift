@@ -23,6 +23,8 @@ struct LineReader {
     private var atEnd = false
     /// After a line that was too long: drop bytes up to its newline.
     private var skippingLongLine = false
+    /// What each read fills, made once: filling `buffer`'s own tail would zero 64 KiB per read.
+    private var chunk: [UInt8] = []
 
     init(fileDescriptor: Int32, maxLineBytes: Int) {
         self.fileDescriptor = fileDescriptor
@@ -65,17 +67,18 @@ struct LineReader {
     }
 
     private mutating func fill() {
-        let chunk = 64 * 1024
-        let oldCount = buffer.count
-        buffer.append(contentsOf: repeatElement(0, count: chunk))
-        let count = buffer.withUnsafeMutableBytes { bytes in
+        if chunk.isEmpty { chunk = [UInt8](repeating: 0, count: 64 * 1024) }
+        let count = chunk.withUnsafeMutableBytes { bytes in
             var result: Int
             repeat {
-                result = read(fileDescriptor, bytes.baseAddress! + oldCount, chunk)
+                result = read(fileDescriptor, bytes.baseAddress!, bytes.count)
             } while result < 0 && errno == EINTR
             return result
         }
-        buffer.removeLast(chunk - max(count, 0))
-        if count <= 0 { atEnd = true }
+        if count <= 0 {
+            atEnd = true
+            return
+        }
+        buffer.append(contentsOf: chunk[..<count])
     }
 }

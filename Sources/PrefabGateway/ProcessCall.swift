@@ -86,7 +86,8 @@ struct ProcessCall {
         watch.cancel()
         if case .success(let relayed) = outcome, relayed.ended {
             if let reason = context.cancelReason { throw reason }
-            reusable = !relayed.leaving
+            // A worker that hit the output limit is replaced, as one stopped for it would be.
+            reusable = !relayed.leaving && !relayed.outputLimitHit
             if let failure = relayed.failure { throw failure }
             if !streaming && relayed.result == nil {
                 throw PrefabError(.protocolError, "the prefab process ended its call without a result line")
@@ -149,6 +150,8 @@ struct ProcessCall {
         var ended = false
         /// The worker ends after the call (its import failed).
         var leaving = false
+        /// A write past the output folder's limit failed (the runner's `RLIMIT_FSIZE`).
+        var outputLimitHit = false
     }
 
     /// Reads stdout to its end, or, for a worker's call `call`, to its end-of-call line: events are
@@ -214,6 +217,9 @@ struct ProcessCall {
                         "line \(lineNumber) of the prefab's output has no string \"type\" (events) or \"result\""
                     )
                 )
+            }
+            if event.type == PrefabEvent.error, event.errorCode == PrefabError.Code.outputTooLarge.rawValue {
+                relayed.outputLimitHit = true
             }
             if streaming {
                 do {

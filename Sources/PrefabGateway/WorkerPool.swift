@@ -60,11 +60,13 @@ final class Worker: @unchecked Sendable {
 /// otherwise wait on busy ones, up to `max_workers`.
 ///
 /// A call takes an idle worker if there is one (the one that came free last: its memory is warm).
-/// Otherwise it waits in line. While workers come free (short calls), waiting is cheaper than
-/// starting an interpreter (~40 ms of CPU), so calls wait; when none has come free for `patience`
-/// (every worker is in a long call: a sleeping or streaming prefab), each waiting call has one more
-/// started, so slow calls still all run at once. A worker that comes free goes to the call that
-/// has waited longest. Workers beyond `workers` that stay idle for `idleExit` end.
+/// Otherwise it waits in line, and a worker that comes free goes to the call that has waited
+/// longest. When none has come free for `patience` (every worker is in a long call: a sleeping or
+/// streaming prefab), each waiting call has one more started, so slow calls still all run at
+/// once. When workers come free but a call still waits past `patience` (a flood of short calls: a
+/// call's round trip through the pipes, not the CPU, bounds what a worker serves), one more is
+/// started at a time, ~40 ms of CPU each, until calls wait less than that. Workers beyond
+/// `workers` that stay idle for `idleExit` end.
 final class WorkerPool: Sendable {
     let launch: ProcessLaunch
     let settings: WorkerSettings
@@ -147,12 +149,15 @@ final class WorkerPool: Sendable {
                 }
             }
             let start = state.withLock { state -> Bool in
-                guard waiter.outcome.withLock({ $0 == nil }) else { return false }
+                guard waiter.outcome.withLock({ $0 == nil }), state.total < settings.maxWorkers ?? .max else {
+                    return false
+                }
                 defer { progress = state.handoffs }
-                // Workers came free meanwhile (to calls ahead): one will come to this call too.
-                guard state.handoffs == progress, state.starting < state.waiters.count,
-                    state.total < settings.maxWorkers ?? .max
-                else { return false }
+                // No worker came free: all are in long calls, so each waiting call has one started.
+                // Workers came free but this call still waits (a flood of short calls, whose
+                // round trips are what bounds the rate): one more at a time.
+                let wanted = state.handoffs == progress ? state.waiters.count : 1
+                guard state.starting < wanted else { return false }
                 state.starting += 1
                 return true
             }

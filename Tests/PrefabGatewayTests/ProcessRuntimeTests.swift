@@ -318,8 +318,9 @@ import Testing
             }
             let pipes = seen.withLock { $0 }
             guard isolation == .processPerCall else {
-                // One worker served the calls one after another (the one that came free last).
-                #expect(pipes.count == 3)
+                // The two workers kept ready served the calls one after another (the one that came
+                // free last, or the second once it had imported the prefab): the same pipes.
+                #expect(pipes.count == 3 || pipes.count == 6, "\(pipes.count) pipes")
                 return
             }
             #expect(pipes.count == 60)

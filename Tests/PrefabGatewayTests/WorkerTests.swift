@@ -100,7 +100,7 @@ import Testing
 
     /// How a call can end its worker.
     enum Ending: String, CaseIterable, Sendable, CustomTestStringConvertible {
-        case crash, cancel, timeout, protocolError, maxCalls
+        case crash, cancel, timeout, protocolError, outputLimit, maxCalls
         var testDescription: String { rawValue }
     }
 
@@ -117,6 +117,9 @@ import Testing
                     os._exit(3)
                 if how == "long line":
                     yield {"type": "content", "data": "x" * 200_000}
+                if how == "big file":
+                    with open(os.path.join(os.environ["PREFAB_OUTPUT_DIR"], "big"), "wb") as file:
+                        file.write(b"x" * 5000)
                 time.sleep(60)
             """
         // A time limit only where it is the ending: elsewhere a loaded machine could reach it first.
@@ -127,7 +130,10 @@ import Testing
         try await ProcessRuntimeTests.run(
             Self.worker("work", code, runtime: runtime, extra: parameters),
             // A line of 200,000 bytes is refused once a read of 64 KiB holds no newline.
-            configure: { $0.processes.maxLineBytes = 1024 }
+            configure: {
+                $0.processes.maxLineBytes = 1024
+                $0.processes.maxOutputBytes = 1000
+            }
         ) { gateway in
             let first = try #require(try await Self.data(gateway, "work").intValue)
             switch ending {
@@ -147,6 +153,9 @@ import Testing
             case .protocolError:
                 let events = try await gateway.invoke("work", #"{"inputs": {"how": "long line"}}"#).events
                 #expect(events.last?.errorCode == "PROTOCOL_ERROR")
+            case .outputLimit:
+                let events = try await gateway.invoke("work", #"{"inputs": {"how": "big file"}}"#).events
+                #expect(events.last?.errorCode == "OUTPUT_TOO_LARGE")
             case .maxCalls:
                 #expect(try await Self.data(gateway, "work").intValue == first)
             }

@@ -111,16 +111,39 @@ def serve(call, entry, module, load_error, writer, session):
     return True
 
 
-def set_call_environment(call, environment=None):
-    """Sets the call's own variables, also in `environment` (the worker's expected one)."""
-    values = {"PREFAB_INVOCATION_ID": call.get("invocation_id", ""), "PREFAB_OUTPUT_DIR": call.get("output_dir", ""),
-              "PREFAB_FUNCTION": call.get("function", "")}
-    for name, value in values.items():
-        if not isinstance(value, str):
-            value = str(value)
-        os.environ[name] = value
-        if environment is not None:
-            environment[name] = value
+CALL_VARIABLES = ("PREFAB_INVOCATION_ID", "PREFAB_OUTPUT_DIR", "PREFAB_FUNCTION")
+
+
+def set_call_environment(call):
+    for name, key in zip(CALL_VARIABLES, ("invocation_id", "output_dir", "function")):
+        value = call.get(key, "")
+        os.environ[name] = value if isinstance(value, str) else str(value)
+
+
+class Environment:
+    """The worker's environment as its calls must find it: what a call changes is undone after it.
+    Compared as os.environ's own mapping of bytes, in C (dict(os.environ) decodes every entry)."""
+
+    def __init__(self):
+        data = getattr(os.environ, "_data", None)
+        self.data = data if isinstance(data, dict) else None
+        self.expected = self.current()
+
+    def current(self):
+        return dict(self.data) if self.data is not None else dict(os.environ)
+
+    def call_began(self):
+        """The call's own variables are set: they are expected until the next call's."""
+        for name in CALL_VARIABLES:
+            key = os.fsencode(name) if self.data is not None else name
+            self.expected[key] = self.data[key] if self.data is not None else os.environ[name]
+
+    def restore(self):
+        if (self.data if self.data is not None else dict(os.environ)) == self.expected:
+            return
+        os.environ.clear()
+        for key, value in self.expected.items():
+            os.environ[os.fsdecode(key)] = os.fsdecode(value)
 
 
 # Written on stderr after each call of a worker; the gateway drops it and starts the next call's
@@ -132,7 +155,7 @@ def serve_calls(entry, module, load_error, writer, runtime):
     """Worker mode: serves calls until stdin closes. What a call changes in the process's
     working directory and environment is undone before the next; module state is shared."""
     directory = os.getcwd()
-    environment = dict(os.environ)
+    environment = Environment()
     own = set(descendants(os.getpid()))
     stdin = StdinReader(sys.stdin, wrapped=True)
     stdin.start()
@@ -145,7 +168,8 @@ def serve_calls(entry, module, load_error, writer, runtime):
         number = call.get("call")
         session = runtime.session = Session(writer, stdin, messages)
         session.question_timeout = call_question_timeout(call)
-        set_call_environment(call, environment)
+        set_call_environment(call)
+        environment.call_began()
         limit_output(call.get("max_output_bytes"))
         writer.begin_call()
         try:
@@ -164,9 +188,7 @@ def serve_calls(entry, module, load_error, writer, runtime):
             moved = True  # the call removed the folder it went to
         if moved:
             os.chdir(directory)
-        if os.environ != environment:
-            os.environ.clear()
-            os.environ.update(environment)
+        environment.restore()
         try:
             sys.stderr.flush()
         except (OSError, ValueError):
@@ -383,7 +405,7 @@ class StdinReader:
         self.lock = threading.Lock()
         # The running call's number and message queue (None: messages are dropped).
         self.number = None
-        self.queue = queue.Queue() if not wrapped else None
+        self.queue = queue.SimpleQueue() if not wrapped else None
 
     def start(self):
         threading.Thread(target=self._read, name="prefab-stdin", daemon=True).start()
@@ -414,7 +436,7 @@ class StdinReader:
                 if self.wrapped:
                     if isinstance(value, dict) and "message" not in value:
                         self.free.release()
-                        messages = queue.Queue()
+                        messages = queue.SimpleQueue()
                         with self.lock:
                             self.number, self.queue = value.get("call"), messages
                         self.calls.put((value, messages))
@@ -459,11 +481,8 @@ class Session:
         and their places freed."""
         dropped = len(self.backlog)
         self.backlog = []
-        while True:
-            try:
-                message = self.queue.get_nowait()
-            except queue.Empty:
-                break
+        while not self.queue.empty():
+            message = self.queue.get_nowait()
             if message is _CLOSED:
                 self.closed = True
             else:
