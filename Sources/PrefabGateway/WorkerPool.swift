@@ -61,12 +61,12 @@ final class Worker: @unchecked Sendable {
 ///
 /// A call takes an idle worker if there is one (the one that came free last: its memory is warm).
 /// Otherwise it waits in line, and a worker that comes free goes to the call that has waited
-/// longest. When none has come free for `patience` (every worker is in a long call: a sleeping or
-/// streaming prefab), each waiting call has one more started, so slow calls still all run at
-/// once. When workers come free but a call still waits past `patience` (a flood of short calls: a
-/// call's round trip through the pipes, not the CPU, bounds what a worker serves), one more is
-/// started at a time, ~40 ms of CPU each, until calls wait less than that. Workers beyond
-/// `workers` that stay idle for `idleExit` end.
+/// longest. When workers come free but a call still waits past `patience` (a flood of short calls:
+/// a call's round trip through the pipes, not the CPU, bounds what a worker serves), one more is
+/// started at a time, ~40 ms of CPU each, until calls wait less than that. When none has come free
+/// for ten times `patience` (every worker is in a long call: a sleeping or streaming prefab), each
+/// waiting call has one more started, up to 16 starting at once, so slow calls still all run at
+/// once. Workers beyond `workers` that stay idle for `idleExit` end.
 final class WorkerPool: Sendable {
     let launch: ProcessLaunch
     let settings: WorkerSettings
@@ -120,7 +120,9 @@ final class WorkerPool: Sendable {
     /// cancelled meanwhile (a time limit too), or a worker cannot be started.
     func acquire(for context: PrefabContext) throws -> Worker {
         let waiter = Waiter()
+        let patience = runtime.options.workerPatience
         var progress = 0
+        var progressAt = ContinuousClock.now
         var starts = 0
         let taken: Worker? = try state.withLock { state in
             if state.closed { throw Self.closed }
@@ -141,7 +143,7 @@ final class WorkerPool: Sendable {
         for _ in 0..<starts { startWorker() }
         context.onCancel { [self] in cancelWait(waiter, reason: context.cancelReason ?? .cancelled) }
         while true {
-            if waiter.signal.wait(timeout: .now() + runtime.options.workerPatience.seconds) == .success {
+            if waiter.signal.wait(timeout: .now() + patience.seconds) == .success {
                 switch waiter.outcome.withLock({ $0 }) {
                 case .worker(let worker): return worker
                 case .failed(let error): throw error
@@ -152,11 +154,20 @@ final class WorkerPool: Sendable {
                 guard waiter.outcome.withLock({ $0 == nil }), state.total < settings.maxWorkers ?? .max else {
                     return false
                 }
-                defer { progress = state.handoffs }
-                // No worker came free: all are in long calls, so each waiting call has one started.
-                // Workers came free but this call still waits (a flood of short calls, whose
-                // round trips are what bounds the rate): one more at a time.
-                let wanted = state.handoffs == progress ? state.waiters.count : 1
+                let wanted: Int
+                if state.handoffs != progress {
+                    // Workers come free but this call still waits (a flood of short calls, whose
+                    // round trips bound the rate): one more at a time, pool-wide.
+                    progress = state.handoffs
+                    progressAt = .now
+                    wanted = 1
+                } else if ContinuousClock.now - progressAt >= patience * Self.stuckPatience {
+                    // None came free for a while: all are in long calls, so each waiting call has
+                    // one started (a few at a time: a busy machine's stall must not start dozens).
+                    wanted = min(state.waiters.count, Self.startsAtOnce)
+                } else {
+                    return false
+                }
                 guard state.starting < wanted else { return false }
                 state.starting += 1
                 return true
@@ -209,6 +220,10 @@ final class WorkerPool: Sendable {
     }
 
     private static let closed = PrefabError(.shuttingDown, "the gateway is shutting down")
+    /// How many patience periods without any worker coming free mean every worker is in a long call.
+    private static let stuckPatience = 10
+    /// Workers started at once for calls that wait on long calls; each imports the prefab on its own.
+    private static let startsAtOnce = 16
 
     /// Gives `worker` to the call that has waited longest, or keeps it idle; the waiter to wake.
     private func handOver(_ worker: Worker, _ state: inout State) -> Waiter? {
