@@ -63,7 +63,8 @@ final class Worker: @unchecked Sendable {
 /// Otherwise it waits in line, and a worker that comes free goes to the call that has waited
 /// longest. When workers come free but a call still waits past `patience` (a flood of short calls:
 /// a call's round trip through the pipes, not the CPU, bounds what a worker serves), one more is
-/// started at a time, ~40 ms of CPU each, until calls wait less than that. When none has come free
+/// started at a time, ~40 ms of CPU each, until calls wait less than that or there are four per
+/// core. When none has come free
 /// for ten times `patience` (every worker is in a long call: a sleeping or streaming prefab), each
 /// waiting call has one more started, up to 16 starting at once, so slow calls still all run at
 /// once. Workers beyond `workers` that stay idle for `idleExit` end.
@@ -157,10 +158,11 @@ final class WorkerPool: Sendable {
                 let wanted: Int
                 if state.handoffs != progress {
                     // Workers come free but this call still waits (a flood of short calls, whose
-                    // round trips bound the rate): one more at a time, pool-wide.
+                    // round trips bound the rate): one more at a time, pool-wide, up to a few per
+                    // core (past that the CPU, not the round trips, bounds the rate).
                     progress = state.handoffs
                     progressAt = .now
-                    wanted = 1
+                    wanted = state.total < max(settings.workers, Self.floodWorkersPerCore * Self.cores) ? 1 : 0
                 } else if ContinuousClock.now - progressAt >= patience * Self.stuckPatience {
                     // None came free for a while: all are in long calls, so each waiting call has
                     // one started (a few at a time: a busy machine's stall must not start dozens).
@@ -224,6 +226,9 @@ final class WorkerPool: Sendable {
     private static let stuckPatience = 10
     /// Workers started at once for calls that wait on long calls; each imports the prefab on its own.
     private static let startsAtOnce = 16
+    /// The most workers a flood of short calls grows a pool to, per core.
+    private static let floodWorkersPerCore = 4
+    private static let cores = ProcessInfo.processInfo.activeProcessorCount
 
     /// Gives `worker` to the call that has waited longest, or keeps it idle; the waiter to wake.
     private func handOver(_ worker: Worker, _ state: inout State) -> Waiter? {

@@ -46,6 +46,7 @@ import json
 import math
 import os
 import queue
+import select
 import signal
 import sys
 import threading
@@ -157,16 +158,17 @@ def serve_calls(entry, module, load_error, writer, runtime):
     directory = os.getcwd()
     environment = Environment()
     own = set(descendants(os.getpid()))
-    stdin = StdinReader(sys.stdin, wrapped=True)
-    stdin.start()
+    stdin = LineInput(sys.stdin.fileno())
     writer.ready()
     while True:
-        taken = stdin.calls.get()
-        if taken is _CLOSED:
+        line = stdin.line()
+        if line is _CLOSED:
             return
-        call, messages = taken
+        call = parse_line(line)
+        if call is None or "message" in call:
+            continue  # a message whose call has ended
         number = call.get("call")
-        session = runtime.session = Session(writer, stdin, messages)
+        session = runtime.session = WorkerSession(writer, stdin, number)
         session.question_timeout = call_question_timeout(call)
         set_call_environment(call)
         environment.call_began()
@@ -179,7 +181,6 @@ def serve_calls(entry, module, load_error, writer, runtime):
             # line: the gateway sees the process end, as it would a process of the call's own.
             writer.send(writer.held)
             raise
-        stdin.call_ended(number)
         session.drop_unread()
         runtime.session = None
         try:
@@ -463,6 +464,64 @@ class StdinReader:
             self.calls.put(_CLOSED)
 
 
+def parse_line(line):
+    """A line of stdin as a JSON object; None (noted on stderr) when it is not one."""
+    if not line.strip():
+        return None
+    try:
+        value = json.loads(line)
+    except ValueError as error:
+        note(f"ignored a line that is not valid JSON ({error}): {line.strip()!r:.120}")
+        return None
+    if not isinstance(value, dict):
+        note(f"ignored a line that is not a JSON object: {line.strip()!r:.120}")
+        return None
+    return value
+
+
+class LineInput:
+    """A worker's stdin, read by whichever thread needs its next line (the one that waits for a
+    call, or for a message), under a lock and with a timeout: with no thread of its own, a call's
+    line reaches the thread that runs it without a hop, and a prefab that reads no messages leaves
+    them in the pipe (the gateway's bound then refuses more)."""
+
+    def __init__(self, fd):
+        self.fd = fd
+        self.buffer = b""
+        self.ended = False
+        self.lock = threading.Lock()
+
+    def line(self, timeout=None):
+        """The next line; None when none is complete within timeout (None: no limit); _CLOSED at
+        the end of stdin."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        if not self.lock.acquire(timeout=-1 if timeout is None else max(0.0, timeout)):
+            return None
+        try:
+            while True:
+                index = self.buffer.find(b"\n")
+                if index >= 0:
+                    line, self.buffer = self.buffer[:index], self.buffer[index + 1:]
+                    return line
+                if self.ended:
+                    return _CLOSED
+                if deadline is not None:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0 or not select.select([self.fd], [], [], remaining)[0]:
+                        return None
+                try:
+                    chunk = os.read(self.fd, 65536)
+                except InterruptedError:
+                    continue
+                if not chunk:
+                    self.ended = True
+                    self.buffer = b""
+                else:
+                    self.buffer += chunk
+        finally:
+            self.lock.release()
+
+
 class Session:
     """The messages of one call, from the stdin reader's queue; messages taken from it while
     waiting for a particular answer are kept, in order, in a backlog that is read first."""
@@ -504,6 +563,11 @@ class Session:
             self.writer.silent = True
             raise EndRun()
         return message
+
+    def _closed(self):
+        self.closed = True
+        self.writer.silent = True
+        raise EndRun()
 
     def _handed_over(self, message):
         """A message leaves the runner's keeping (the prefab has it): its place is free again."""
@@ -579,6 +643,54 @@ class Session:
         if not self.writer.event(event):
             raise EndRun()  # the writer already sent the error event
         return self.wait_for_answer(question_id, limit)
+
+class _NoBound:
+    def release(self):
+        pass
+
+
+class WorkerSession(Session):
+    """The messages of one call on a worker, read from stdin as the prefab asks for them: a message
+    of another call (one sent as its call ended) is dropped. While the backlog holds
+    MESSAGE_CAPACITY messages nothing more is read, as with a runner for one call."""
+
+    def __init__(self, writer, stdin, number):
+        self.input = stdin
+        self.number = number
+        super().__init__(writer, _NoReader, None)
+
+    def drop_unread(self):
+        self.backlog = []
+
+    def _take(self, timeout):
+        if self.closed:
+            raise EndRun()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if len(self.backlog) >= MESSAGE_CAPACITY:
+                time.sleep(remaining if remaining is not None else 3600)
+                if remaining is not None:
+                    return None
+                continue
+            line = self.input.line(remaining)
+            if line is None:
+                return None
+            if line is _CLOSED:
+                self._closed()
+            value = parse_line(line)
+            if value is None or value.get("call") != self.number:
+                continue  # not a message of this call
+            message = value.get("message")
+            if not isinstance(message, dict) or not isinstance(message.get("type"), str):
+                note(f"ignored a message that is not an object with a string 'type': {line.strip()!r:.120}")
+                continue
+            return message
+
+
+class _NoReader:
+    free = _NoBound()
+
 
 RUNTIME_DOC = """Talks with the client of a prefab run by the Prefab Gateway's Python runner.
 
