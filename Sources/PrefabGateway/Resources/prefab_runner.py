@@ -88,7 +88,7 @@ def main():
         writer.error(f"the runner got no valid call: {error}", "PROTOCOL_ERROR")
         return
     # Every further line is a message; sys.stdin itself, since its buffer may already hold some.
-    stdin = StdinReader(sys.stdin, wrapped=False)
+    stdin = StdinReader(sys.stdin)
     session = runtime.session = Session(writer, stdin, stdin.queue)
     stdin.start()
     session.question_timeout = call_question_timeout(call)
@@ -390,32 +390,18 @@ _CLOSED = object()  # put on the message queue when stdin reaches its end
 
 
 class StdinReader:
-    """Reads stdin on one thread for the process's life. Without `wrapped` (a runner for one call)
-    every line is a message of the call. With it (a worker) a line is a call, or a message
-    {"call": N, "message": {...}}, which goes to call N's queue from the moment its call line is
-    read until the call ends, and is dropped otherwise. Free places for unread messages (queued or
-    in a session's backlog) bound what is read: the reader waits for one before it reads the next
-    line, so a prefab that reads nothing holds at most MESSAGE_CAPACITY messages here and the rest
-    stay in the pipe and the gateway's bound."""
+    """A runner for one call: reads stdin on a thread of its own, every line a message of the call.
+    Free places for unread messages (queued or in the session's backlog) bound what is read: the
+    reader waits for one before it reads the next line, so a prefab that reads nothing holds at
+    most MESSAGE_CAPACITY messages here and the rest stay in the pipe and the gateway's bound."""
 
-    def __init__(self, stream, wrapped):
+    def __init__(self, stream):
         self.stream = stream
-        self.wrapped = wrapped
-        self.calls = queue.SimpleQueue()  # (call, its message queue), then _CLOSED
         self.free = threading.Semaphore(MESSAGE_CAPACITY)
-        self.lock = threading.Lock()
-        # The running call's number and message queue (None: messages are dropped).
-        self.number = None
-        self.queue = queue.SimpleQueue() if not wrapped else None
+        self.queue = queue.SimpleQueue()
 
     def start(self):
         threading.Thread(target=self._read, name="prefab-stdin", daemon=True).start()
-
-    def call_ended(self, number):
-        """Messages for call `number` are dropped from now on."""
-        with self.lock:
-            if self.number == number:
-                self.number, self.queue = None, None
 
     def _read(self):
         try:
@@ -430,38 +416,18 @@ class StdinReader:
                 try:
                     value = json.loads(line)
                 except ValueError as error:
-                    note(f"ignored a line that is not valid JSON ({error}): {line.strip()!r:.120}")
+                    note(f"ignored a message that is not valid JSON ({error}): {line.strip()!r:.120}")
                     self.free.release()
                     continue
-                number = None
-                if self.wrapped:
-                    if isinstance(value, dict) and "message" not in value:
-                        self.free.release()
-                        messages = queue.SimpleQueue()
-                        with self.lock:
-                            self.number, self.queue = value.get("call"), messages
-                        self.calls.put((value, messages))
-                        continue
-                    number = value.get("call") if isinstance(value, dict) else None
-                    value = value.get("message") if isinstance(value, dict) else None
                 if not isinstance(value, dict) or not isinstance(value.get("type"), str):
                     note(f"ignored a message that is not an object with a string 'type': {line.strip()!r:.120}")
                     self.free.release()
                     continue
-                with self.lock:
-                    messages = self.queue if number == self.number else None
-                    if messages is not None:
-                        messages.put(value)
-                if messages is None:
-                    self.free.release()  # its call has ended: it must not reach the next one
+                self.queue.put(value)
         except (OSError, ValueError) as error:
-            note(f"stopped reading stdin: {error}")
+            note(f"stopped reading messages: {error}")
         finally:
-            with self.lock:
-                if self.queue is not None:
-                    self.queue.put(_CLOSED)
-                self.number, self.queue = None, None
-            self.calls.put(_CLOSED)
+            self.queue.put(_CLOSED)
 
 
 def parse_line(line):
@@ -523,8 +489,9 @@ class LineInput:
 
 
 class Session:
-    """The messages of one call, from the stdin reader's queue; messages taken from it while
-    waiting for a particular answer are kept, in order, in a backlog that is read first."""
+    """The messages of one call, from the stdin reader's queue (a worker's: read as asked for);
+    messages taken while waiting for a particular answer are kept, in order, in a backlog that is
+    read first."""
 
     def __init__(self, writer, stdin, messages):
         self.writer = writer
@@ -534,20 +501,6 @@ class Session:
         self.closed = False
         self.question_count = 0
         self.question_timeout = DEFAULT_QUESTION_TIMEOUT
-
-    def drop_unread(self):
-        """The call has ended (the reader no longer routes to it): its unread messages are dropped
-        and their places freed."""
-        dropped = len(self.backlog)
-        self.backlog = []
-        while not self.queue.empty():
-            message = self.queue.get_nowait()
-            if message is _CLOSED:
-                self.closed = True
-            else:
-                dropped += 1
-        for _ in range(dropped):
-            self.free.release()
 
     def _take(self, timeout):
         """The next message from the queue; None when none comes within timeout (None: no limit).
@@ -660,6 +613,8 @@ class WorkerSession(Session):
         super().__init__(writer, _NoReader, None)
 
     def drop_unread(self):
+        """The call has ended: what it left unread is dropped (the rest of its messages, still in
+        the pipe, are dropped as they are read)."""
         self.backlog = []
 
     def _take(self, timeout):
