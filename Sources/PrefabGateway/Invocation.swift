@@ -115,7 +115,9 @@ final class Invocation: Sendable {
     /// A reader left. With nobody reading a running call, it is cancelled after `grace` (at
     /// once for zero), unless a client resumes it first.
     func readerLeft(remaining: Int, grace: Duration) {
-        guard remaining == 0 else { return }
+        // A call that has ended cannot be cancelled: no error to word, no timer to arm (a quick
+        // call's client leaves after its end; each left a 10 s timer in the heap before).
+        guard remaining == 0, phase == .running else { return }
         let abandoned = PrefabError(
             .cancelled,
             "the client disconnected and did not resume within \(String(format: "%g", grace.seconds)) s"

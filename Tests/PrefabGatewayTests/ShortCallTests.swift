@@ -72,14 +72,15 @@ import Testing
     /// Where a call ran, from its first event.
     static func thread(of reply: TestReply) -> String? { reply.events.first?["data"]?.stringValue }
 
-    /// Makes `flexible` prove short: calls it until a call runs as a task. The first
-    /// `provenAfter` calls run on function threads; a later one may too, when a call before it
-    /// took over `shortEnough` (a loaded machine, a debug build's first calls).
-    static func warmUp(_ gateway: LiveGateway) async throws {
+    /// Makes `flexible` prove short: calls it until a call runs as a task, and returns how many
+    /// ran on function threads before. On a fresh gateway that is at least `provenAfter`; more
+    /// when a call took over `shortEnough` (a loaded machine, a debug build's first calls).
+    @discardableResult
+    static func warmUp(_ gateway: LiveGateway) async throws -> Int {
         var calls = 0
         while try await thread(of: call(gateway, "quick")) == "function thread", calls < 200 { calls += 1 }
-        #expect(calls >= ShortCalls.provenAfter)
         #expect(calls < 200)
+        return calls
     }
 
     /// Calls run on function threads until their function has proven short, then off them; a call
@@ -88,13 +89,22 @@ import Testing
     /// resuming a finished call's events.
     @Test func aFunctionThatHasProvenShortRunsOffTheFunctionThreadsAndKeepsEveryGuarantee() async throws {
         try await LiveGateway.run([Self.flexible], configure: { $0.shortCallSlots = 1 }) { gateway in
-            try await Self.warmUp(gateway)
-            let quick = try await Self.call(gateway, "quick")
-            #expect(Self.thread(of: quick) == "task")
+            #expect(try await Self.warmUp(gateway) >= ShortCalls.provenAfter)
+            /// A call of `mode` that ran as a task: on a loaded machine a call may take over 1 ms
+            /// and send the function back to function threads, so it is proven short again first.
+            func callAsTask(_ mode: String) async throws -> TestReply {
+                for _ in 0..<5 {
+                    try await Self.warmUp(gateway)
+                    let reply = try await Self.call(gateway, mode)
+                    if Self.thread(of: reply) == "task" { return reply }
+                }
+                Issue.record("no call of \(mode) ran as a task")
+                return try await Self.call(gateway, mode)
+            }
+            let quick = try await callAsTask("quick")
             #expect(quick.events.map(\.type) == ["content", "done"])
 
-            let failed = try await Self.call(gateway, "fail")
-            #expect(Self.thread(of: failed) == "task")
+            let failed = try await callAsTask("fail")
             #expect(failed.events.last?.errorCode == "BROKEN")
             #expect(failed.events.filter(\.isTerminal).count == 1)
 
@@ -103,8 +113,7 @@ import Testing
             let resumed = try await gateway.request(.get, "/invocations/\(id)/events?after=1")
             #expect(resumed.events.map(\.type) == ["done"])
 
-            let timedOut = try await Self.call(gateway, "loop")
-            #expect(Self.thread(of: timedOut) == "task")
+            let timedOut = try await callAsTask("loop")
             #expect(timedOut.events.last?.errorCode == "TIMEOUT")
             #expect(timedOut.events.filter(\.isTerminal).count == 1)
             // It ran 0.5 s: the function runs on function threads again.
