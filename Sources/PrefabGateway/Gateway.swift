@@ -46,7 +46,12 @@ public final class Gateway: Sendable {
             maxThreads: 2 * configuration.maxConcurrentInvocations,
             stackSize: configuration.functionThreadStackBytes
         )
-        self.shortCalls = ShortCalls(functions: catalog.functions.keys, slots: configuration.shortCallSlots)
+        // Only compiled Swift functions: a process prefab's call blocks on pipes and may wait for
+        // a worker, which must not hold a thread that serves requests.
+        self.shortCalls = ShortCalls(
+            functions: catalog.functions.filter { $0.value.runtime == "swift" }.keys,
+            slots: configuration.shortCallSlots
+        )
         self.admissions = AdmissionControl(
             maxRunning: configuration.maxConcurrentInvocations,
             maxQueued: configuration.maxQueuedInvocations,

@@ -1,5 +1,6 @@
 import Foundation
 import HTTPTypes
+import Logging
 import PrefabKit
 import Testing
 
@@ -148,5 +149,36 @@ import Testing
                 #expect(took < .seconds(2), "took \(took)")
             }
         }
+    }
+
+    /// A process prefab's call blocks on its pipes and may wait for a free worker: however short
+    /// its calls, it never runs on a thread that serves requests. A Swift function beside it, with
+    /// the same record, does (so the check can fail).
+    @Test func aProcessPrefabsCallsNeverRunAsTasks() throws {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("short-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: root) }
+        let prefabs = root.appendingPathComponent("prefabs")
+        // No worker kept ready: this test calls nothing, so no process starts.
+        let manifest = #"{"runtime": {"workers": 0}, "functions": [{"name": "quick_py", "streaming": true}]}"#
+        try LiveGateway.writeManifest(manifest, folder: "quick_py", in: prefabs)
+        try "def quick_py():\n    yield {\"type\": \"done\"}\n".write(
+            to: prefabs.appendingPathComponent("quick_py/main.py"), atomically: true, encoding: .utf8)
+        let swiftFolder = PrefabManifest(name: "flexible", functions: [Self.flexible.manifest])
+        try LiveGateway.writeManifest(swiftFolder.json.jsonString(pretty: true), folder: "flexible", in: prefabs)
+        var configuration = GatewayConfiguration()
+        configuration.prefabsDirectory = prefabs
+        configuration.dataDirectory = root.appendingPathComponent("data")
+        configuration.shortCallSlots = 1
+        let gateway = try Gateway.load(
+            configuration: configuration, compiled: ["flexible": ["flexible": Self.flexible.implementation]],
+            logger: Logger(label: "gateway-test"))
+        #expect(gateway.catalog.functions["quick_py"]?.runtime == "python")
+        for _ in 0..<ShortCalls.provenAfter {
+            gateway.shortCalls.record("quick_py", ran: .zero)
+            gateway.shortCalls.record("flexible", ran: .zero)
+        }
+        #expect(!gateway.shortCalls.begin("quick_py"))
+        #expect(gateway.shortCalls.begin("flexible"))
+        gateway.shortCalls.end()
     }
 }
