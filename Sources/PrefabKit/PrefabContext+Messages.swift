@@ -16,15 +16,8 @@ extension PrefabContext {
         let questionId = id ?? inbox.nextQuestionId()
         try yield(.question(text, id: questionId, options: options))
         let limit = timeout ?? questionTimeout
-        let answer = try inbox.take(until: limit.map { .now + $0 }) { message in
-            message.type == PrefabEvent.answer
-                && message.data?.objectValue?["questionId"]?.stringValue == questionId
-        }
-        guard let answer else {
-            let seconds = limit.map { "\($0.seconds)" } ?? "?"
-            throw PrefabError(.questionTimeout, "no answer to question '\(questionId)' within \(seconds) s")
-        }
-        return answer.data?.objectValue?["answer"] ?? .null
+        let answer = try inbox.take(until: limit.map { .now + $0 }, matching: Self.answers(questionId))
+        return try Self.value(of: answer, to: questionId, within: limit)
     }
 
     /// The next message the caller sent (answers to `ask` excepted), in order; nil when none
@@ -65,6 +58,25 @@ extension PrefabContext {
         inbox.forward(to: forward)
     }
 
+    /// Whether a message is the answer to question `questionId`.
+    private static func answers(_ questionId: String) -> @Sendable (PrefabEvent) -> Bool {
+        { message in
+            message.type == PrefabEvent.answer
+                && message.data?.objectValue?["questionId"]?.stringValue == questionId
+        }
+    }
+
+    /// The answer's value; `QUESTION_TIMEOUT` when none came within `limit`.
+    private static func value(of answer: PrefabEvent?, to questionId: String, within limit: Duration?) throws
+        -> JSONValue
+    {
+        guard let answer else {
+            let seconds = limit.map { "\($0.seconds)" } ?? "?"
+            throw PrefabError(.questionTimeout, "no answer to question '\(questionId)' within \(seconds) s")
+        }
+        return answer.data?.objectValue?["answer"] ?? .null
+    }
+
     // MARK: For async functions
 
     /// `ask` for an async function: waits for the answer without holding a thread.
@@ -78,16 +90,9 @@ extension PrefabContext {
         try await yield(.question(text, id: questionId, options: options))
         let limit = timeout ?? questionTimeout
         let answer = try await waiting {
-            try await inbox.take(until: limit.map { .now + $0 }) { message in
-                message.type == PrefabEvent.answer
-                    && message.data?.objectValue?["questionId"]?.stringValue == questionId
-            }
+            try await inbox.take(until: limit.map { .now + $0 }, matching: Self.answers(questionId))
         }
-        guard let answer else {
-            let seconds = limit.map { "\($0.seconds)" } ?? "?"
-            throw PrefabError(.questionTimeout, "no answer to question '\(questionId)' within \(seconds) s")
-        }
-        return answer.data?.objectValue?["answer"] ?? .null
+        return try Self.value(of: answer, to: questionId, within: limit)
     }
 
     /// `nextMessage` for an async function: waits without holding a thread.
