@@ -8,12 +8,14 @@ import Testing
 /// go of the action at once, and a deadline earlier than every other one is not kept waiting.
 @Suite(.timeLimit(.minutes(1))) struct GatewayTimerTests {
     /// 400 timers with deadlines spread over 200 ms, every other one cancelled: exactly the others
-    /// fire, none before its deadline.
+    /// fire, none before its deadline. The deadlines start 250 ms out: a cancel only stops a timer
+    /// that has not fired yet, and scheduling and cancelling them all takes a few milliseconds
+    /// (a CI run with deadlines from 0 ms saw a 1 ms timer fire before its cancel).
     @Test func exactlyTheTimersNotCancelledFireAndNoneEarly() async throws {
         final class Fired: Sendable { let times = Mutex<[Int: ContinuousClock.Instant]>([:]) }
         let fired = Fired()
         let start = ContinuousClock.now
-        let delays = (0..<400).map { Duration.milliseconds(($0 * 37) % 200) }
+        let delays = (0..<400).map { Duration.milliseconds(250 + ($0 * 37) % 200) }
         let timers = delays.enumerated().map { index, delay in
             GatewayTimer.schedule(after: delay) { fired.times.withLock { $0[index] = .now } }
         }
