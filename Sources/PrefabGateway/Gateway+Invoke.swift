@@ -351,8 +351,8 @@ extension Gateway {
 
     // MARK: Shared
 
-    /// Runs the invocation's call and waits for it without blocking an event loop. A call still running after the quick-answer window is cancelled when its
-    /// client hangs up; `watched` then says the connection cannot carry another request. The
+    /// Runs the invocation's call and waits for it without blocking an event loop. A call still
+    /// running after the quick-answer window is cancelled when its client hangs up; `watched` then says the connection cannot carry another request. The
     /// waiting client counts as a reader of the call's events, so that a viewer of them
     /// (`/invocations/<id>/events`) who leaves does not cancel a call whose client still waits.
     private func runToEnd(

@@ -48,14 +48,7 @@ struct ProcessCall {
         let outcome = relayOutput(of: child, reader: &reader)
         child.waitForExit()
         if let reason = context.cancelReason { throw reason }
-        let relayed = try outcome.get()
-        if let failure = relayed.failure { throw failure }
-        let result = relayed.result
-        if let crash = child.crashError() { throw crash }
-        if !streaming && result == nil {
-            throw PrefabError(.protocolError, "the prefab process ended without a result line")
-        }
-        return result
+        return try value(of: outcome.get(), crash: child.crashError())
     }
 
     /// Runs the call on a worker of `pool`. A call that ends as it should leaves the worker to the
@@ -88,22 +81,25 @@ struct ProcessCall {
             if let reason = context.cancelReason { throw reason }
             // A worker that hit the output limit is replaced, as one stopped for it would be.
             reusable = !relayed.leaving && !relayed.outputLimitHit
-            if let failure = relayed.failure { throw failure }
-            if !streaming && relayed.result == nil {
-                throw PrefabError(.protocolError, "the prefab process ended its call without a result line")
-            }
-            return relayed.result
+            return try value(of: relayed, missing: "the prefab process ended its call without a result line")
         }
         // The worker's stdout ended (it exited or was stopped) or it broke the protocol.
         child.stop(graceful: false)
         child.waitForExit()
         if let reason = context.cancelReason { throw reason }
-        let relayed = try outcome.get()
+        return try value(of: outcome.get(), crash: child.crashError())
+    }
+
+    /// The call's value once its output is read: the error event it got, else how its process
+    /// crashed, else a non-streaming call's result, which must have come.
+    private func value(
+        of relayed: Relayed,
+        crash: PrefabError? = nil,
+        missing: String = "the prefab process ended without a result line"
+    ) throws -> JSONValue? {
         if let failure = relayed.failure { throw failure }
-        if let crash = child.crashError() { throw crash }
-        if !streaming && relayed.result == nil {
-            throw PrefabError(.protocolError, "the prefab process ended without a result line")
-        }
+        if let crash { throw crash }
+        if !streaming && relayed.result == nil { throw PrefabError(.protocolError, missing) }
         return relayed.result
     }
 
