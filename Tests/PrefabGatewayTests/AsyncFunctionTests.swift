@@ -37,23 +37,10 @@ import Testing
     /// a time (as in `ThreadPoolRefusalTests`): a synchronous call is then refused, an async one
     /// still runs, sleeps and streams — it needs no thread.
     @Test func anAsyncFunctionRunsWhenEveryFunctionThreadIsTaken() async throws {
-        let release = DispatchSemaphore(value: 0)
-        defer { for _ in 0..<2 { release.signal() } }
-        let stuck = TestPrefab.streaming("stuck") { _, _ in release.wait() }
         // Its own time limit, far from the 0.3 s that ends the stuck calls.
         var ticker = Self.ticker
         ticker.manifest.timeoutSeconds = 30
-        try await LiveGateway.run(
-            [stuck, ticker],
-            configure: {
-                $0.maxConcurrentInvocations = 1
-                $0.defaultTimeout = .milliseconds(300)
-            }
-        ) { gateway in
-            for _ in 0..<2 {
-                let ended = try await gateway.invoke("stuck")
-                #expect(ended.events.last?.errorCode == "TIMEOUT")
-            }
+        try await ThreadPoolRefusalTests.withEveryFunctionThreadTaken(others: [ticker]) { gateway in
             #expect(try await gateway.invoke("stuck").status == .tooManyRequests)
             let reply = try await gateway.invoke("ticker", #"{"inputs": {"n": 3}}"#)
             #expect(reply.status == .ok, "\(reply.text)")

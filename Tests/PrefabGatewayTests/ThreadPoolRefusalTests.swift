@@ -9,15 +9,28 @@ import Testing
 /// 429 `OVERLOADED` with `Retry-After` (the README's promise; it was 503).
 @Suite(.timeLimit(.minutes(1))) struct ThreadPoolRefusalTests {
     @Test func aFullThreadPoolAnswers429() async throws {
-        // Blocks in a wait no cancel reaches, until the test lets it go.
+        try await Self.withEveryFunctionThreadTaken { gateway in
+            let refused = try await gateway.invoke("stuck")
+            #expect(refused.status == .tooManyRequests, "\(refused.text)")
+            #expect(refused.errorCode == "OVERLOADED")
+            #expect(refused.headers[.retryAfter] == "1")
+        }
+    }
+
+    /// Runs `test` on a gateway whose function threads are all taken: it runs one call at a time,
+    /// so it has two function threads, and two calls of `stuck` (blocked in a wait no cancel
+    /// reaches, until the test ends) timed out, were ended by the gateway (their slots given
+    /// back), and still hold their threads. `others` are served beside `stuck`.
+    static func withEveryFunctionThreadTaken(
+        others: [TestPrefab] = [],
+        _ test: @Sendable (LiveGateway) async throws -> Void
+    ) async throws {
         let release = DispatchSemaphore(value: 0)
         defer { for _ in 0..<2 { release.signal() } }
         let stuck = TestPrefab.streaming("stuck") { _, _ in release.wait() }
         try await LiveGateway.run(
-            [stuck],
+            [stuck] + others,
             configure: {
-                // One call at a time, so two function threads: both taken by calls that timed out,
-                // were ended by the gateway (their slots given back), and still hold their thread.
                 $0.maxConcurrentInvocations = 1
                 $0.defaultTimeout = .milliseconds(300)
             }
@@ -26,10 +39,7 @@ import Testing
                 let ended = try await gateway.invoke("stuck")
                 #expect(ended.events.last?.errorCode == "TIMEOUT")
             }
-            let refused = try await gateway.invoke("stuck")
-            #expect(refused.status == .tooManyRequests, "\(refused.text)")
-            #expect(refused.errorCode == "OVERLOADED")
-            #expect(refused.headers[.retryAfter] == "1")
+            try await test(gateway)
         }
     }
 }
