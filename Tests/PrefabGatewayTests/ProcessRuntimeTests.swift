@@ -405,28 +405,37 @@ import Testing
     }
 
     @Test func warmChildrenAreStartedAheadAndUsedOnceWithTheirOwnInvocation() async throws {
+        // Each child leaves a marker when its module is imported, so the test waits for the warm
+        // child itself rather than for a fixed time (1 s was too short when the suite's Python
+        // starts crowded two cores).
+        let markers = FileManager.default.temporaryDirectory.appendingPathComponent("warm-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: markers, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: markers) }
         let code = """
             import os, time
             IMPORTED = time.time()
+            open(os.path.join("\(markers.path)", str(os.getpid())), "w").close()
             def warm():
                 yield {"type": "done", "data": {"pid": os.getpid(), "imported": IMPORTED,
                                                 "invocation": os.environ["PREFAB_INVOCATION_ID"]}}
             """
+        let markersPath = markers.path
+        let imported: @Sendable () -> Int = {
+            (try? FileManager.default.contentsOfDirectory(atPath: markersPath).count) ?? 0
+        }
         try await Self.run(Self.python(.processPerCall, "warm", code), configure: { $0.processes.warmProcesses = 1 }) {
             gateway in
             var pids: Set<Int> = []
             for call in 0..<3 {
+                // One child is started at launch and one after each call: this call's child is ready.
+                #expect(await Probe.eventually(within: .seconds(30)) { imported() >= call + 1 })
                 let called = Date().timeIntervalSince1970
                 let response = try await gateway.invoke("warm")
                 let data = try #require(response.events.last?.data)
                 #expect(data["invocation"]?.stringValue == response.headers[.init("X-Invocation-Id")!])
                 pids.insert(try #require(data["pid"]?.intValue))
-                if call > 0 {
-                    // Started after the previous call and waiting since: imported before this call.
-                    // (A fixed age failed when the suite's Python starts crowded two cores.)
-                    #expect(try #require(data["imported"]?.doubleValue) < called)
-                }
-                try await Task.sleep(for: .seconds(1))
+                // Started ahead: its module was imported before the call was made.
+                #expect(try #require(data["imported"]?.doubleValue) < called)
             }
             #expect(pids.count == 3)
         }
