@@ -43,7 +43,7 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ],
-            resources: [.copy("Resources/prefab_runner.py"), .copy("Resources/playground")],
+            resources: [.copy("Runtimes/Process/prefab_runner.py"), .copy("HTTP/Playground/playground")],
             swiftSettings: strictSettings
         ),
         // Swift prefabs: every folder under prefabs/ with Swift sources; the plugin registers them.

@@ -1,4 +1,4 @@
-"""Tests of Sources/PrefabGateway/Resources/prefab_runner.py run as the gateway runs it: a
+"""Tests of Sources/PrefabGateway/Runtimes/Process/prefab_runner.py run as the gateway runs it: a
 subprocess that gets the call and the client's messages on stdin and writes JSON lines on stdout.
 
     python3 -m pytest -q -p no:cacheprovider scripts/test_prefab_runner.py
@@ -16,7 +16,7 @@ import time
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-RUNNER = ROOT / "Sources/PrefabGateway/Resources/prefab_runner.py"
+RUNNER = ROOT / "Sources/PrefabGateway/Runtimes/Process/prefab_runner.py"
 WIZARD = ROOT / "prefabs/python_wizard/main.py"
 DEADLINE = 5.0  # seconds any single read may take
 
