@@ -15,7 +15,7 @@ scenario (and the gateway's at the end, idle), its peak RSS and CPU sampled duri
 
 Every row carries its target (issue 13's done-means, issue 4's burst and ticker targets) and a
 met/missed verdict. Prints the table, writes a PNG chart (bench/chart.py, default
-bench/results.png), `--markdown FILE` the README's table, `--json FILE` every figure. Every server
+bench/results.png), `--markdown FILE` the table of docs/performance.md, `--json FILE` every figure. Every server
 it starts is stopped, also on failure. A benchmark, not a test: `--smoke` runs each scenario tiny
 on the debug build (CI), draws the chart to a temporary file, and fails when a scenario fails;
 its figures are not judged.
@@ -732,7 +732,7 @@ def judge(results, peers):
 
 
 # ---------------------------------------------------------------------------------------------
-# Output: the table on stdout, the README's markdown, the chart.
+# Output: the table on stdout, the markdown for docs/performance.md, the chart.
 
 def columns(peers):
     return [("gateway", "gateway")] + [(f"peer{w}", f"peer, {w} worker{'s' if w > 1 else ''}") for w in peers]
@@ -784,7 +784,7 @@ def main():
     parser.add_argument("--gateway", type=pathlib.Path, help="the gateway executable to measure")
     parser.add_argument("--no-peer", action="store_true", help="run the gateway only")
     parser.add_argument("--json", type=pathlib.Path, help="write every figure to this file")
-    parser.add_argument("--markdown", type=pathlib.Path, help="write the README's table to this file")
+    parser.add_argument("--markdown", type=pathlib.Path, help="write docs/performance.md's table to this file")
     parser.add_argument("--chart", type=pathlib.Path, help="the PNG chart (default: bench/results.png; with "
                         "--smoke a temporary file)")
     parser.add_argument("--from-json", type=pathlib.Path, help="run nothing: judge and show the figures of a run "

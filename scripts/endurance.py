@@ -9,7 +9,7 @@ waits for the calls to end and records the gateway's RSS, threads, descriptors, 
 and output folders.
 
 It fails when any call goes wrong; when RSS after the last round exceeds RSS after the first round
-by more than the README's retention bound (finished invocations: 64 MiB of events) plus SLACK_MB;
+by more than the retention bound of docs/interactive-invocations.md (finished invocations: 64 MiB of events) plus SLACK_MB;
 or when threads, descriptors, children or output folders do not come back to where they were
 before the first round (within the slack below, after idle threads had time to end).
 
@@ -27,7 +27,7 @@ import time
 import live_gateway
 from live_gateway import LiveGateway, Tally
 
-# The README's bound on what finished invocations keep (--max-finished-bytes default): 64 MiB.
+# The bound on what finished invocations keep (docs/interactive-invocations.md) (--max-finished-bytes default): 64 MiB.
 RETENTION_BOUND_MB = 64
 # RSS may differ this much between two rounds that leave the gateway holding the same things:
 # allocator slack (arena high-water marks, fragmentation) and the runtime's caches. Derived from

@@ -196,7 +196,7 @@ def check_malformed_http(gateway):
         ("websocket upgrade with a bad key",
          request("GET", "/invoke/echo/ws", b"", ["Connection: Upgrade", "Upgrade: websocket", "Sec-WebSocket-Key: x",
                                                   "Sec-WebSocket-Version: 13"]), [101]),
-        # What a web page could send (README, Security): refused before any work.
+        # What a web page could send (docs/security.md, Browsers): refused before any work.
         ("a rebound Host", b"GET /manifest HTTP/1.1\r\nHost: rebound.example\r\n\r\n", [421]),
         ("a cross-site call", request("POST", "/invoke/echo", ECHO, [length, "Origin: http://evil.example",
                                                                      "Content-Type: text/plain"]), [403]),
@@ -452,8 +452,8 @@ def refused_start(label, flags, env, expected_message):
 
 
 def check_configuration():
-    """A few PREFAB_GATEWAY_* variables through the real binary, as the README's Configuration
-    table promises: keys from a file (comments and blank lines skipped), allowed hosts, CORS
+    """A few PREFAB_GATEWAY_* variables through the real binary, as the Configuration
+    table in docs/configuration.md promises: keys from a file (comments and blank lines skipped), allowed hosts, CORS
     origins, the body limit; a flag wins over its variable; bad values stop the start."""
     print("== configuration: PREFAB_GATEWAY_* variables and flags, through the real binary", flush=True)
     key = "fuzz-key-0123456789abcdef"

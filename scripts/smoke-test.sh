@@ -45,7 +45,7 @@ check "the Python prefab count_lines streams progress, its summary files and don
     test "$(echo "$python" | grep -o '"type":"[a-z]*"' | tr '\n' ' ')" = \
     '"type":"start" "type":"progress" "type":"progress" "type":"progress" "type":"files" "type":"done" '
 
-# The README's question-and-answer round: a stream in the background, answers posted with curl.
+# The question-and-answer round of docs/interactive-invocations.md: a stream in the background, answers posted with curl.
 for function in wizard wizard_py; do
     events="$data/$function.sse"
     curl -sN -X POST "http://127.0.0.1:$port/invoke/$function" -d '{}' >"$events" &

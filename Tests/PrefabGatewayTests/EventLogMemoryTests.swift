@@ -4,8 +4,9 @@ import Testing
 
 @testable import PrefabGateway
 
-/// What one invocation's event log holds when its client stops reading: the README's bound is
-/// the stream buffer (256 KiB) plus the history (1 MiB).
+/// What one invocation's event log holds when its client stops reading: the bound in
+/// docs/interactive-invocations.md ("What is kept") is the stream buffer (256 KiB) plus the
+/// history (1 MiB).
 @Suite struct EventLogMemoryTests {
     /// A client that read 4 MiB of a fast stream, then stopped reading; the function blocks
     /// once the buffer is full. Events of 45 bytes, like `burst`'s.

@@ -6,7 +6,7 @@ import PrefabKit
 import Testing
 
 /// A call refused because no function thread is free answers like every other refusal for load:
-/// 429 `OVERLOADED` with `Retry-After` (the README's promise; it was 503).
+/// 429 `OVERLOADED` with `Retry-After` (docs/http-api.md's promise; it was 503).
 @Suite(.timeLimit(.minutes(1))) struct ThreadPoolRefusalTests {
     @Test func aFullThreadPoolAnswers429() async throws {
         try await Self.withEveryFunctionThreadTaken { gateway in

@@ -424,7 +424,7 @@ extension Gateway {
             headers: [.retryAfter: "1", .connection: "close"])
     }
 
-    /// No function thread came free: 429 like any other refusal for load (the README's promise).
+    /// No function thread came free: 429 like any other refusal for load (docs/http-api.md's promise).
     /// Stuck functions hold threads too: the message says so when there are any.
     var overloaded: GatewayError {
         let stuck = runningCalls.stuck
