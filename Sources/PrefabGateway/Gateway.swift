@@ -24,6 +24,8 @@ public final class Gateway: Sendable {
     let heartbeats: HeartbeatTimer
     let metrics: GatewayMetrics
     let logger: Logger
+    /// The MCP sessions of `/mcp`.
+    let mcp: MCPSessions
     /// The process runtime of the loaded prefabs, whose workers end with the gateway.
     let processes: ProcessRuntime?
 
@@ -67,6 +69,12 @@ public final class Gateway: Sendable {
             clientIdleTimeout: configuration.clientIdleTimeout
         )
         self.logger = logger ?? Logger(label: "prefab-gateway")
+        self.mcp = MCPSessions(
+            catalog: catalog,
+            maxSessions: configuration.maxMCPSessions,
+            idleTimeout: configuration.mcpSessionIdleTimeout,
+            logger: self.logger
+        )
         _ = TimerHeap.shared  // its thread starts with the gateway, not with the first call
     }
 
@@ -129,6 +137,7 @@ public final class Gateway: Sendable {
         router.head("/invocations/:id/events") { request, context in
             try self.invocationEventsHead(request, context: context)
         }
+        addMCPRoutes(to: router)
         var logger = logger
         logger.logLevel = .warning  // Hummingbird's own request lines; invocations log on ours.
         return Application(
@@ -153,6 +162,7 @@ public final class Gateway: Sendable {
                 // The listening socket closes when a graceful shutdown begins: the streams that
                 // are still open would otherwise keep the server (and the process) waiting.
                 channel.closeFuture.whenComplete { _ in
+                    Task { await self.mcp.closeAll() }
                     self.beginShutdown()
                     self.processes?.shutdown()
                     onShutdown()

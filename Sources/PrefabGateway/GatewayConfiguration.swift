@@ -98,6 +98,10 @@ public struct GatewayConfiguration: Sendable {
     public var maxFinishedInvocations = 10_000
     /// Most bytes of events kept for finished invocations in all.
     public var maxFinishedInvocationBytes = 64 << 20
+    /// Most MCP sessions open at once on `/mcp`; past it `initialize` is refused until one ends.
+    public var maxMCPSessions = 64
+    /// How long an MCP session with no request and no running call is kept.
+    public var mcpSessionIdleTimeout: Duration = .seconds(600)
 
     public init() {}
 

@@ -43,6 +43,20 @@ struct LimitOptions: ParsableArguments {
     )
     var clientIdleTimeout: Double?
 
+    @Option(
+        name: .customLong("max-mcp-sessions"),
+        help:
+            "MCP sessions open at once on /mcp; past it initialize is refused until one ends (env PREFAB_GATEWAY_MAX_MCP_SESSIONS; default 64)."
+    )
+    var maxMCPSessions: Int?
+
+    @Option(
+        name: .customLong("mcp-session-idle"),
+        help:
+            "Seconds an MCP session with no request and no running call is kept (env PREFAB_GATEWAY_MCP_SESSION_IDLE; default 600)."
+    )
+    var mcpSessionIdle: Double?
+
     func apply(to configuration: inout GatewayConfiguration) throws {
         configuration.maxInputDepth =
             try positive(maxInputDepth, "PREFAB_GATEWAY_MAX_INPUT_DEPTH") ?? configuration.maxInputDepth
@@ -61,6 +75,10 @@ struct LimitOptions: ParsableArguments {
             try duration(maxDuration, "PREFAB_GATEWAY_MAX_DURATION") ?? configuration.maxStreamDuration
         configuration.clientIdleTimeout =
             try duration(clientIdleTimeout, "PREFAB_GATEWAY_CLIENT_IDLE_TIMEOUT") ?? configuration.clientIdleTimeout
+        configuration.maxMCPSessions =
+            try positive(maxMCPSessions, "PREFAB_GATEWAY_MAX_MCP_SESSIONS") ?? configuration.maxMCPSessions
+        configuration.mcpSessionIdleTimeout =
+            try duration(mcpSessionIdle, "PREFAB_GATEWAY_MCP_SESSION_IDLE") ?? configuration.mcpSessionIdleTimeout
     }
 
     private func positive(_ flag: Int?, _ variable: String) throws -> Int? {

@@ -97,9 +97,14 @@ extension Gateway {
     }
 
     func baseURL(for request: Request) -> String {
+        baseURL(forAuthority: request.head.authority)
+    }
+
+    /// The base of file URLs for a request sent to `authority` (its `Host`).
+    func baseURL(forAuthority authority: String?) -> String {
         if let configured = configuration.publicBaseURL { return configured }
         // The Host header is echoed into URLs: only a plain host[:port] is trusted.
-        let authority = request.head.authority ?? ""
+        let authority = authority ?? ""
         let safe = !authority.isEmpty && authority.utf8.allSatisfy(Self.isAuthorityByte)
         return "http://" + (safe ? authority : "\(configuration.host):\(configuration.port)")
     }
@@ -379,6 +384,23 @@ extension Gateway {
         return (value, true)
     }
 
+    /// Runs the invocation's call for a caller that is not waiting on an HTTP connection (an MCP
+    /// tool call) and waits for its end; nil, with the call forgotten, when no function thread is
+    /// free. The caller counts as a reader of the call's events, as in `runToEnd`.
+    func callToEnd(_ invocation: Invocation) async -> CallEnd? {
+        let ownClient = invocation.events.attach()
+        defer { ownClient.detach() }
+        let end = await withCheckedContinuation { continuation in
+            let waiter = CallEndWaiter(continuation)
+            if !launch(invocation, onEnd: { waiter.resume($0) }, call(of: invocation)) { waiter.resume(nil) }
+        }
+        guard let end else {
+            abandon(invocation)
+            return nil
+        }
+        return end
+    }
+
     /// Waits for the call's turn: past the gateway's total or the function's `max_concurrency`
     /// it queues, and a full queue or a long wait is answered 429. Each admitted call ends with
     /// `complete` or `abandon`, which give its slot back.
@@ -585,6 +607,20 @@ struct CallEnd: Sendable {
     var terminal: PrefabEvent
     var files: PrefabEvent?
     var result: Result<JSONValue, PrefabError>?
+}
+
+/// Hands a call's end to the task waiting for it, once: a call refused at launch is forgotten,
+/// but a late cancel could still end it.
+private final class CallEndWaiter: Sendable {
+    private let continuation: Mutex<CheckedContinuation<CallEnd?, Never>?>
+
+    init(_ continuation: CheckedContinuation<CallEnd?, Never>) {
+        self.continuation = Mutex(continuation)
+    }
+
+    func resume(_ end: CallEnd?) {
+        continuation.withLock { $0.take() }?.resume(returning: end)
+    }
 }
 
 /// Events of a streaming function called for one JSON answer, encoded as they arrive and capped.

@@ -1,0 +1,107 @@
+import Foundation
+import MCP
+import PrefabKit
+import Synchronization
+
+/// One MCP client's session on `/mcp`: its MCP `Server` and Streamable HTTP transport, the API
+/// key that opened it, and the calls it is running, which end with it.
+final class MCPSession: Sendable {
+    let id: String
+    /// The API key that opened the session, the only one that reaches it; nil when keys are off.
+    let owner: Int?
+    let server: Server
+    let transport: StatefulHTTPServerTransport
+    private let state: Mutex<State>
+
+    private struct State {
+        var lastUsed: ContinuousClock.Instant
+        var calls: [String: Invocation] = [:]
+        /// The client said at `initialize` that it answers `elicitation/create`.
+        var canElicit = false
+        var ended = false
+    }
+
+    init(id: String, owner: Int?) {
+        self.id = id
+        self.owner = owner
+        self.server = Server(
+            name: "prefab-gateway",
+            version: "1.0.0",
+            title: "Prefab Gateway",
+            instructions: "Every tool is a prefab function: its text, structured result and output files come back "
+                + "in the tool result; progress comes as notifications when a progress token is sent.",
+            capabilities: .init(tools: .init(listChanged: false))
+        )
+        self.transport = StatefulHTTPServerTransport(
+            sessionIDGenerator: FixedSessionID(id: id),
+            // The SDK's default also checks Host and Origin, allowing loopback only; the gateway's
+            // BrowserAccessPolicy has already decided those, as for every other route.
+            validationPipeline: StandardValidationPipeline(validators: [
+                AcceptHeaderValidator(mode: .sseRequired),
+                ContentTypeValidator(),
+                ProtocolVersionValidator(),
+                SessionValidator(),
+            ])
+        )
+        self.state = Mutex(State(lastUsed: .now))
+    }
+
+    /// Registers the tools and starts the server on the transport.
+    func start(tools: [Tool], gateway: Gateway) async throws {
+        await server.withMethodHandler(ListTools.self) { _ in ListTools.Result(tools: tools) }
+        await server.withMethodHandler(CallTool.self) { [weak self, weak gateway] parameters in
+            guard let self, let gateway else { throw MCPError.internalError("the MCP session has ended") }
+            let authority = Server.currentHandlerContext?.httpContext?.header("Host")
+            return try await MCPToolCall(
+                gateway: gateway, session: self, parameters: parameters,
+                baseURL: gateway.baseURL(forAuthority: authority)
+            ).run()
+        }
+        try await server.start(transport: transport) { [weak self] _, capabilities in
+            self?.state.withLock { $0.canElicit = capabilities.elicitation != nil }
+        }
+    }
+
+    var canElicit: Bool { state.withLock { $0.canElicit } }
+
+    /// A request of the session arrived.
+    func touch() {
+        state.withLock { $0.lastUsed = .now }
+    }
+
+    /// No request for `timeout` and no call running.
+    func isIdle(at now: ContinuousClock.Instant, timeout: Duration) -> Bool {
+        state.withLock { $0.calls.isEmpty && now - $0.lastUsed >= timeout }
+    }
+
+    /// Counts a call as the session's; false once the session has ended.
+    func add(_ invocation: Invocation) -> Bool {
+        state.withLock { state in
+            guard !state.ended else { return false }
+            state.calls[invocation.id] = invocation
+            return true
+        }
+    }
+
+    func remove(_ invocation: Invocation) {
+        _ = state.withLock { $0.calls.removeValue(forKey: invocation.id) }
+    }
+
+    /// Ends the session: its running calls are cancelled with `reason`, its streams closed, and
+    /// any request it still sends is answered 404.
+    func end(_ reason: PrefabError) async {
+        let calls = state.withLock { state in
+            state.ended = true
+            return Array(state.calls.values)
+        }
+        for invocation in calls { invocation.context.cancel(reason) }
+        await server.stop()
+    }
+}
+
+/// The gateway chooses the session id before the transport sees `initialize`, so that it can
+/// find the session by that id.
+private struct FixedSessionID: SessionIDGenerator {
+    let id: String
+    func generateSessionID() -> String { id }
+}

@@ -1,0 +1,225 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+import MCP
+import NIOCore
+import PrefabKit
+import Synchronization
+
+/// The MCP sessions of `/mcp` (Streamable HTTP): an `initialize` without `Mcp-Session-Id` opens
+/// one, every later request names it. A session with no request and no running call for
+/// `idleTimeout` ends, at most `maxSessions` are open at once, `DELETE /mcp` ends one; a
+/// session's calls are cancelled when it ends.
+///
+/// The MCP SDK's transport does the protocol (SSE framing, the GET stream for notifications and
+/// server requests, resumption); this type only finds the transport a request belongs to and
+/// turns Hummingbird's request and response into the SDK's and back.
+final class MCPSessions: Sendable {
+    private struct State {
+        var sessions: [String: MCPSession] = [:]
+        var sweep: GatewayTimer?
+        var closed = false
+    }
+
+    private let state = Mutex(State())
+    let tools: [Tool]
+    let maxSessions: Int
+    let idleTimeout: Duration
+    let logger: Logger
+
+    init(catalog: PrefabCatalog, maxSessions: Int, idleTimeout: Duration, logger: Logger) {
+        self.tools = MCPToolCatalog(catalog: catalog).tools
+        self.maxSessions = max(0, maxSessions)
+        self.idleTimeout = idleTimeout
+        self.logger = logger
+    }
+
+    /// Open sessions.
+    var count: Int { state.withLock { $0.sessions.count } }
+
+    /// `POST`, `GET` or `DELETE /mcp`.
+    func respond(to request: Hummingbird.Request, context: GatewayRequestContext, gateway: Gateway) async throws
+        -> Hummingbird.Response
+    {
+        var request = request
+        let body: ByteBuffer
+        do {
+            body = try await gateway.collectBody(&request)
+        } catch let error as GatewayError {
+            // A JSON-RPC error, which is what an MCP client reads (a body over the limit).
+            return Self.response(
+                .error(
+                    statusCode: Int(error.status.code),
+                    .serverError(code: -32000, message: "\(error.code.rawValue): \(error.message)")))
+        }
+        let message = Self.message(request, body: body)
+        guard let sessionID = request.headers[.mcpSessionId] else {
+            guard request.method == .post, Self.isInitialize(body) else {
+                return Self.response(
+                    .error(
+                        statusCode: 400,
+                        .invalidRequest(
+                            "no Mcp-Session-Id header: send initialize (without one) to open a session, then name it in every request"
+                        )))
+            }
+            return await open(message, owner: context.apiKey, gateway: gateway)
+        }
+        // A session opened with one API key is not found with another.
+        guard let session = session(sessionID), session.owner == context.apiKey else {
+            let shown = String(sessionID.prefix(64))
+            return Self.response(
+                .error(
+                    statusCode: 404,
+                    .invalidRequest(
+                        "no MCP session '\(shown)': it ended or expired; send initialize without Mcp-Session-Id to open a new one"
+                    )))
+        }
+        session.touch()
+        let answer = await session.transport.handleRequest(message)
+        if request.method == .delete, answer.statusCode == 200 {
+            await end(sessionID, PrefabError(.cancelled, "the MCP client ended its session"))
+        }
+        return Self.response(answer)
+    }
+
+    private func session(_ id: String) -> MCPSession? {
+        state.withLock { $0.sessions[id] }
+    }
+
+    /// Opens a session for an `initialize` request, unless `maxSessions` are open.
+    private func open(_ message: MCP.HTTPRequest, owner: Int?, gateway: Gateway) async -> Hummingbird.Response {
+        let session = MCPSession(id: InvocationID.make(), owner: owner)
+        let refusal: MCP.HTTPResponse? = state.withLock { state in
+            if state.closed {
+                return .error(
+                    statusCode: 503, .serverError(code: -32000, message: "SHUTTING_DOWN: the gateway is shutting down"))
+            }
+            guard state.sessions.count < maxSessions else {
+                return .error(
+                    statusCode: 503,
+                    .serverError(
+                        code: -32000,
+                        message:
+                            "TOO_MANY_SESSIONS: \(maxSessions) MCP sessions are open, the gateway's limit; end one with DELETE /mcp or retry once an idle one expires (after \(String(format: "%g", idleTimeout.seconds)) s)"
+                    ),
+                    extraHeaders: ["Retry-After": "5"]
+                )
+            }
+            state.sessions[session.id] = session
+            if state.sweep == nil { scheduleSweep(&state) }
+            return nil
+        }
+        if let refusal { return Self.response(refusal) }
+        do {
+            try await session.start(tools: tools, gateway: gateway)
+        } catch {
+            await end(session.id, PrefabError(.internalError, "the MCP session could not start"))
+            return Self.response(.error(statusCode: 500, .internalError("the MCP session could not start: \(error)")))
+        }
+        let answer = await session.transport.handleRequest(message)
+        if case .error = answer {
+            await end(session.id, PrefabError(.cancelled, "the MCP session's initialize was refused"))
+        } else {
+            logger.info("MCP session opened", metadata: ["session": "\(session.id)", "open": "\(count)"])
+        }
+        return Self.response(answer)
+    }
+
+    /// Ends one session (see `MCPSession.end`).
+    func end(_ id: String, _ reason: PrefabError) async {
+        guard let session = state.withLock({ $0.sessions.removeValue(forKey: id) }) else { return }
+        await session.end(reason)
+        logger.info("MCP session ended", metadata: ["session": "\(id)", "reason": "\(reason.message)"])
+    }
+
+    /// The gateway is shutting down: every session ends, which closes its streams (an open GET
+    /// stream would otherwise hold the server), and no new one opens.
+    func closeAll() async {
+        let sessions = state.withLock { state in
+            state.closed = true
+            state.sweep?.cancel()
+            state.sweep = nil
+            return Array(state.sessions.keys)
+        }
+        for id in sessions { await end(id, Gateway.shutdownReason) }
+    }
+
+    // MARK: Idle expiry
+
+    /// Checks for idle sessions every quarter of `idleTimeout` (at most every 30 s) while any
+    /// session is open.
+    private func scheduleSweep(_ state: inout State) {
+        let interval = min(Duration.seconds(30), max(.milliseconds(100), idleTimeout / 4))
+        state.sweep = GatewayTimer.schedule(after: interval) { [weak self] in
+            guard let self else { return }
+            Task { await self.sweep() }
+        }
+    }
+
+    private func sweep() async {
+        let now = ContinuousClock.now
+        let idle = state.withLock { state in
+            let idle = state.sessions.filter { $0.value.isIdle(at: now, timeout: idleTimeout) }.map(\.key)
+            state.sweep = nil
+            if !state.closed, state.sessions.count > idle.count { scheduleSweep(&state) }
+            return idle
+        }
+        for id in idle {
+            await end(id, PrefabError(.cancelled, "the MCP session expired"))
+        }
+    }
+
+    // MARK: Hummingbird to the MCP SDK and back
+
+    /// Whether the body is a JSON-RPC `initialize` request (the SDK's own check is internal to it).
+    static func isInitialize(_ body: ByteBuffer) -> Bool {
+        let json = body.withUnsafeReadableBytes { try? JSONValue(parsing: $0) }
+        guard let object = json?.objectValue, let id = object["id"], !id.isNull else { return false }
+        return object["method"]?.stringValue == "initialize"
+    }
+
+    static func message(_ request: Hummingbird.Request, body: ByteBuffer) -> MCP.HTTPRequest {
+        var headers: [String: String] = [:]
+        for field in request.headers {
+            let name = field.name.canonicalName
+            headers[name] = headers[name].map { $0 + ", " + field.value } ?? field.value
+        }
+        // HTTP/1's Host is the request's authority here, not a header field.
+        if let authority = request.head.authority { headers["Host"] = authority }
+        return MCP.HTTPRequest(
+            method: request.method.rawValue,
+            headers: headers,
+            body: body.readableBytes > 0 ? Data(body.readableBytesView) : nil,
+            path: request.uri.path
+        )
+    }
+
+    static func response(_ answer: MCP.HTTPResponse) -> Hummingbird.Response {
+        var headers = HTTPFields()
+        for (name, value) in answer.headers {
+            if let name = HTTPField.Name(name) { headers[name] = value }
+        }
+        let status = HTTPTypes.HTTPResponse.Status(code: answer.statusCode)
+        switch answer {
+        case .stream(let stream, _):
+            headers[.accelBuffering] = "no"
+            return Hummingbird.Response(
+                status: status, headers: headers,
+                body: ResponseBody { writer in
+                    for try await chunk in stream {
+                        try await writer.write(ByteBuffer(bytes: chunk))
+                    }
+                    try await writer.finish(nil)
+                })
+        default:
+            let body = answer.bodyData.map { ByteBuffer(bytes: $0) } ?? ByteBuffer()
+            return Hummingbird.Response(status: status, headers: headers, body: ResponseBody(byteBuffer: body))
+        }
+    }
+}
+
+extension HTTPField.Name {
+    /// The MCP session a request belongs to.
+    static let mcpSessionId = HTTPField.Name("Mcp-Session-Id")!
+}
