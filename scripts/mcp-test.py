@@ -1,0 +1,164 @@
+#!/usr/bin/env python3
+"""MCP test: the stock Python MCP client (PyPI `mcp`, pinned) against `/mcp` of a real gateway
+serving the example prefabs. Checks that every /manifest function is a tool, that batch_process
+sends at least one progress notification per progress event, that fail_midway comes back with
+isError, that report's files come as resource links fetchable over HTTP, that both wizards are
+completed through elicitation, that a cancelled call leaves no running invocation within a few
+seconds, and that a second session works after the first ended.
+
+Usage: python3 scripts/mcp-test.py [--no-build]. Installs the client into .build-ci-mcp-venv/
+(ignored by git) on first use. Exits non-zero on any failed check."""
+import os
+import pathlib
+import subprocess
+import sys
+
+MCP_VERSION = "2.3.0"
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+VENV = ROOT / ".build-ci-mcp-venv"
+
+
+def in_venv():
+    """Re-runs this script with the venv's Python, installing the pinned client first if needed."""
+    python = VENV / "bin" / "python"
+    if pathlib.Path(sys.prefix).resolve() == VENV.resolve():
+        return
+    check = [str(python), "-c", f"import importlib.metadata as m; assert m.version('mcp') == '{MCP_VERSION}'"]
+    if not python.exists() or subprocess.run(check, stderr=subprocess.DEVNULL).returncode != 0:
+        print(f"mcp-test: installing mcp {MCP_VERSION} (PyPI) into {VENV.name}/", flush=True)
+        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+                        f"mcp=={MCP_VERSION}"], check=True)
+    os.execv(str(python), [str(python), __file__, *sys.argv[1:]])
+
+
+in_venv()
+
+import json  # noqa: E402
+import re  # noqa: E402
+import time  # noqa: E402
+
+import anyio  # noqa: E402
+from mcp import ClientSession  # noqa: E402
+from mcp.client.streamable_http import streamable_http_client  # noqa: E402
+from mcp.types import ElicitResult  # noqa: E402
+
+sys.path.insert(0, str(ROOT / "scripts"))
+import live_gateway  # noqa: E402
+from live_gateway import LiveGateway  # noqa: E402
+
+failures = []
+
+
+def check(condition, what):
+    print(("ok    " if condition else "FAIL  ") + what, flush=True)
+    if not condition:
+        failures.append(what)
+
+
+def text_of(result):
+    return "".join(block.text for block in result.content if getattr(block, "type", "") == "text")
+
+
+async def answer_wizard(context, params):
+    """Answers the wizards' questions: a name, then the first offered template."""
+    schema = params.requested_schema["properties"]["answer"]
+    if "enum" in schema:
+        return ElicitResult(action="accept", content={"answer": schema["enum"][0]})
+    return ElicitResult(action="accept", content={"answer": "demo"})
+
+
+async def session_checks(gateway, url, functions):
+    async with streamable_http_client(url) as (read, write):
+        async with ClientSession(read, write, elicitation_callback=answer_wizard) as session:
+            info = await session.initialize()
+            check(info.server_info.name == "prefab-gateway", "initialize names the server prefab-gateway")
+
+            tools = {tool.name: tool for tool in (await session.list_tools()).tools}
+            check(set(functions) <= set(tools), f"every /manifest function is a tool ({len(functions)})")
+            check(all(tool.input_schema.get("type") == "object" for tool in tools.values()),
+                  "every tool's inputSchema is an object schema")
+
+            progress = []
+
+            async def on_progress(value, total, message):
+                progress.append((value, total, message))
+
+            items = ["a", "b", "c", "d"]
+            result = await session.call_tool("batch_process", {"items": items, "delay_ms": 50},
+                                             progress_callback=on_progress)
+            check(not result.is_error, "batch_process succeeds")
+            check(len(progress) >= len(items),
+                  f"batch_process: >= 1 progress notification per progress event ({len(progress)} for {len(items)})")
+            check((result.structured_content or {}).get("total") == len(items),
+                  "batch_process: done data comes as structuredContent")
+            check(any(block.type == "text" for block in result.content), "batch_process: a text rendering")
+            invocation = (result.meta or {}).get("invocation_id", "")
+            status, _, body = gateway.request("GET", f"/invocations/{invocation}")
+            check(status == 200 and json.loads(body).get("state") == "done",
+                  "batch_process: the call is an invocation, done at /invocations/<id>")
+
+            failed = await session.call_tool("fail_midway", {"steps": 3, "fail_at": 2, "delay_ms": 10})
+            check(failed.is_error is True, "fail_midway comes back with isError")
+            check("STEP_FAILED" in text_of(failed), "fail_midway's text carries its error code")
+
+            report = await session.call_tool("report", {"rows": 3})
+            links = [block for block in report.content if block.type == "resource_link"]
+            check(not report.is_error and len(links) >= 2, f"report: its files as resource links ({len(links)})")
+            for link in links:
+                path = str(link.uri).split(f":{gateway.port}", 1)[-1]
+                status, _, body = gateway.request("GET", path)
+                check(status == 200 and len(body) > 0, f"report: {link.name} is fetchable at its link")
+
+            for wizard in ("wizard", "wizard_py"):
+                done = await session.call_tool(wizard, {})
+                content = done.structured_content or {}
+                check(not done.is_error and content.get("name") == "demo" and content.get("template"),
+                      f"{wizard}: both questions answered through elicitation ({json.dumps(content)})")
+
+            # A call cancelled by the client (its task cancelled: the client sends
+            # notifications/cancelled) leaves no running invocation. The wait runs on a thread:
+            # the client sends its cancel from this event loop.
+            with anyio.move_on_after(1.5):
+                await session.call_tool("batch_process", {"items": list(range(100)), "delay_ms": 200})
+            idle = await anyio.to_thread.run_sync(gateway.wait_idle, 5)
+            check(idle, "a cancelled call leaves no running invocation within 5 s")
+            metrics = gateway.request("GET", "/metrics")[2].decode()
+            check(re.search(r'prefab_invocations_total\{[^}]*function="batch_process"[^}]*outcome="cancelled"', metrics)
+                  is not None, "the cancelled call is counted as cancelled in /metrics")
+
+
+async def second_session(url):
+    async with streamable_http_client(url) as (read, write):
+        async with ClientSession(read, write) as session:
+            await session.initialize()
+            echoed = await session.call_tool("echo", {"text": "again"})
+            check((echoed.structured_content or {}).get("text") == "again",
+                  "a second session after the first ended: echo answers")
+            refused = await session.call_tool("wizard", {})
+            check(refused.is_error and "ELICITATION_UNSUPPORTED" in text_of(refused),
+                  "a client without elicitation: a question fails with ELICITATION_UNSUPPORTED")
+
+
+def main():
+    if "--no-build" not in sys.argv:
+        live_gateway.build()
+    with LiveGateway(ROOT / "prefabs", "--question-timeout", "20") as gateway:
+        url = f"http://127.0.0.1:{gateway.port}/mcp"
+        functions = [entry["name"] for entry in json.loads(gateway.request("GET", "/manifest")[2])["functions"]]
+        started = time.monotonic()
+        try:
+            anyio.run(session_checks, gateway, url, functions)
+            anyio.run(second_session, url)
+        except Exception as error:  # a failure of the client is a failed check, with the gateway's log
+            check(False, f"the MCP session ran without error: {error!r}")
+            print(gateway.log_tail())
+        print(f"mcp-test: {time.monotonic() - started:.1f} s")
+    if failures:
+        print(f"mcp-test: {len(failures)} failed checks")
+        sys.exit(1)
+    print("mcp-test: every check passed")
+
+
+if __name__ == "__main__":
+    main()
