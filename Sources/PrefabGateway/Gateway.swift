@@ -73,6 +73,7 @@ public final class Gateway: Sendable {
             catalog: catalog,
             maxSessions: configuration.maxMCPSessions,
             idleTimeout: configuration.mcpSessionIdleTimeout,
+            heartbeat: configuration.heartbeatInterval,
             logger: self.logger
         )
         _ = TimerHeap.shared  // its thread starts with the gateway, not with the first call

@@ -236,6 +236,15 @@ import Testing
         }
     }
 
+    @Test func streamsGetHeartbeats() async throws {
+        try await LiveGateway.run(Self.all, configure: { $0.heartbeatInterval = .milliseconds(100) }) { gateway in
+            var client = MCPTestClient(gateway)
+            try await client.initialize()
+            var stream = try await client.openStream()
+            #expect(try await stream.readRaw(until: ": ping\n\n"))
+        }
+    }
+
     @Test func idleSessionsExpire() async throws {
         try await LiveGateway.run(Self.all, configure: { $0.mcpSessionIdleTimeout = .milliseconds(300) }) { gateway in
             // initialize alone: the time a loaded machine takes between two requests does not count.

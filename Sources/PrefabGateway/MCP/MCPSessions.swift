@@ -26,12 +26,15 @@ final class MCPSessions: Sendable {
     let tools: [Tool]
     let maxSessions: Int
     let idleTimeout: Duration
+    /// How often an otherwise silent stream gets a `: ping`.
+    let heartbeat: Duration
     let logger: Logger
 
-    init(catalog: PrefabCatalog, maxSessions: Int, idleTimeout: Duration, logger: Logger) {
+    init(catalog: PrefabCatalog, maxSessions: Int, idleTimeout: Duration, heartbeat: Duration, logger: Logger) {
         self.tools = MCPToolCatalog(catalog: catalog).tools
         self.maxSessions = max(0, maxSessions)
         self.idleTimeout = idleTimeout
+        self.heartbeat = heartbeat
         self.logger = logger
     }
 
@@ -48,7 +51,7 @@ final class MCPSessions: Sendable {
             body = try await gateway.collectBody(&request)
         } catch let error as GatewayError {
             // A JSON-RPC error, which is what an MCP client reads (a body over the limit).
-            return Self.response(
+            return response(
                 .error(
                     statusCode: Int(error.status.code),
                     .serverError(code: -32000, message: "\(error.code.rawValue): \(error.message)")))
@@ -56,7 +59,7 @@ final class MCPSessions: Sendable {
         let message = Self.message(request, body: body)
         guard let sessionID = request.headers[.mcpSessionId] else {
             guard request.method == .post, Self.isInitialize(body) else {
-                return Self.response(
+                return response(
                     .error(
                         statusCode: 400,
                         .invalidRequest(
@@ -68,7 +71,7 @@ final class MCPSessions: Sendable {
         // A session opened with one API key is not found with another.
         guard let session = session(sessionID), session.owner == context.apiKey else {
             let shown = String(sessionID.prefix(64))
-            return Self.response(
+            return response(
                 .error(
                     statusCode: 404,
                     .invalidRequest(
@@ -80,7 +83,7 @@ final class MCPSessions: Sendable {
         if request.method == .delete, answer.statusCode == 200 {
             await end(sessionID, PrefabError(.cancelled, "the MCP client ended its session"))
         }
-        return Self.response(answer)
+        return response(answer)
     }
 
     private func session(_ id: String) -> MCPSession? {
@@ -110,12 +113,12 @@ final class MCPSessions: Sendable {
             if state.sweep == nil { scheduleSweep(&state) }
             return nil
         }
-        if let refusal { return Self.response(refusal) }
+        if let refusal { return response(refusal) }
         do {
             try await session.start(tools: tools, gateway: gateway)
         } catch {
             await end(session.id, PrefabError(.internalError, "the MCP session could not start"))
-            return Self.response(.error(statusCode: 500, .internalError("the MCP session could not start: \(error)")))
+            return response(.error(statusCode: 500, .internalError("the MCP session could not start: \(error)")))
         }
         let answer = await session.transport.handleRequest(message)
         if case .error = answer {
@@ -123,7 +126,7 @@ final class MCPSessions: Sendable {
         } else {
             logger.info("MCP session opened", metadata: ["session": "\(session.id)", "open": "\(count)"])
         }
-        return Self.response(answer)
+        return response(answer)
     }
 
     /// Ends one session (see `MCPSession.end`).
@@ -195,7 +198,7 @@ final class MCPSessions: Sendable {
         )
     }
 
-    static func response(_ answer: MCP.HTTPResponse) -> Hummingbird.Response {
+    func response(_ answer: MCP.HTTPResponse) -> Hummingbird.Response {
         var headers = HTTPFields()
         for (name, value) in answer.headers {
             if let name = HTTPField.Name(name) { headers[name] = value }
@@ -206,16 +209,39 @@ final class MCPSessions: Sendable {
             headers[.accelBuffering] = "no"
             return Hummingbird.Response(
                 status: status, headers: headers,
-                body: ResponseBody { writer in
-                    for try await chunk in stream {
-                        try await writer.write(ByteBuffer(bytes: chunk))
-                    }
-                    try await writer.finish(nil)
+                body: ResponseBody { [heartbeat] writer in
+                    try await Self.write(stream, heartbeat: heartbeat, to: &writer)
                 })
         default:
             let body = answer.bodyData.map { ByteBuffer(bytes: $0) } ?? ByteBuffer()
             return Hummingbird.Response(status: status, headers: headers, body: ResponseBody(byteBuffer: body))
         }
+    }
+
+    /// Writes the SDK's SSE bytes as they come, and a `: ping` comment every `heartbeat`: an idle
+    /// GET stream or a long call's stream then stays open through proxies, and a client that left
+    /// is noticed at the next ping, which ends the stream.
+    static func write(
+        _ stream: AsyncThrowingStream<Data, any Error>, heartbeat: Duration, to writer: inout any ResponseBodyWriter
+    ) async throws {
+        let (chunks, input) = AsyncStream.makeStream(of: ByteBuffer.self)
+        let forward = Task {
+            do {
+                for try await chunk in stream { input.yield(ByteBuffer(bytes: chunk)) }
+            } catch {}
+            input.finish()
+        }
+        let pings = Task {
+            while (try? await Task.sleep(for: heartbeat)) != nil {
+                input.yield(ByteBuffer(string: ": ping\n\n"))
+            }
+        }
+        defer {
+            forward.cancel()
+            pings.cancel()
+        }
+        for await chunk in chunks { try await writer.write(chunk) }
+        try await writer.finish(nil)
     }
 }
 
