@@ -236,6 +236,31 @@ import Testing
         }
     }
 
+    @Test func callsAreAdmittedAndCountedLikeAnyOther() async throws {
+        try await LiveGateway.run(
+            Self.all,
+            configure: {
+                $0.maxConcurrentInvocations = 1
+                $0.maxQueuedInvocations = 0
+            }
+        ) { gateway in
+            var client = MCPTestClient(gateway)
+            try await client.initialize()
+            _ = try await client.call("tools/call", #"{"name": "steps", "arguments": {"n": 1}}"#)
+            let metrics = try await gateway.request(.get, "/metrics").text
+            #expect(
+                metrics.contains(#"function="steps",outcome="done""#)
+                    || metrics.contains(#"outcome="done",function="steps""#))
+            // The one slot taken by a call on /invoke: an MCP call is refused like any other.
+            let running = try await gateway.openStream("endless")
+            try await Self.waitUntil { try await gateway.request(.get, "/health").json?["running"] == 1 }
+            let refused = try await client.call("tools/call", #"{"name": "steps"}"#)
+            #expect(refused["error"]?["code"] == -32000)
+            #expect(refused["error"]?["message"]?.stringValue?.contains("OVERLOADED: ") == true)
+            _ = running
+        }
+    }
+
     @Test func streamsGetHeartbeats() async throws {
         try await LiveGateway.run(Self.all, configure: { $0.heartbeatInterval = .milliseconds(100) }) { gateway in
             var client = MCPTestClient(gateway)
