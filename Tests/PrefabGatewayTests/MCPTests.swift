@@ -261,6 +261,25 @@ import Testing
         }
     }
 
+    @Test func progressInATightLoopIsThinnedAndItsLastStepSent() async throws {
+        try await LiveGateway.run(Self.all) { gateway in
+            var client = MCPTestClient(gateway)
+            try await client.initialize()
+            var notifications = try await client.openStream()
+            let answer = try await client.call(
+                "tools/call", #"{"name": "steps", "arguments": {"n": 20000}, "_meta": {"progressToken": 5}}"#)
+            #expect(answer["result"]?["structuredContent"] == ["steps": 20000])
+            var count = 0
+            while let message = try await notifications.nextMessage() {
+                guard message["method"] == "notifications/progress" else { continue }
+                count += 1
+                if message["params"]?["progress"]?.doubleValue == 20000 { break }
+            }
+            // 20,000 steps take well under a second here: at most 100 notifications a second.
+            #expect(count < 2000)
+        }
+    }
+
     @Test func streamsGetHeartbeats() async throws {
         try await LiveGateway.run(Self.all, configure: { $0.heartbeatInterval = .milliseconds(100) }) { gateway in
             var client = MCPTestClient(gateway)

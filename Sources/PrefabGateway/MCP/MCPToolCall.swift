@@ -64,13 +64,30 @@ struct MCPToolCall {
             throw MCPError.invalidRequest("the MCP session has ended")
         }
         defer { session.remove(invocation) }
-        // Progress is sent in order, by one task; when the client reads slowly, the oldest
-        // notifications not yet sent are dropped (the newest progress says the most).
+        // Progress is sent in order, by one task. The SDK keeps every message of a session until
+        // it ends, and a function may report progress in a tight loop: past a burst of
+        // `progressBurst`, at most `progressRate` notifications a second are sent (the latest
+        // that came meanwhile, and the last one, always). When the client reads slowly, the
+        // oldest notifications not yet sent are dropped (the newest progress says the most).
         let server = session.server
         let notifier = Task {
             guard let token else { return }
+            var held: PrefabEvent?
+            var allowance = Double(Self.progressBurst)
+            var checked = ContinuousClock.now
             for await event in progress {
-                guard let notification = Self.notification(event, token: token) else { continue }
+                let now = ContinuousClock.now
+                allowance = min(Double(Self.progressBurst), allowance + (now - checked).seconds * Self.progressRate)
+                checked = now
+                guard allowance >= 1 else {
+                    held = event
+                    continue
+                }
+                allowance -= 1
+                held = nil
+                if let notification = Self.notification(event, token: token) { try? await server.notify(notification) }
+            }
+            if let held, let notification = Self.notification(held, token: token) {
                 try? await server.notify(notification)
             }
         }
@@ -91,6 +108,10 @@ struct MCPToolCall {
 
     /// Progress notifications waiting to be sent, at most, per call.
     static let progressBuffer = 1024
+    /// Progress notifications a call sends at once before `progressRate` applies.
+    static let progressBurst = 100
+    /// Progress notifications a second past the burst.
+    static let progressRate = 100.0
 
     /// `{"inputs": arguments}` as bytes, so that MCP arguments pass the very checks of
     /// `POST /invoke` (depth, string length, the manifest's parameters).
