@@ -5,6 +5,7 @@
 # body as documented. Fails on an invalid document or any schemathesis failure; always stops the
 # gateway. Both tools come from PyPI into .build-ci-venv/ (ignored by git), pinned.
 set -euo pipefail
+source "$(dirname "$0")/lib.sh"
 cd "$(dirname "$0")/.."
 
 schemathesis_version=4.32.5
@@ -18,34 +19,16 @@ if ! "$venv/bin/st" --version 2>/dev/null | grep -qF "$schemathesis_version" ||
         "schemathesis==$schemathesis_version" "openapi-spec-validator==$validator_version"
 fi
 
-port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+port=$(free_port)
 work=$(mktemp -d)
 log="$work/gateway.log"
-server=
-cleanup() {
-    if [ -n "$server" ]; then
-        kill "$server" 2>/dev/null || true
-        wait "$server" 2>/dev/null || true
-    fi
-    rm -rf "$work"
-}
-trap cleanup EXIT
+trap 'stop_gateways; rm -rf "$work"' EXIT
 
-if ! swift build --product prefab-gateway >"$work/build.log" 2>&1; then
-    cat "$work/build.log"
-    echo "api-fuzz: the build failed"
-    exit 1
-fi
+build_gateway
 # Fuzzed inputs ask for any delay or step count: every call ends within 2 s (TIMEOUT), a question
 # waits 1 s, and a client that leaves cancels its call at once.
-.build/debug/prefab-gateway serve --host 127.0.0.1 --port "$port" --prefabs prefabs --data "$work/data" \
-    --timeout 2 --question-timeout 1 --resume-grace 0 --heartbeat 1 >"$log" 2>&1 &
-server=$!
-for _ in $(seq 1 100); do
-    curl -fs "http://127.0.0.1:$port/health" >/dev/null && break
-    kill -0 "$server" 2>/dev/null || { cat "$log"; echo "api-fuzz: the gateway did not start"; exit 1; }
-    sleep 0.1
-done
+start_gateway "$port" "$log" --prefabs prefabs --data "$work/data" \
+    --timeout 2 --question-timeout 1 --resume-grace 0 --heartbeat 1
 base="http://127.0.0.1:$port"
 
 echo "== api-fuzz: /openapi.json against the OpenAPI 3.1 specification (openapi-spec-validator)"

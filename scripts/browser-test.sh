@@ -4,18 +4,8 @@
 # loopback port with a temporary --data directory, runs scripts/browser-test.py, and always stops
 # the server. Screenshots go to artifacts/browser/ (ignored by git).
 set -euo pipefail
+source "$(dirname "$0")/lib.sh"
 cd "$(dirname "$0")/.."
-
-as_root() { # runs a command as root: directly, or through sudo when there is one
-    if [ "$(id -u)" -eq 0 ]; then
-        "$@"
-    elif command -v sudo >/dev/null 2>&1; then
-        sudo "$@"
-    else
-        echo "browser-test: need root (or sudo) to run: $*" >&2
-        return 1
-    fi
-}
 
 if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
     echo "browser-test: installing chromium and chromium-driver (Debian packages)"
@@ -28,45 +18,22 @@ if ! python3 -c "import selenium" 2>/dev/null; then
         python3 -m pip install --quiet --break-system-packages selenium # an externally managed Python
 fi
 
-port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+port=$(free_port)
 data=$(mktemp -d)
 log="$data/gateway.log"
 artifacts=artifacts/browser
+trap 'stop_gateways; rm -rf "$data"' EXIT
 
-server=
-keyed=
-cleanup() {
-    for pid in $server $keyed; do
-        kill "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
-    rm -rf "$data"
-}
-trap cleanup EXIT
-
-if ! swift build --product prefab-gateway >"$data/build.log" 2>&1; then
-    cat "$data/build.log"
-    echo "browser-test: the build failed"
-    exit 1
-fi
-.build/debug/prefab-gateway serve --host 127.0.0.1 --port "$port" --data "$data" >"$log" 2>&1 &
-server=$!
-for _ in $(seq 1 100); do
-    curl -fs "http://127.0.0.1:$port/health" >/dev/null && break
-    kill -0 "$server" 2>/dev/null || { cat "$log"; echo "browser-test: the gateway did not start"; exit 1; }
-    sleep 0.1
-done
+build_gateway
+start_gateway "$port" "$log" --data "$data"
 
 # A second gateway that requires an API key, for the playground's key prompt. Its file URLs name
 # another origin (localhost, where the page is on 127.0.0.1), which CORS lets the page read: the
 # playground must not send its key there.
-keyed_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+keyed_port=$(free_port)
 export BROWSER_TEST_API_KEY=browser-key-0123456789abcdef
-PREFAB_GATEWAY_API_KEYS=$BROWSER_TEST_API_KEY .build/debug/prefab-gateway serve --host 127.0.0.1 \
-    --port "$keyed_port" --data "$data/keyed" --public-url "http://localhost:$keyed_port" \
-    --cors-origin "http://127.0.0.1:$keyed_port" >"$data/keyed.log" 2>&1 &
-keyed=$!
-for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$keyed_port/health" >/dev/null && break; sleep 0.1; done
+PREFAB_GATEWAY_API_KEYS=$BROWSER_TEST_API_KEY start_gateway "$keyed_port" "$data/keyed.log" --data "$data/keyed" \
+    --public-url "http://localhost:$keyed_port" --cors-origin "http://127.0.0.1:$keyed_port"
 
 mkdir -p "$artifacts"
 rm -f "$artifacts"/*.png

@@ -3,28 +3,19 @@
 # progress bar, the wizard answered at its prompt, Ctrl-C cancelling on the server; and piped:
 # --json lines, exit statuses, --download. Stops everything it started, even on failure.
 set -euo pipefail
+source "$(dirname "$0")/lib.sh"
 cd "$(dirname "$0")/.."
-command -v tmux >/dev/null || { apt-get update -qq && apt-get install -y -qq tmux >/dev/null; } \
-    || { sudo apt-get update -qq && sudo apt-get install -y -qq tmux >/dev/null; }
+command -v tmux >/dev/null || { as_root apt-get update -qq && as_root apt-get install -y -qq tmux >/dev/null; }
 
-port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+port=$(free_port)
 work=$(mktemp -d)
-swift build --product prefab-gateway >/dev/null
-binary=$(pwd)/.build/debug/prefab-gateway
-"$binary" serve --host 127.0.0.1 --port "$port" --data "$work/data" >"$work/gateway.log" 2>&1 &
-server=$!
 session=prefab-cli-$$
-trap 'tmux kill-session -t $session 2>/dev/null || true; kill $server 2>/dev/null; wait $server 2>/dev/null; rm -rf "$work"' EXIT
-for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$port/health" >/dev/null && break; sleep 0.1; done
+trap 'tmux kill-session -t $session 2>/dev/null || true; stop_gateways; rm -rf "$work"' EXIT
+build_gateway
+binary=$(pwd)/.build/debug/prefab-gateway
+start_gateway "$port" "$work/gateway.log" --data "$work/data"
 export PREFAB_GATEWAY_URL="http://127.0.0.1:$port"
-
-passed=0
-failed=0
-check() { # check NAME COMMAND...
-    local name=$1
-    shift
-    if "$@"; then passed=$((passed + 1)); echo "ok: $name"; else failed=$((failed + 1)); echo "FAIL: $name"; fi
-}
+check_ok=1
 # run_in_terminal COMMAND: runs it in a fresh 100x30 tmux window; the pane shows EXIT=<status> at the end.
 run_in_terminal() {
     tmux kill-session -t "$session" 2>/dev/null || true
@@ -99,5 +90,4 @@ printf 'demo\n3\n' | "$binary" invoke wizard --answer template=cli >"$work/piped
 check "answers given with --answer are used, the rest read from stdin" \
     grep -qF 'done {"name":"demo","template":"cli"}' "$work/piped-wizard.txt"
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ] || { tail -20 "$work/gateway.log"; exit 1; }
+checks_summary || { tail -20 "$work/gateway.log"; exit 1; }

@@ -3,19 +3,13 @@
 # picked up by the next build with no edit outside it, and a manifest function without its Swift
 # implementation fails the build with a clear message. Leaves the tree as it found it.
 set -euo pipefail
+source "$(dirname "$0")/lib.sh"
 cd "$(dirname "$0")/.."
 
 folder=prefabs/zz_plugin_check
 [ ! -e "$folder" ] || { echo "FAIL: $folder already exists"; exit 1; }
 cleanup() { rm -rf "$folder"; swift build --product prefab-gateway >/dev/null 2>&1 || true; }
 trap cleanup EXIT
-passed=0
-failed=0
-check() {
-    local name=$1
-    shift
-    if "$@"; then passed=$((passed + 1)); else failed=$((failed + 1)); echo "FAIL: $name"; fi
-}
 
 mkdir -p "$folder"
 cat >"$folder/prefab-manifest.json" <<'JSON'
@@ -30,7 +24,7 @@ enum ZzPluginCheck {
     }
 }
 SWIFT
-swift build --product prefab-gateway >/dev/null
+build_gateway
 check "a new prefab folder is listed after the next build" \
     grep -q "^zz_plugin_check .*added by plugin-test.sh" <(.build/debug/prefab-gateway list 2>/dev/null)
 
@@ -54,5 +48,4 @@ else
         grep -q "zz_plugin_check/prefab-manifest.json.*\$.functions\[0\].name" <<<"$output"
 fi
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+checks_summary

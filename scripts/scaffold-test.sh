@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Checks `prefab-gateway new` the way a prefab author meets it: a scaffolded Swift prefab and a
 # scaffolded Python prefab build, validate, are listed, pass their own tests and the format lint as
-# they are; an existing or invalid name is refused with nothing created. Works in place in the repo
-# (the registry plugin only sees prefabs/) and leaves the tree as it found it.
+# they are, and left in prefabs/ do not fail the tests that read it; an existing or invalid name is
+# refused with nothing created. Works in place in the repo (the registry plugin only sees prefabs/)
+# and leaves the tree as it found it.
 set -euo pipefail
+source "$(dirname "$0")/lib.sh"
 cd "$(dirname "$0")/.."
 export PYTHONDONTWRITEBYTECODE=1
 
@@ -24,22 +26,10 @@ cleanup() {
     swift build --product prefab-gateway >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
+# Each check's output goes to $log, shown only when it fails.
+check_ok=1
+check_log=$log
 
-passed=0
-failed=0
-# check NAME COMMAND...: runs the command with its output in $log; prints ok or FAIL and the output.
-check() {
-    local name=$1
-    shift
-    if "$@" >"$log" 2>&1; then
-        passed=$((passed + 1))
-        echo "ok: $name"
-    else
-        failed=$((failed + 1))
-        echo "FAIL: $name"
-        sed 's/^/    /' "$log" | tail -n 40
-    fi
-}
 # What exists under prefabs/ and Tests/, to show that a refused `new` created nothing.
 snapshot() { find prefabs Tests -name __pycache__ -prune -o -print | sort; }
 # refused ARGS...: `new ARGS` exits non-zero with an error message and leaves the tree unchanged.
@@ -62,11 +52,11 @@ lists_both() {
     local out
     out=$("$gateway" list) && grep -q '^zz_scaffold_swift ' <<<"$out" && grep -q '^zz_scaffold_py ' <<<"$out"
 }
-# The filtered run must pass and must have run tests: Swift Testing ends with a summary such as
-# "Test run with 3 tests in 1 suite passed after 0.002 seconds."
+# swift_tests_pass ARGS...: `swift test ARGS` passes and has run tests: Swift Testing ends with a
+# summary such as "Test run with 3 tests in 1 suite passed after 0.002 seconds."
 swift_tests_pass() {
     local out status=0
-    out=$(swift test --filter ZzScaffoldSwiftTests 2>&1) || status=$?
+    out=$(swift test "$@" 2>&1) || status=$?
     echo "$out"
     [ "$status" -eq 0 ] && grep -Eq 'Test run with [1-9][0-9]* tests? .*passed' <<<"$out"
 }
@@ -84,7 +74,12 @@ check "new zz_scaffold_py --language python writes the manifest, main.py and tes
 check "the next build picks up the new Swift folder" swift build --product prefab-gateway
 check "prefab-gateway validate passes" "$gateway" validate
 check "prefab-gateway list shows both functions" lists_both
-check "swift test --filter ZzScaffoldSwiftTests passes, running at least one test" swift_tests_pass
+check "swift test --filter ZzScaffoldSwiftTests passes, running at least one test" \
+    swift_tests_pass --filter ZzScaffoldSwiftTests
+# Prefabs made by `new` and left in prefabs/ must not fail the suites that read that folder: the
+# registry's (PrefabsTests) and the catalog's. The build above has compiled the tests with both.
+check "the tests that read prefabs/ pass with both new prefabs in it" \
+    swift_tests_pass --skip-build --filter 'PrefabsTests|PrefabCatalogTests'
 check "pytest passes in $py_folder" pytest_passes "$py_folder"
 check "the generated Swift passes swift format lint --strict" \
     swift format lint --strict --configuration .swift-format "$swift_folder/ZzScaffoldSwift.swift" "$swift_test"
@@ -104,5 +99,4 @@ check "new refuses an existing empty folder without --force" refused zz_scaffold
 check "new --force uses an existing empty folder" force_uses_empty_folder
 rm -rf "$force_folder"
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+checks_summary

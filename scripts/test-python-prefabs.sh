@@ -3,21 +3,23 @@
 # then the runner's own tests (scripts/test_prefab_runner.py), then checks `prefab-gateway install` on a
 # prefab with a requirements.txt.
 set -euo pipefail
+source "$(dirname "$0")/lib.sh"
 cd "$(dirname "$0")/.."
 export PYTHONDONTWRITEBYTECODE=1
 python3 -m pytest --version >/dev/null 2>&1 || python3 -m pip install --quiet pytest
+check_ok=1
 
-failed=0
+pytest_in() { (cd "$1" && python3 -m pytest -q -p no:cacheprovider); }
 for folder in prefabs/*/; do
     ls "$folder"test_*.py >/dev/null 2>&1 || continue
     echo "== pytest $folder"
-    (cd "$folder" && python3 -m pytest -q -p no:cacheprovider) || failed=1
+    check "pytest in $folder" pytest_in "$folder"
 done
 echo "== pytest scripts/test_prefab_runner.py"
-python3 -m pytest -q -p no:cacheprovider scripts/test_prefab_runner.py || failed=1
+check "pytest scripts/test_prefab_runner.py" python3 -m pytest -q -p no:cacheprovider scripts/test_prefab_runner.py
 
 echo "== prefab-gateway install: a Python prefab with requirements.txt gets its own .venv"
-swift build --product prefab-gateway >/dev/null
+build_gateway
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 mkdir -p "$work/prefabs/needs_six"
@@ -30,17 +32,8 @@ def six_version():
 PY
 echo '{"functions": [{"name": "six_version", "streaming": true}]}' >"$work/prefabs/needs_six/prefab-manifest.json"
 before=$(.build/debug/prefab-gateway validate "$work/prefabs" || true)
-if grep -q "run \`prefab-gateway install\`" <<<"$before"; then
-    echo "ok: validate asks for install"
-else
-    echo "FAIL: validate did not ask for install"
-    failed=1
-fi
+check "validate asks for install" grep -q "run \`prefab-gateway install\`" <<<"$before"
 .build/debug/prefab-gateway install --prefabs "$work/prefabs"
-if .build/debug/prefab-gateway validate "$work/prefabs" && [ -x "$work/prefabs/needs_six/.venv/bin/python" ]; then
-    echo "ok: installed into needs_six/.venv"
-else
-    echo "FAIL: install did not make the prefab valid"
-    failed=1
-fi
-exit $failed
+installed() { .build/debug/prefab-gateway validate "$work/prefabs" && [ -x "$work/prefabs/needs_six/.venv/bin/python" ]; }
+check "install makes the prefab valid, installed into needs_six/.venv" installed
+checks_summary
