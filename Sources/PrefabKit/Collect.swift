@@ -4,14 +4,26 @@ import Synchronization
 /// Runs a streaming function without any server and returns its events in order, ending with
 /// exactly one terminal event, as a client of the gateway would see them (without SSE ids).
 ///
-/// When the function wrote output files, a `files` event listing them (name, url as a `file://`
-/// URL, size) comes before the terminal event, as from the gateway.
+/// When the function wrote output files, a `files` event listing them (name, a `file://` url,
+/// size and content type) comes before the terminal event, as from the gateway.
 ///
 ///     let events = try collect(BatchProcess.batchProcess, inputs: ["items": ["a", "b"]])
 ///     #expect(events.first?.type == "start")
 ///
-/// `answering` plays the caller of a function that asks questions: it gets each `question`
-/// event and returns the answer (nil leaves the question unanswered).
+/// See <doc:TestingAPrefabWithCollectedEvents>.
+///
+/// - Parameters:
+///   - function: The function to run, such as `BatchProcess.batchProcess`.
+///   - inputs: Its inputs, passed as they are: the manifest's defaults are not applied.
+///   - invocationId: What the function reads as ``PrefabContext/invocationId``.
+///   - outputDirectory: Where the function's output files go; nil: a fresh folder under the
+///     temporary directory, made only if the function asks for it.
+///   - answering: Plays the caller of a function that asks questions: it gets each `question`
+///     event and returns the answer (nil leaves the question unanswered). An answer outside the
+///     question's options is refused, as by the gateway.
+/// - Returns: The events in order, the one terminal event last.
+/// - Throws: Only when the output files cannot be listed; the function's own errors end the
+///   events with an `error` event.
 public func collect(
     _ function: StreamingFunction,
     inputs: PrefabInputs = [:],
@@ -30,6 +42,17 @@ public func collect(
 ///
 /// The function runs in a task of its own, cancelled with its context (and when the calling task
 /// is cancelled), as in the gateway.
+///
+/// - Parameters:
+///   - function: The async function to run.
+///   - inputs: Its inputs, passed as they are: the manifest's defaults are not applied.
+///   - invocationId: What the function reads as ``PrefabContext/invocationId``.
+///   - outputDirectory: Where the function's output files go; nil: a fresh folder under the
+///     temporary directory, made only if the function asks for it.
+///   - answering: Plays the caller of a function that asks questions: it gets each `question`
+///     event and returns the answer (nil leaves the question unanswered).
+/// - Returns: The events in order, the one terminal event last.
+/// - Throws: Only when the output files cannot be listed.
 public func collect(
     _ function: AsyncStreamingFunction,
     inputs: PrefabInputs = [:],
@@ -75,6 +98,18 @@ private func collectingContext(
 }
 
 /// Runs a non-streaming function without any server and returns its result, or throws its error.
+///
+///     #expect(try call(Echo.echo, inputs: ["text": "hello"]) == ["text": "hello", "length": 5])
+///
+/// - Parameters:
+///   - function: The function to run.
+///   - inputs: Its inputs, passed as they are: the manifest's defaults are not applied.
+///   - invocationId: What the function reads as ``PrefabContext/invocationId``.
+///   - outputDirectory: Where the function's output files go; nil: a fresh folder under the
+///     temporary directory, made only if the function asks for it.
+/// - Returns: The function's result.
+/// - Throws: The function's error as a ``PrefabError``: `UNEXPECTED_ERROR` for an error that is
+///   not one, `CANCELLED` when the function cancelled its context.
 public func call(
     _ function: ResultFunction,
     inputs: PrefabInputs = [:],

@@ -1,6 +1,8 @@
 /// One input that does not fit the manifest.
 public struct InputProblem: Sendable, Hashable, CustomStringConvertible {
+    /// The parameter's name, or an unknown input's.
     public var parameter: String
+    /// What is wrong with the input.
     public var reason: String
 
     public init(parameter: String, reason: String) {
@@ -10,6 +12,7 @@ public struct InputProblem: Sendable, Hashable, CustomStringConvertible {
 
     public var description: String { "\(parameter): \(reason)" }
 
+    /// The problem as the gateway reports it: one entry of an error's `details`.
     public var jsonValue: JSONValue { ["parameter": .string(parameter), "reason": .string(reason)] }
 }
 

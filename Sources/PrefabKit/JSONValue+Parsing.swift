@@ -8,7 +8,7 @@ public struct JSONParseError: Error, Sendable, Equatable, CustomStringConvertibl
     public var column: Int
     /// 0-based byte offset of the offending character in the UTF-8 input.
     public var offset: Int
-    /// The document nests deeper than `JSONParseOptions.maxDepth`; it may be well-formed.
+    /// The document nests deeper than ``JSONParseOptions/maxDepth``; it may be well-formed.
     public var isTooDeep = false
 
     public init(reason: String, line: Int, column: Int, offset: Int) {

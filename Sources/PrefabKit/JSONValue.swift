@@ -13,11 +13,13 @@ public enum JSONValue: Sendable, Hashable {
 }
 
 extension JSONValue {
+    /// The string, when the value is one.
     public var stringValue: String? {
         if case .string(let value) = self { return value }
         return nil
     }
 
+    /// The boolean, when the value is one.
     public var boolValue: Bool? {
         if case .bool(let value) = self { return value }
         return nil
@@ -34,6 +36,7 @@ extension JSONValue {
         }
     }
 
+    /// The value as a `Double` when it is a number, integer or not.
     public var doubleValue: Double? {
         switch self {
         case .int(let value): return Double(value)
@@ -42,16 +45,19 @@ extension JSONValue {
         }
     }
 
+    /// The elements, when the value is an array.
     public var arrayValue: [JSONValue]? {
         if case .array(let value) = self { return value }
         return nil
     }
 
+    /// The members, when the value is an object.
     public var objectValue: [String: JSONValue]? {
         if case .object(let value) = self { return value }
         return nil
     }
 
+    /// Whether the value is `null`.
     public var isNull: Bool { self == .null }
 
     /// The member `key` of an object, or nil.

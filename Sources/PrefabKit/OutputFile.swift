@@ -4,8 +4,11 @@ import Foundation
 public struct OutputFile: Sendable, Hashable {
     /// The path relative to the output directory, with `/` between folders.
     public var name: String
+    /// Where the file is on disk.
     public var url: URL
+    /// The size in bytes.
     public var size: Int
+    /// The `Content-Type` it is served with, from its extension (``contentType(forPath:)``).
     public var contentType: String
 
     public init(name: String, url: URL, size: Int, contentType: String) {

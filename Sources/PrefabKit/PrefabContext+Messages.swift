@@ -53,7 +53,7 @@ extension PrefabContext {
 
     /// Sends every message, from now on, to `forward` instead of queueing it: for a function
     /// that runs in another process. `forward` returns false to refuse a message (`TOO_MANY_MESSAGES`)
-    /// while `messageCapacity` messages wait unread there.
+    /// while ``messageCapacity`` messages wait unread there.
     public func forwardMessages(to forward: @escaping @Sendable (PrefabEvent) -> Bool) {
         inbox.forward(to: forward)
     }

@@ -9,10 +9,11 @@ import Synchronization
 public final class PrefabContext: Sendable {
     /// Receives every non-terminal event in order; throwing stops the function.
     public typealias Sink = @Sendable (PrefabEvent) throws -> Void
-    /// Receives the events of an async function: where `Sink` would block its thread (a full
+    /// Receives the events of an async function: where ``Sink`` would block its thread (a full
     /// buffer), this one suspends.
     public typealias AsyncSink = @Sendable (PrefabEvent) async throws -> Void
 
+    /// The invocation's id, the one in the gateway's `/invocations/<id>` URLs.
     public let invocationId: String
     private let outputURL: @Sendable () -> URL
     private let sink: Sink
@@ -32,6 +33,16 @@ public final class PrefabContext: Sendable {
         var cancelHandlers: [@Sendable () -> Void] = []
     }
 
+    /// A context for running a function outside the gateway: in a test, or in a host of its own.
+    ///
+    /// - Parameters:
+    ///   - invocationId: What the function reads as ``invocationId``.
+    ///   - outputDirectory: Where the function's output files go; created when the function first
+    ///     asks for ``outputDirectory``.
+    ///   - questionTimeout: How long `ask` waits for an answer when it is given no timeout; nil waits
+    ///     until the invocation is cancelled.
+    ///   - sink: Receives every non-terminal event in order; `run` returns the terminal one.
+    ///   - asyncSink: Receives the events of an async function, when given; otherwise `sink` does.
     public convenience init(
         invocationId: String,
         outputDirectory: URL,

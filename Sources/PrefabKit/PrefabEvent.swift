@@ -3,6 +3,7 @@
 /// The standard five (`start`, `progress`, `content`, `done`, `error`) have typed helpers; any
 /// other type (`question`, `thought`, `tool_call`, ...) passes through with all its fields.
 public struct PrefabEvent: Sendable, Hashable {
+    /// The event's type: `start`, `progress`, `content`, `done`, `error`, or any other.
     public var type: String
     /// The `data` member, kept apart from the others: most events carry only `data`, and then
     /// need no dictionary at all (the hot path of a fast stream).
@@ -10,6 +11,7 @@ public struct PrefabEvent: Sendable, Hashable {
     /// The members other than `type` and `data`.
     private var otherFields: [String: JSONValue]
 
+    /// An event with any members besides `type`; a `data` member is kept in ``data``.
     public init(type: String, fields: [String: JSONValue] = [:]) {
         self.type = type
         var fields = fields
@@ -38,6 +40,7 @@ public struct PrefabEvent: Sendable, Hashable {
         }
     }
 
+    /// One member by name, `type` and `data` included; setting `type` this way changes nothing.
     public subscript(field: String) -> JSONValue? {
         get {
             switch field {
@@ -63,10 +66,15 @@ public struct PrefabEvent: Sendable, Hashable {
 }
 
 extension PrefabEvent {
+    /// The type of the event that opens a stream.
     public static let start = "start"
+    /// The type of an event that says how far the function has got.
     public static let progress = "progress"
+    /// The type of an event that carries a chunk of streamed text.
     public static let content = "content"
+    /// The type of the terminal event that ends a stream with its result.
     public static let done = "done"
+    /// The type of the terminal event that ends a stream with an error code.
     public static let error = "error"
     /// Sent by the gateway after the function's last event when it wrote output files.
     public static let files = "files"
@@ -75,6 +83,7 @@ extension PrefabEvent {
     /// The caller's reply: `data.questionId` and `data.answer`.
     public static let answer = "answer"
 
+    /// A `start` event, with optional `data`.
     public static func start(_ data: JSONValue? = nil) -> PrefabEvent {
         var event = PrefabEvent(type: start)
         event.data = data
@@ -101,6 +110,7 @@ extension PrefabEvent {
         PrefabEvent(content, data: .string(text))
     }
 
+    /// The `done` event that ends a stream, with the result as optional `data`.
     public static func done(_ data: JSONValue? = nil) -> PrefabEvent {
         var event = PrefabEvent(type: done)
         event.data = data
@@ -129,6 +139,7 @@ extension PrefabEvent {
         PrefabEvent(answer, data: ["questionId": .string(questionId), "answer": value])
     }
 
+    /// The `error` event for `error`: its message, its code, and its details when it has any.
     public static func error(_ error: PrefabError) -> PrefabEvent {
         var event = PrefabEvent.error(error.message, code: error.code.rawValue)
         if !error.details.isEmpty { event["details"] = .array(error.details) }
@@ -175,6 +186,7 @@ extension PrefabEvent {
         bytes.append(UInt8(ascii: "}"))
     }
 
+    /// The event as one-line JSON, as ``appendJSON(to:)`` writes it.
     public var jsonString: String {
         var bytes: [UInt8] = []
         bytes.reserveCapacity(64)

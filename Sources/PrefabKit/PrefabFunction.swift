@@ -9,10 +9,14 @@ public typealias AsyncStreamingFunction = @Sendable (PrefabInputs, PrefabContext
 /// A non-streaming function: returns one JSON value.
 public typealias ResultFunction = @Sendable (PrefabInputs, PrefabContext) throws -> JSONValue
 
-/// The implementation behind one manifest function.
+/// The implementation behind one manifest function: the prefab registry, generated at build time
+/// from the manifests, holds one for each.
 public enum PrefabFunction: Sendable {
+    /// A synchronous streaming function.
     case streaming(StreamingFunction)
+    /// A non-streaming function.
     case result(ResultFunction)
+    /// An async streaming function.
     case asyncStreaming(AsyncStreamingFunction)
 
     /// A streaming function, synchronous or async: what the prefab registry writes for each
@@ -21,10 +25,12 @@ public enum PrefabFunction: Sendable {
         self = .streaming(function)
     }
 
+    /// An async streaming function, from the same spelling as a synchronous one.
     public init(streaming function: @escaping AsyncStreamingFunction) {
         self = .asyncStreaming(function)
     }
 
+    /// Whether the function streams events: false for a ``ResultFunction``.
     public var isStreaming: Bool {
         if case .result = self { return false }
         return true

@@ -1,7 +1,9 @@
 /// One thing wrong with a manifest: where (a JSON path such as `$.functions[1].parameters[0].type`)
 /// and why.
 public struct ManifestProblem: Sendable, Hashable, CustomStringConvertible {
+    /// Where: a JSON path such as `$.functions[1].parameters[0].type`.
     public var path: String
+    /// What is wrong there.
     public var reason: String
 
     public init(path: String, reason: String) {
@@ -14,6 +16,7 @@ public struct ManifestProblem: Sendable, Hashable, CustomStringConvertible {
 
 /// Every problem found in one manifest.
 public struct ManifestError: Error, Sendable, Hashable, CustomStringConvertible {
+    /// Every problem found.
     public var problems: [ManifestProblem]
 
     public init(_ problems: [ManifestProblem]) {

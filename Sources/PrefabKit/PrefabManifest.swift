@@ -1,13 +1,17 @@
 /// A `prefab-manifest.json`: the prefab and the functions it offers.
 ///
-/// Read as prefab authors write it today. Unknown members are ignored (and kept in `json`), so
+/// Read as prefab authors write it today. Unknown members are ignored (and kept in ``json``), so
 /// manifests written for other tools still load; every problem found is reported with its JSON path.
 public struct PrefabManifest: Sendable, Hashable {
+    /// The prefab's name.
     public var name: String?
+    /// The prefab's version, as written.
     public var version: String?
+    /// What the prefab is for.
     public var description: String?
     /// How to start a prefab that is not compiled Swift (read by the process runtime).
     public var runtime: JSONValue?
+    /// The functions the prefab offers.
     public var functions: [FunctionManifest]
     /// The whole manifest as written.
     public var json: JSONValue
@@ -31,10 +35,15 @@ public struct PrefabManifest: Sendable, Hashable {
 
 /// One function of a manifest.
 public struct FunctionManifest: Sendable, Hashable {
+    /// The function's name, unique across all prefabs (see ``isValidName(_:)``).
     public var name: String
+    /// What the function does.
     public var description: String?
+    /// Whether the function streams events (`"streaming": true`) or returns one result.
     public var streaming: Bool
+    /// The function's parameters, in the manifest's order.
     public var parameters: [ParameterManifest]
+    /// What the function returns, as the manifest describes it.
     public var returns: JSONValue?
     /// How long a call may run before it ends with `TIMEOUT`; nil: the gateway's default.
     public var timeoutSeconds: Double?
@@ -87,6 +96,7 @@ public struct FunctionManifest: Sendable, Hashable {
 
 /// One parameter of a function.
 public struct ParameterManifest: Sendable, Hashable {
+    /// A parameter's JSON type.
     public enum Kind: String, Sendable, Hashable, CaseIterable {
         case string, number, integer, boolean, array, object
 
@@ -121,10 +131,15 @@ public struct ParameterManifest: Sendable, Hashable {
         }
     }
 
+    /// The parameter's name: the input's key.
     public var name: String
+    /// The type an input must have.
     public var type: Kind
+    /// Whether a call must give the input (a default counts as given).
     public var required: Bool
+    /// What the parameter means.
     public var description: String?
+    /// The value used when the input is absent or `null`.
     public var defaultValue: JSONValue?
     /// The allowed values, when the manifest lists an `enum`.
     public var allowedValues: [JSONValue]?

@@ -61,7 +61,7 @@ public struct SSEParser: Sendable {
     /// Ends the stream, discarding an unterminated line and any event not yet ended by a blank line.
     ///
     /// Always returns no events, as the spec dispatches only on a blank line. The parser can then read a new stream
-    /// (a reconnection); `lastEventId` and `reconnectionTime` carry over to it.
+    /// (a reconnection); ``lastEventId`` and ``reconnectionTime`` carry over to it.
     public mutating func finish() -> [SSEMessage] {
         line.removeAll()
         afterCR = false
