@@ -23,14 +23,15 @@ import Testing
         }
     }
 
-    /// Hangs up on a running call and checks that its function stops with `CANCELLED` within 2 s.
+    /// Hangs up on a running call and checks that its function stops with `CANCELLED` within 4 s
+    /// (milliseconds when the machine is idle; 2.3 s was seen with the load average at 15).
     static func hangUp(_ connection: RawConnection, stopping probe: Probe) async {
         #expect(probe.stoppedWith == nil)
         let left = ContinuousClock.now
         connection.hangUp()
         #expect(await Probe.eventually { probe.stoppedWith != nil })
         #expect(probe.stoppedWith == "CANCELLED")
-        #expect(ContinuousClock.now - left < .seconds(2))
+        #expect(ContinuousClock.now - left < .seconds(4))
     }
 
     @Test func aClientThatDisconnectsStopsTheFunctionAtItsNextYield() async throws {
@@ -127,11 +128,15 @@ import Testing
             // The client reads nothing more. The function fills the hand-off buffer and the
             // socket buffers, then blocks in `yield`.
             #expect(await Probe.eventually { probe.yields > buffered })
-            // Wait until the count stops moving for half a second.
+            // Wait until the count has not moved for 2 s. Half a second was too short on a loaded
+            // machine: a producer still filling the socket buffers was kept off the CPU that long
+            // (21 yields, then 25 a second later).
             var settled = -1
-            for _ in 0..<40 where probe.yields != settled {
-                settled = probe.yields
+            var quietSamples = 0
+            for _ in 0..<60 where quietSamples < 4 {
                 try await Task.sleep(for: .milliseconds(500))
+                quietSamples = probe.yields == settled ? quietSamples + 1 : 0
+                settled = probe.yields
             }
             let blockedAt = probe.yields
             try await Task.sleep(for: .seconds(1))

@@ -236,7 +236,8 @@ import Testing
         ) { gateway in
             let started = ContinuousClock.now
             let reply = try await gateway.invoke("endless")
-            #expect(ContinuousClock.now - started < .seconds(5))
+            // Its manifest allows 600 s; 0.3 s is the maximum (7 s seen with the load average at 15).
+            #expect(ContinuousClock.now - started < .seconds(20))
             #expect(reply.events.last?.errorCode == "TIMEOUT")
             #expect(reply.events.last?["data"]?.stringValue?.contains("maximum call duration of 0.3 s") == true)
         }
