@@ -289,6 +289,32 @@ import Testing
         }
     }
 
+    @Test func aNewGETStreamAfterTheClientLeftTheOldOneGetsTheNotifications() async throws {
+        try await LiveGateway.run(Self.all, configure: { $0.heartbeatInterval = .milliseconds(100) }) { gateway in
+            var client = MCPTestClient(gateway)
+            try await client.initialize()
+            let first = try RawConnection(port: gateway.port)
+            let headers = client.requestHeaders.map { "\($0.name.rawName): \($0.value)\r\n" }.joined()
+            try first.sendRaw(Array("GET /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\n\(headers)\r\n".utf8))
+            _ = try await first.readOffPool(until: ": ping")
+            first.hangUp()
+            // Refused (409) until the gateway notices the first one is gone, at its next ping.
+            var second: EventStream?
+            for _ in 0..<100 where second == nil {
+                second = try? await client.openStream()
+                if second == nil { try await Task.sleep(for: .milliseconds(50)) }
+            }
+            var stream = try #require(second)
+            _ = try await client.call(
+                "tools/call", #"{"name": "steps", "arguments": {"n": 1}, "_meta": {"progressToken": "r"}}"#)
+            var progress: JSONValue?
+            while progress == nil, let message = try await stream.nextMessage() {
+                if message["method"] == "notifications/progress" { progress = message["params"] }
+            }
+            #expect(progress?["progressToken"] == "r")
+        }
+    }
+
     @Test func idleSessionsExpire() async throws {
         try await LiveGateway.run(Self.all, configure: { $0.mcpSessionIdleTimeout = .milliseconds(300) }) { gateway in
             // initialize alone: the time a loaded machine takes between two requests does not count.

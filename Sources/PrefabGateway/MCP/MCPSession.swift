@@ -19,6 +19,10 @@ final class MCPSession: Sendable {
         /// The client said at `initialize` that it answers `elicitation/create`.
         var canElicit = false
         var ended = false
+        /// GET streams being written now (one, unless a new one is refused with 409).
+        var notificationStreams = 0
+        /// The id of the last event written on a GET stream.
+        var lastNotificationEventID: String?
     }
 
     init(id: String, owner: Int?) {
@@ -72,6 +76,29 @@ final class MCPSession: Sendable {
     /// No request for `timeout` and no call running.
     func isIdle(at now: ContinuousClock.Instant, timeout: Duration) -> Bool {
         state.withLock { $0.calls.isEmpty && now - $0.lastUsed >= timeout }
+    }
+
+    /// Where a new GET stream resumes: the last event id written on the previous one, once that
+    /// one has ended (its client left: noticed at the next write or ping). Nil while one is open,
+    /// or before any.
+    func notificationStreamResumePoint() -> String? {
+        state.withLock { $0.notificationStreams == 0 ? $0.lastNotificationEventID : nil }
+    }
+
+    func notificationStreamOpened() {
+        state.withLock { $0.notificationStreams += 1 }
+    }
+
+    func notificationStreamClosed() {
+        state.withLock { $0.notificationStreams -= 1 }
+    }
+
+    /// An SSE event the SDK wrote on the GET stream: remembers its id (`id: ...` on its first line).
+    func relayed(_ event: Data) {
+        let prefix = Array("id: ".utf8)
+        guard event.starts(with: prefix), let end = event.firstIndex(of: UInt8(ascii: "\n")) else { return }
+        let id = String(decoding: event[event.startIndex + prefix.count..<end], as: UTF8.self)
+        state.withLock { $0.lastNotificationEventID = id }
     }
 
     /// Counts a call as the session's; false once the session has ended.

@@ -56,7 +56,7 @@ final class MCPSessions: Sendable {
                     statusCode: Int(error.status.code),
                     .serverError(code: -32000, message: "\(error.code.rawValue): \(error.message)")))
         }
-        let message = Self.message(request, body: body)
+        var message = Self.message(request, body: body)
         guard let sessionID = request.headers[.mcpSessionId] else {
             guard request.method == .post, Self.isInitialize(body) else {
                 return response(
@@ -79,12 +79,28 @@ final class MCPSessions: Sendable {
                     )))
         }
         session.touch()
+        let lastEventID = message.header(MCP.HTTPHeaderName.lastEventID)
+        // The GET stream of notifications and server requests (not a resumed POST stream).
+        let notificationStream =
+            request.method == .get
+            && (lastEventID == nil || lastEventID?.hasPrefix(Self.notificationStreamPrefix) == true)
+        if notificationStream, lastEventID == nil, let resume = session.notificationStreamResumePoint() {
+            // The SDK allows one GET stream per session and never learns that its client left:
+            // a client that opens a new one without Last-Event-ID would get 409 for the rest of
+            // the session. Once the gateway saw the old one end, the new one resumes it instead.
+            var headers = message.headers
+            headers[MCP.HTTPHeaderName.lastEventID] = resume
+            message = MCP.HTTPRequest(method: message.method, headers: headers, body: message.body, path: message.path)
+        }
         let answer = await session.transport.handleRequest(message)
         if request.method == .delete, answer.statusCode == 200 {
             await end(sessionID, PrefabError(.cancelled, "the MCP client ended its session"))
         }
-        return response(answer)
+        return response(answer, notificationsOf: notificationStream ? session : nil)
     }
+
+    /// How the SDK (0.12.1) names the events of a session's GET stream: `_GET_stream_<n>`.
+    static let notificationStreamPrefix = "_GET_stream_"
 
     private func session(_ id: String) -> MCPSession? {
         state.withLock { $0.sessions[id] }
@@ -198,7 +214,9 @@ final class MCPSessions: Sendable {
         )
     }
 
-    func response(_ answer: MCP.HTTPResponse) -> Hummingbird.Response {
+    /// The Hummingbird response for the SDK's; `session` is given for its GET stream, which it
+    /// watches (see `MCPSession.notificationStreamResumePoint`).
+    func response(_ answer: MCP.HTTPResponse, notificationsOf session: MCPSession? = nil) -> Hummingbird.Response {
         var headers = HTTPFields()
         for (name, value) in answer.headers {
             if let name = HTTPField.Name(name) { headers[name] = value }
@@ -210,7 +228,9 @@ final class MCPSessions: Sendable {
             return Hummingbird.Response(
                 status: status, headers: headers,
                 body: ResponseBody { [heartbeat] writer in
-                    try await Self.write(stream, heartbeat: heartbeat, to: &writer)
+                    session?.notificationStreamOpened()
+                    defer { session?.notificationStreamClosed() }
+                    try await Self.write(stream, heartbeat: heartbeat, to: &writer) { session?.relayed($0) }
                 })
         default:
             let body = answer.bodyData.map { ByteBuffer(bytes: $0) } ?? ByteBuffer()
@@ -222,12 +242,16 @@ final class MCPSessions: Sendable {
     /// GET stream or a long call's stream then stays open through proxies, and a client that left
     /// is noticed at the next ping, which ends the stream.
     static func write(
-        _ stream: AsyncThrowingStream<Data, any Error>, heartbeat: Duration, to writer: inout any ResponseBodyWriter
+        _ stream: AsyncThrowingStream<Data, any Error>, heartbeat: Duration, to writer: inout any ResponseBodyWriter,
+        relayed: @escaping @Sendable (Data) -> Void = { _ in }
     ) async throws {
         let (chunks, input) = AsyncStream.makeStream(of: ByteBuffer.self)
         let forward = Task {
             do {
-                for try await chunk in stream { input.yield(ByteBuffer(bytes: chunk)) }
+                for try await chunk in stream {
+                    relayed(chunk)
+                    input.yield(ByteBuffer(bytes: chunk))
+                }
             } catch {}
             input.finish()
         }
