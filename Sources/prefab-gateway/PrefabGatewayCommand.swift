@@ -11,7 +11,7 @@ struct PrefabGatewayCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "prefab-gateway",
         abstract: "Serves the functions of prefab folders over HTTP, streaming their events as Server-Sent Events.",
-        subcommands: [Serve.self, List.self, Validate.self, Install.self, Invoke.self, New.self],
+        subcommands: [Serve.self, MCPStdio.self, List.self, Validate.self, Install.self, Invoke.self, New.self],
         defaultSubcommand: Serve.self
     )
 }

@@ -3,14 +3,18 @@ import MCP
 import PrefabKit
 import Synchronization
 
-/// One MCP client's session on `/mcp`: its MCP `Server` and Streamable HTTP transport, the API
-/// key that opened it, and the calls it is running, which end with it.
+/// One MCP client's session, on `/mcp` or over stdio (`prefab-gateway mcp`): its MCP `Server`
+/// and transport, the API key that opened it, and the calls it is running, which end with it.
 final class MCPSession: Sendable {
     let id: String
     /// The API key that opened the session, the only one that reaches it; nil when keys are off.
     let owner: Int?
     let server: Server
-    let transport: StatefulHTTPServerTransport
+    /// The Streamable HTTP transport of a session on `/mcp`; nil over stdio.
+    let httpTransport: StatefulHTTPServerTransport?
+    private let transport: any Transport
+    /// The base of its file URLs when its requests name no `Host` (stdio).
+    private let fileBaseURL: String?
     private let state: Mutex<State>
 
     private struct State {
@@ -25,9 +29,12 @@ final class MCPSession: Sendable {
         var lastNotificationEventID: String?
     }
 
-    init(id: String, owner: Int?) {
+    /// A session over `transport`, whose file URLs start with `fileBaseURL`; without a transport,
+    /// a Streamable HTTP one for `/mcp`, whose file URLs follow each request's `Host`.
+    init(id: String, owner: Int?, transport: (any Transport)? = nil, fileBaseURL: String? = nil) {
         self.id = id
         self.owner = owner
+        self.fileBaseURL = fileBaseURL
         self.server = Server(
             name: "prefab-gateway",
             version: "1.0.0",
@@ -36,7 +43,7 @@ final class MCPSession: Sendable {
                 + "in the tool result; progress comes as notifications when a progress token is sent.",
             capabilities: .init(tools: .init(listChanged: false))
         )
-        self.transport = StatefulHTTPServerTransport(
+        let http = StatefulHTTPServerTransport(
             sessionIDGenerator: FixedSessionID(id: id),
             // The SDK's default also checks Host and Origin, allowing loopback only; the gateway's
             // BrowserAccessPolicy has already decided those, as for every other route.
@@ -47,6 +54,8 @@ final class MCPSession: Sendable {
                 SessionValidator(),
             ])
         )
+        self.httpTransport = transport == nil ? http : nil
+        self.transport = transport ?? http
         self.state = Mutex(State(lastUsed: .now))
     }
 
@@ -58,12 +67,20 @@ final class MCPSession: Sendable {
             let authority = Server.currentHandlerContext?.httpContext?.header("Host")
             return try await MCPToolCall(
                 gateway: gateway, session: self, parameters: parameters,
-                baseURL: gateway.baseURL(forAuthority: authority)
+                baseURL: self.fileBaseURL ?? gateway.baseURL(forAuthority: authority)
             ).run()
         }
         try await server.start(transport: transport) { [weak self] _, capabilities in
             self?.state.withLock { $0.canElicit = capabilities.elicitation != nil }
         }
+    }
+
+    /// An `/mcp` request for this session's HTTP transport.
+    func handle(_ request: MCP.HTTPRequest) async -> MCP.HTTPResponse {
+        guard let httpTransport else {
+            return .error(statusCode: 404, .invalidRequest("this MCP session is not served over HTTP"))
+        }
+        return await httpTransport.handleRequest(request)
     }
 
     var canElicit: Bool { state.withLock { $0.canElicit } }

@@ -92,7 +92,7 @@ final class MCPSessions: Sendable {
             headers[MCP.HTTPHeaderName.lastEventID] = resume
             message = MCP.HTTPRequest(method: message.method, headers: headers, body: message.body, path: message.path)
         }
-        let answer = await session.transport.handleRequest(message)
+        let answer = await session.handle(message)
         if request.method == .delete, answer.statusCode == 200 {
             await end(sessionID, PrefabError(.cancelled, "the MCP client ended its session"))
         }
@@ -136,7 +136,7 @@ final class MCPSessions: Sendable {
             await end(session.id, PrefabError(.internalError, "the MCP session could not start"))
             return response(.error(statusCode: 500, .internalError("the MCP session could not start: \(error)")))
         }
-        let answer = await session.transport.handleRequest(message)
+        let answer = await session.handle(message)
         if case .error = answer {
             await end(session.id, PrefabError(.cancelled, "the MCP session's initialize was refused"))
         } else {
