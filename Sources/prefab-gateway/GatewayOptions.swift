@@ -11,7 +11,9 @@ struct GatewayOptions: ParsableArguments {
     @Option(help: "Address to listen on (env PREFAB_GATEWAY_HOST; default 127.0.0.1).")
     var host: String?
 
-    @Option(help: "Port to listen on, 0 for any free one (env PREFAB_GATEWAY_PORT; default 8080).")
+    @Option(
+        help: "Port to listen on, 0 for any free one (serve: env PREFAB_GATEWAY_PORT, default 8080; mcp: default 0)."
+    )
     var port: Int?
 
     @Option(
