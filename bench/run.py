@@ -783,6 +783,9 @@ def main():
     parser.add_argument("--skip-build", action="store_true", help="use the gateway and load client as built")
     parser.add_argument("--gateway", type=pathlib.Path, help="the gateway executable to measure")
     parser.add_argument("--no-peer", action="store_true", help="run the gateway only")
+    parser.add_argument("--only", help="run only these scenarios, comma-separated keys in the order of the full run "
+                        "(e.g. burst1,burst8,echo_rate,echo_ttfe,ticker5000,ticker10000: the tickers then measured "
+                        "after the same warm-up as in a full run); `cap` for the cap scenarios")
     parser.add_argument("--json", type=pathlib.Path, help="write every figure to this file")
     parser.add_argument("--markdown", type=pathlib.Path, help="write docs/performance.md's table to this file")
     parser.add_argument("--chart", type=pathlib.Path, help="the PNG chart (default: bench/results.png; with "
@@ -874,10 +877,16 @@ def run_benchmark(options):
             fleet.notes.append("no `ticker_sync` in the gateway's /manifest: its rows are skipped")
         results["ticker_functions"] = ticker_functions
         steps = plan(size, [f"peer{w}" for w in peers], ticker_functions)
+        if options.only:
+            # A second flavour's warm-up (`ticker_sync_warm_up_echo_rate`) follows its scenario (`echo_rate`).
+            only = set(options.only.split(","))
+            steps = [step for step in steps if step.key in only or step.key.split("_warm_up_")[-1] in only
+                     and any(key.startswith(step.key.split("_warm_up_")[0]) for key in only)]
         for function in ticker_functions[1:]:
             starters[f"gateway_{function}"] = start_gateway
             fleet.timeline[f"gateway_{function}"] = []
-        last_step = {kind: max(i for i, step in enumerate(steps) for k in step.kinds if step.server(k) == kind)
+        last_step = {kind: max((i for i, step in enumerate(steps) for k in step.kinds if step.server(k) == kind),
+                                default=-1)
                      for kind in starters}
         for index, step in enumerate(steps):
             row = scenarios.setdefault(step.key, {})
@@ -904,8 +913,9 @@ def run_benchmark(options):
                     gateway = kind.startswith("gateway")
                     fleet.stop(kind, idle_s=0 if options.fresh else size["end_idle_s"] if gateway else 1.0)
         fleet.stop_all()
-        results["cap"] = cap_scenarios(size, start_gateway, ticker_functions[0] if ticker_functions else "ticker",
-                                       failures)
+        if not options.only or "cap" in options.only.split(","):
+            results["cap"] = cap_scenarios(size, start_gateway, ticker_functions[0] if ticker_functions else "ticker",
+                                           failures)
     finally:
         fleet.stop_all()
         for folder in data_folders:

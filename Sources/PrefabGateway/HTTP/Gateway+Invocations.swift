@@ -106,11 +106,11 @@ extension Gateway {
                 PrefabError(.clientTimeout, "the client read nothing for \(idleTimeout) s and was disconnected"))
             channel.close(promise: nil)
         }
-        // Watching for the client's close consumes the connection's read side, so it cannot
-        // carry another request: say so, and clients open a new one.
+        // A streamed connection carries no other request: say so, and clients open a new one.
         headers[.connection] = "close"
         let requestBody = request.body
-        let eventLoop = context.channel.eventLoop
+        let channel = context.channel
+        let eventLoop = channel.eventLoop
         return Response(
             status: .ok,
             headers: headers,
@@ -128,9 +128,7 @@ extension Gateway {
                         try await eventLoop.submit {}.get()
                     }
                 }
-                // The client's close is noticed within milliseconds, instead of at the second
-                // write that fails.
-                try await requestBody.consumeWithInboundCloseHandler { _ in
+                func stream() async throws {
                     if !first.isEmpty { try await send(first) }
                     var bytes: [UInt8] = []
                     while true {
@@ -140,12 +138,38 @@ extension Gateway {
                         case .finished: return
                         }
                     }
-                } onInboundClosed: {
-                    lease.release()
                 }
+                // The client's close is noticed within milliseconds, instead of at the second
+                // write that fails: its reader is let go, and its call cancelled after the
+                // resume grace.
+                try await Self.watchingHangUp(channel, requestBody, onHangUp: { lease.release() }, stream)
                 try await writer.finish(nil)
             }
         )
+    }
+
+    /// Runs `body` (a response that waits a while), calling `onHangUp` if the client hangs up
+    /// meanwhile; the connection then carries no other request. Through the connection's
+    /// `HangUpHandler`, or where it has none through Hummingbird's watch (a task per response).
+    static func watchingHangUp<Value: Sendable>(
+        _ channel: any Channel,
+        _ requestBody: RequestBody,
+        onHangUp: @escaping @Sendable () -> Void,
+        _ body: () async throws -> Value
+    ) async throws -> Value {
+        guard let watch = await HangUpWatch.start(channel, onHangUp: onHangUp) else {
+            return try await requestBody.consumeWithInboundCloseHandler { _ in
+                try await body()
+            } onInboundClosed: {
+                onHangUp()
+            }
+        }
+        defer {
+            watch.stop()
+            // Ends Hummingbird's wait for the connection's next request.
+            channel.close(mode: .input, promise: nil)
+        }
+        return try await body()
     }
 
     func invocation(_ context: GatewayRequestContext) throws -> Invocation {

@@ -376,10 +376,11 @@ extension Gateway {
         if await invocation.events.waitUntilFinished(within: configuration.quickAnswerWindow) {
             return (try await promise.futureResult.get(), false)
         }
-        let value = try await request.body.consumeWithInboundCloseHandler { _ in
+        let hungUp = PrefabError(.cancelled, "the client disconnected before the answer")
+        let value = try await Self.watchingHangUp(
+            context.channel, request.body, onHangUp: { invocation.context.cancel(hungUp) }
+        ) {
             try await promise.futureResult.get()
-        } onInboundClosed: {
-            invocation.context.cancel(PrefabError(.cancelled, "the client disconnected before the answer"))
         }
         return (value, true)
     }

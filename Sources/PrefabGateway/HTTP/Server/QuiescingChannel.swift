@@ -18,6 +18,7 @@ struct QuiescingChannel<Inner: ServerChildChannel>: ServerChildChannel {
 
     func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
         do {
+            try channel.pipeline.syncOperations.addHandler(HangUpHandler(), position: .first)
             try channel.pipeline.syncOperations.addHandler(CloseSilentConnectionOnQuiesce(), position: .first)
             try channel.pipeline.syncOperations.addHandler(
                 FirstRequestGuard(timeout: idleTimeout), position: .first)
