@@ -455,9 +455,23 @@ def client_ceiling(size):
     return figures
 
 
+def ensure_libcurl():
+    """A static Swift standard library links Foundation's networking (the MCP SDK uses it) against
+    the system's libcurl, which needs its development package (-lcurl)."""
+    if subprocess.run(["sh", "-c", "ldconfig -p | grep -q 'libcurl.so '"]).returncode == 0:
+        return
+    log("installing libcurl4-openssl-dev (the static release build links -lcurl)")
+    root = [] if os.geteuid() == 0 else ["sudo"]
+    subprocess.run([*root, "apt-get", "update", "-qq"], check=True, stdout=subprocess.DEVNULL)
+    subprocess.run([*root, "apt-get", "install", "-y", "-qq", "libcurl4-openssl-dev"], check=True,
+                   stdout=subprocess.DEVNULL, env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+
+
 def build(smoke):
     log(f"building the gateway ({'debug' if smoke else 'release'}) and the load client")
     flags = [] if smoke else ["-c", "release", "--static-swift-stdlib"]
+    if not smoke:
+        ensure_libcurl()
     subprocess.run(["swift", "build", *flags, "--product", "prefab-gateway"], cwd=ROOT, check=True,
                    stdout=subprocess.DEVNULL)
     subprocess.run(["make", "-s", "-C", str(BENCH / "loadgen")], check=True)
