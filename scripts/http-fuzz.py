@@ -35,9 +35,14 @@ tally = Tally("http-fuzz")
 def exchange(gateway, data, read_timeout=10.0, shut=True):
     """Sends raw bytes, then reads until the server closes or goes quiet; (bytes, closed by server)."""
     with socket.create_connection(("127.0.0.1", gateway.port), timeout=read_timeout) as connection:
-        connection.sendall(data)
-        if shut:
-            connection.shutdown(socket.SHUT_WR)
+        try:
+            connection.sendall(data)
+            if shut:
+                connection.shutdown(socket.SHUT_WR)
+        except OSError:
+            # The server may answer and close before it has read everything we sent (a request it
+            # refused early): its reset then reaches us here. What it answered is still readable.
+            pass
         received = b""
         try:
             while True:
