@@ -9,7 +9,13 @@ import Synchronization
 /// (the function's `ask` throws it).
 final class MCPQuestions: Sendable {
     private let session: MCPSession
-    private let invocation = Mutex<Invocation?>(nil)
+    /// Weak: the invocation's sink holds these questions, so a strong reference would keep every
+    /// finished MCP call (and its events) alive for the process's life.
+    private let attached = Mutex(WeakInvocation())
+
+    private struct WeakInvocation {
+        weak var invocation: Invocation?
+    }
 
     init(session: MCPSession) {
         self.session = session
@@ -17,12 +23,12 @@ final class MCPQuestions: Sendable {
 
     /// The call whose questions these are; set before its function runs.
     func attach(_ invocation: Invocation) {
-        self.invocation.withLock { $0 = invocation }
+        attached.withLock { $0.invocation = invocation }
     }
 
     /// Puts the question to the client; returns at once (the function waits in its `ask`).
     func ask(_ question: PrefabEvent) {
-        guard let invocation = invocation.withLock({ $0 }),
+        guard let invocation = attached.withLock({ $0.invocation }),
             let data = question.data?.objectValue, let id = data["questionId"]?.stringValue
         else { return }
         guard session.canElicit else {

@@ -26,15 +26,15 @@ final class MCPSessions: Sendable {
     let tools: [Tool]
     let maxSessions: Int
     let idleTimeout: Duration
-    /// How often an otherwise silent stream gets a `: ping`.
-    let heartbeat: Duration
+    /// Keeps idle streams open through proxies, and notices clients that left.
+    let pings: MCPPings
     let logger: Logger
 
     init(catalog: PrefabCatalog, maxSessions: Int, idleTimeout: Duration, heartbeat: Duration, logger: Logger) {
         self.tools = MCPToolCatalog(catalog: catalog).tools
         self.maxSessions = max(0, maxSessions)
         self.idleTimeout = idleTimeout
-        self.heartbeat = heartbeat
+        self.pings = MCPPings(interval: heartbeat)
         self.logger = logger
     }
 
@@ -227,10 +227,10 @@ final class MCPSessions: Sendable {
             headers[.accelBuffering] = "no"
             return Hummingbird.Response(
                 status: status, headers: headers,
-                body: ResponseBody { [heartbeat] writer in
+                body: ResponseBody { [pings] writer in
                     session?.notificationStreamOpened()
                     defer { session?.notificationStreamClosed() }
-                    try await Self.write(stream, heartbeat: heartbeat, to: &writer) { session?.relayed($0) }
+                    try await Self.write(stream, pings: pings, to: &writer) { session?.relayed($0) }
                 })
         default:
             let body = answer.bodyData.map { ByteBuffer(bytes: $0) } ?? ByteBuffer()
@@ -238,11 +238,11 @@ final class MCPSessions: Sendable {
         }
     }
 
-    /// Writes the SDK's SSE bytes as they come, and a `: ping` comment every `heartbeat`: an idle
-    /// GET stream or a long call's stream then stays open through proxies, and a client that left
-    /// is noticed at the next ping, which ends the stream.
+    /// Writes the SDK's SSE bytes as they come, and the `: ping` comments of `pings`: an idle GET
+    /// stream or a long call's stream then stays open through proxies, and a client that left is
+    /// noticed at the next ping, which ends the stream.
     static func write(
-        _ stream: AsyncThrowingStream<Data, any Error>, heartbeat: Duration, to writer: inout any ResponseBodyWriter,
+        _ stream: AsyncThrowingStream<Data, any Error>, pings: MCPPings, to writer: inout any ResponseBodyWriter,
         relayed: @escaping @Sendable (Data) -> Void = { _ in }
     ) async throws {
         let (chunks, input) = AsyncStream.makeStream(of: ByteBuffer.self)
@@ -255,14 +255,10 @@ final class MCPSessions: Sendable {
             } catch {}
             input.finish()
         }
-        let pings = Task {
-            while (try? await Task.sleep(for: heartbeat)) != nil {
-                input.yield(ByteBuffer(string: ": ping\n\n"))
-            }
-        }
+        let pinged = pings.add(input)
         defer {
             forward.cancel()
-            pings.cancel()
+            pings.remove(pinged)
         }
         for await chunk in chunks { try await writer.write(chunk) }
         try await writer.finish(nil)
