@@ -99,6 +99,9 @@ async def tool_checks(session, find_gateway, functions, over):
     check(set(functions) <= set(tools), f"every /manifest function is a tool ({len(functions)})")
     check(all(tool.input_schema.get("type") == "object" for tool in tools.values()),
           "every tool's inputSchema is an object schema")
+    hints = tools["echo"].annotations
+    check(hints is not None and (hints.title, hints.read_only_hint, hints.idempotent_hint, hints.open_world_hint)
+          == ("Echo", True, True, False), f"echo's manifest annotations are its tool's ({hints})")
 
     progress = []
 

@@ -128,6 +128,7 @@ private struct ManifestReader {
                 fail("\(path).max_concurrency", "must be a positive integer")
             }
         }
+        if let annotations = object["annotations"] { self.annotations(annotations, at: "\(path).annotations") }
         var parameters: [ParameterManifest] = []
         if let list = object["parameters"] {
             if let entries = list.arrayValue {
@@ -154,6 +155,26 @@ private struct ManifestReader {
             maxConcurrency: maxConcurrency,
             json: json
         )
+    }
+
+    /// `annotations`: hints for MCP clients (``FunctionManifest/annotationKeys``), read from the
+    /// function's JSON by the gateway. A misspelt key is an error, not a hint silently lost.
+    private mutating func annotations(_ json: JSONValue, at path: String) {
+        guard let object = json.objectValue else {
+            fail(path, "must be an object, got \(json.typeName)")
+            return
+        }
+        for (key, value) in object.sorted(by: { $0.key < $1.key }) {
+            switch key {
+            case "title":
+                if value.stringValue == nil { fail("\(path).title", "must be a string, got \(value.typeName)") }
+            case _ where FunctionManifest.annotationKeys.contains(key):
+                if value.boolValue == nil { fail("\(path).\(key)", "must be a boolean, got \(value.typeName)") }
+            default:
+                let known = (["title"] + FunctionManifest.annotationKeys).joined(separator: ", ")
+                fail("\(path).\(key)", "is not an annotation (known: \(known))")
+            }
+        }
     }
 
     private mutating func parameter(_ json: JSONValue, at path: String) -> ParameterManifest? {

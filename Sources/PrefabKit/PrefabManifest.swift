@@ -53,6 +53,9 @@ public struct FunctionManifest: Sendable, Hashable {
     /// The function's entry as written, served by `GET /manifest`.
     public var json: JSONValue
 
+    /// The boolean hints a function's `annotations` may give MCP clients, besides its `title`.
+    public static let annotationKeys = ["readOnlyHint", "destructiveHint", "idempotentHint", "openWorldHint"]
+
     public init(
         name: String,
         description: String? = nil,

@@ -20,11 +20,17 @@ import Testing
         try context.yield(.content("half"))
         try context.yield(.error("step 2 broke", code: "STEP_FAILED"))
     }
-    static let echo = TestPrefab.result(
-        "echo", parameters: [ParameterManifest(name: "text", type: .string, required: true)]
-    ) { inputs, _ in
-        ["text": .string(try inputs.string("text"))]
-    }
+    static let echo = {
+        var echo = TestPrefab.result(
+            "echo", parameters: [ParameterManifest(name: "text", type: .string, required: true)]
+        ) { inputs, _ in
+            ["text": .string(try inputs.string("text"))]
+        }
+        var json = echo.manifest.json.objectValue ?? [:]
+        json["annotations"] = ["title": "Echo", "readOnlyHint": true, "openWorldHint": false]
+        echo.manifest.json = .object(json)
+        return echo
+    }()
     static let writer = TestPrefab.streaming("writer") { _, context in
         try "a,b\n".write(
             to: context.outputDirectory.appendingPathComponent("t.csv"), atomically: true, encoding: .utf8)
@@ -58,6 +64,10 @@ import Testing
             #expect(echo["inputSchema"]?["required"] == ["text"])
             #expect(echo["inputSchema"]?["properties"]?["text"]?["type"] == "string")
             #expect(echo["inputSchema"]?["additionalProperties"] == false)
+            // The manifest's annotations, and only those (no hint is made up).
+            #expect(echo["annotations"] == ["title": "Echo", "readOnlyHint": true, "openWorldHint": false])
+            let steps = try #require(tools.first { $0["name"] == "steps" })
+            #expect(steps["annotations"] == nil || steps["annotations"] == [:])
         }
     }
 

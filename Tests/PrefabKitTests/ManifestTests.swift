@@ -256,6 +256,25 @@ struct ManifestProblemTests {
             reason: "must be a positive number"
         ),
         ProblemCase(
+            label: "annotations not an object",
+            json: ["functions": [["name": "f", "annotations": true]]],
+            path: "$.functions[0].annotations",
+            reason: "must be an object, got boolean"
+        ),
+        ProblemCase(
+            label: "an annotation hint not a boolean",
+            json: ["functions": [["name": "f", "annotations": ["readOnlyHint": "yes"]]]],
+            path: "$.functions[0].annotations.readOnlyHint",
+            reason: "must be a boolean, got string"
+        ),
+        ProblemCase(
+            label: "a misspelt annotation",
+            json: ["functions": [["name": "f", "annotations": ["readonlyHint": true]]]],
+            path: "$.functions[0].annotations.readonlyHint",
+            reason:
+                "is not an annotation (known: title, readOnlyHint, destructiveHint, idempotentHint, openWorldHint)"
+        ),
+        ProblemCase(
             label: "runtime not an object",
             json: ["runtime": "python", "functions": [["name": "f"]]],
             path: "$.runtime",

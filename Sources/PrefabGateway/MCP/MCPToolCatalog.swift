@@ -23,7 +23,19 @@ struct MCPToolCatalog: Sendable {
         return Tool(
             name: manifest.name,
             description: manifest.description ?? "The \(manifest.name) function of the \(function.prefab) prefab.",
-            inputSchema: Value(.object(schema))
+            inputSchema: Value(.object(schema)),
+            annotations: annotations(manifest.json["annotations"]?.objectValue ?? [:])
+        )
+    }
+
+    /// The manifest's `annotations` (checked when it was read), as the tool's.
+    static func annotations(_ hints: [String: JSONValue]) -> Tool.Annotations {
+        Tool.Annotations(
+            title: hints["title"]?.stringValue,
+            readOnlyHint: hints["readOnlyHint"]?.boolValue,
+            destructiveHint: hints["destructiveHint"]?.boolValue,
+            idempotentHint: hints["idempotentHint"]?.boolValue,
+            openWorldHint: hints["openWorldHint"]?.boolValue
         )
     }
 }
