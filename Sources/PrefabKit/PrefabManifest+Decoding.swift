@@ -144,6 +144,7 @@ private struct ManifestReader {
                 fail("\(path).parameters", "must be an array, got \(list.typeName)")
             }
         }
+        let chat = object["chat"].flatMap { chatInput($0, parameters: parameters, at: "\(path).chat") }
         guard let name else { return nil }
         return FunctionManifest(
             name: name,
@@ -153,6 +154,7 @@ private struct ManifestReader {
             returns: object["returns"],
             timeoutSeconds: timeoutSeconds,
             maxConcurrency: maxConcurrency,
+            chat: chat,
             json: json
         )
     }
@@ -175,6 +177,34 @@ private struct ManifestReader {
                 fail("\(path).\(key)", "is not an annotation (known: \(known))")
             }
         }
+    }
+
+    /// `{"messages": "<array parameter>"}` or `{"prompt": "<string parameter>"}`: exactly one of
+    /// them, naming a declared parameter of that type.
+    private mutating func chatInput(
+        _ json: JSONValue, parameters: [ParameterManifest], at path: String
+    ) -> ChatInput? {
+        guard let object = json.objectValue, object.count == 1, let (key, value) = object.first,
+            key == "messages" || key == "prompt"
+        else {
+            fail(path, #"must be {"messages": "<parameter>"} or {"prompt": "<parameter>"}"#)
+            return nil
+        }
+        guard let name = value.stringValue, !name.isEmpty else {
+            fail("\(path).\(key)", "must name a parameter, got \(value.typeName)")
+            return nil
+        }
+        let type: ParameterManifest.Kind = key == "messages" ? .array : .string
+        guard let parameter = parameters.first(where: { $0.name == name }) else {
+            fail("\(path).\(key)", "names no parameter of the function: '\(name)'")
+            return nil
+        }
+        guard parameter.type == type else {
+            let wanted = type == .array ? "an array" : "a string"
+            fail("\(path).\(key)", "'\(name)' must be \(wanted) parameter, not \(parameter.type.rawValue)")
+            return nil
+        }
+        return key == "messages" ? .messages(name) : .prompt(name)
     }
 
     private mutating func parameter(_ json: JSONValue, at path: String) -> ParameterManifest? {

@@ -50,6 +50,9 @@ public struct FunctionManifest: Sendable, Hashable {
     /// Most calls of this function running at once; more wait in the gateway's queue. Nil: only
     /// the gateway's total limit applies.
     public var maxConcurrency: Int?
+    /// How a conversation reaches the function, as its manifest's `chat` block says; nil when it
+    /// has none (``chatInput`` then applies the naming rule).
+    public var chat: ChatInput?
     /// The function's entry as written, served by `GET /manifest`.
     public var json: JSONValue
 
@@ -64,6 +67,7 @@ public struct FunctionManifest: Sendable, Hashable {
         returns: JSONValue? = nil,
         timeoutSeconds: Double? = nil,
         maxConcurrency: Int? = nil,
+        chat: ChatInput? = nil,
         json: JSONValue? = nil
     ) {
         self.name = name
@@ -73,10 +77,12 @@ public struct FunctionManifest: Sendable, Hashable {
         self.returns = returns
         self.timeoutSeconds = timeoutSeconds
         self.maxConcurrency = maxConcurrency
+        self.chat = chat
         self.json = json ?? Self.synthesizedJSON(name, description, streaming, parameters, returns)
         if json == nil, var object = self.json.objectValue {
             if let timeoutSeconds { object["timeout_seconds"] = .double(timeoutSeconds) }
             if let maxConcurrency { object["max_concurrency"] = .int(maxConcurrency) }
+            if let chat { object["chat"] = chat.jsonValue }
             self.json = .object(object)
         }
     }
@@ -94,6 +100,48 @@ public struct FunctionManifest: Sendable, Hashable {
         if let description { object["description"] = .string(description) }
         if let returns { object["returns"] = returns }
         return .object(object)
+    }
+}
+
+/// How a chat conversation reaches a function: the parameter that gets the whole conversation
+/// (an array of `{"role", "content"}` messages), or the one that gets the last user message's
+/// text. The manifest says it as `"chat": {"messages": "<param>"}` or `"chat": {"prompt": "<param>"}`.
+public enum ChatInput: Sendable, Hashable {
+    /// The named `array` parameter gets every message as `{"role": ..., "content": text}`.
+    case messages(String)
+    /// The named `string` parameter gets the text of the last user message.
+    case prompt(String)
+
+    /// The parameter the conversation goes to.
+    public var parameter: String {
+        switch self {
+        case .messages(let name), .prompt(let name): name
+        }
+    }
+
+    /// The manifest's spelling: `{"messages": name}` or `{"prompt": name}`.
+    public var jsonValue: JSONValue {
+        switch self {
+        case .messages(let name): ["messages": .string(name)]
+        case .prompt(let name): ["prompt": .string(name)]
+        }
+    }
+}
+
+extension FunctionManifest {
+    /// How a conversation reaches the function, if it is chat-capable: its `chat` block, or
+    /// without one, a `string` parameter named `prompt` or `message` (the last user message's
+    /// text), or an `array` parameter named `messages` (the whole conversation).
+    public var chatInput: ChatInput? {
+        if let chat { return chat }
+        for parameter in parameters {
+            switch (parameter.name, parameter.type) {
+            case ("prompt", .string), ("message", .string): return .prompt(parameter.name)
+            case ("messages", .array): return .messages(parameter.name)
+            default: continue
+            }
+        }
+        return nil
     }
 }
 

@@ -55,4 +55,13 @@ struct ChatStreamTests {
         let terminal = context.run(ChatStream.chatStream, inputs: ["prompt": "hi", "delay_ms": 0])
         #expect(terminal == .error("the invocation was cancelled", code: "CANCELLED"))
     }
+
+    @Test("fail_after ends the reply with REPLY_FAILED after that many tokens")
+    func failAfter() throws {
+        let events = try collect(ChatStream.chatStream, inputs: ["prompt": "hi", "delay_ms": 0, "fail_after": 3])
+        #expect(
+            events
+                == [.start(["model": "echo-bot"])] + Self.expectedTokens.prefix(3).map(PrefabEvent.content)
+                + [.error("the reply failed after 3 tokens, as asked (fail_after)", code: "REPLY_FAILED")])
+    }
 }

@@ -4,9 +4,14 @@ enum ChatStream {
     static func chatStream(_ inputs: PrefabInputs, _ context: PrefabContext) throws {
         let prompt = try inputs.string("prompt")
         let delay = try inputs.int("delay_ms")
+        // Optional: callers that predate it (and unit tests that give inputs directly) leave it out.
+        let failAfter = inputs["fail_after"]?.intValue ?? 0
         try context.yield(.start(["model": "echo-bot"]))
         let tokens = reply(to: prompt)
-        for token in tokens {
+        for (index, token) in tokens.enumerated() {
+            if failAfter > 0, index == failAfter {
+                throw PrefabError("REPLY_FAILED", "the reply failed after \(failAfter) tokens, as asked (fail_after)")
+            }
             try context.sleep(for: .milliseconds(delay))
             try context.yield(.content(token))
         }
