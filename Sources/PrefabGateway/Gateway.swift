@@ -139,6 +139,8 @@ public final class Gateway: Sendable {
             try self.invocationEventsHead(request, context: context)
         }
         addMCPRoutes(to: router)
+        addOpenAIRoutes(to: router)
+        router.post("/ai-sdk/:name") { request, context in try await self.aiSDKChat(request, context: context) }
         var logger = logger
         logger.logLevel = .warning  // Hummingbird's own request lines; invocations log on ours.
         return Application(

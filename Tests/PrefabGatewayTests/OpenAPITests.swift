@@ -28,7 +28,7 @@ import Testing
                 paths.keys.sorted() == [
                     "/files/{invocation}/{file}", "/health", "/invocations/{id}", "/invocations/{id}/cancel",
                     "/invocations/{id}/events", "/invocations/{id}/messages", "/invoke/answer", "/invoke/count",
-                    "/manifest", "/metrics", "/openapi.json",
+                    "/manifest", "/metrics", "/openapi.json", "/v1/chat/completions", "/v1/models",
                 ]
             )
 
@@ -51,7 +51,7 @@ import Testing
                     ]
             )
             let streamed = try #require(count["responses"]?["200"]?["content"]?.objectValue)
-            #expect(streamed.keys.sorted() == ["application/json", "text/event-stream"])
+            #expect(streamed.keys.sorted() == ["application/json", "application/x-ndjson", "text/event-stream"])
             #expect(streamed["application/json"]?["schema"] == ["$ref": "#/components/schemas/CollectedEvents"])
 
             let answer = try #require(paths["/invoke/answer"]?["post"])
@@ -65,7 +65,8 @@ import Testing
                 #expect(answer["responses"]?[status] != nil, "\(status)")
             }
             // HEAD wherever GET works, with the GET's statuses and no content; the manifest's 304.
-            for path in ["/manifest", "/health", "/metrics", "/openapi.json", "/invocations/{id}/events"] {
+            for path in ["/manifest", "/health", "/metrics", "/openapi.json", "/invocations/{id}/events", "/v1/models"]
+            {
                 let get = try #require(paths[path]?["get"]?["responses"]?.objectValue, "\(path)")
                 let head = try #require(paths[path]?["head"]?["responses"]?.objectValue, "\(path)")
                 #expect(Set(head.keys) == Set(get.keys), "\(path)")
@@ -75,6 +76,32 @@ import Testing
             #expect(paths["/manifest"]?["get"]?["responses"]?["304"]?["headers"]?["ETag"] != nil)
             #expect(answer["responses"]?["401"] == nil)
             #expect(document["security"] == nil)
+        }
+    }
+
+    @Test func theChatFormatsAreListedForTheChatCapableFunctions() async throws {
+        try await LiveGateway.run([Self.count, ChatCompletionsTests.replier, ChatCompletionsTests.historian]) {
+            gateway in
+            let document = try #require(try await gateway.request(.get, "/openapi.json").json)
+            let paths = try #require(document["paths"]?.objectValue)
+            #expect(
+                paths.keys.filter { $0.hasPrefix("/ai-sdk/") }.sorted() == ["/ai-sdk/historian", "/ai-sdk/replier"])
+            let completions = try #require(paths["/v1/chat/completions"]?["post"])
+            let model = completions["requestBody"]?["content"]?["application/json"]?["schema"]?["properties"]?["model"]
+            #expect(model?["enum"] == ["historian", "replier"])
+            let ok = try #require(completions["responses"]?["200"]?["content"]?.objectValue)
+            #expect(ok.keys.sorted() == ["application/json", "text/event-stream"])
+            for status in ["400", "404", "413", "429", "403"] {
+                #expect(
+                    completions["responses"]?[status]?["content"]?["application/json"]?["schema"]
+                        == ["$ref": "#/components/schemas/OpenAIError"], "\(status)")
+            }
+            // The conversation's parameter is not among an AI SDK call's inputs; the others are.
+            let aiSDK = try #require(paths["/ai-sdk/replier"]?["post"])
+            let inputs = aiSDK["requestBody"]?["content"]?["application/json"]?["schema"]?["properties"]?["inputs"]
+            #expect(inputs?["properties"]?.objectValue?.keys.sorted() == ["fail", "n"])
+            #expect(inputs?["required"] == nil)
+            #expect(aiSDK["responses"]?["200"]?["content"]?["text/event-stream"] != nil)
         }
     }
 

@@ -51,7 +51,9 @@ struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
         let parts = path.split(separator: "/", omittingEmptySubsequences: true)
         switch (parts.first, parts.count) {
         case ("manifest", 1), ("health", 1), ("openapi.json", 1), ("metrics", 1): return [.get, .head]
-        case ("invoke", 2): return [.post]
+        case ("invoke", 2), ("ai-sdk", 2): return [.post]
+        case ("v1", 2) where parts[1] == "models": return [.get, .head]
+        case ("v1", 3) where parts[1] == "chat" && parts[2] == "completions": return [.post]
         case ("files", 3...): return [.get, .head]
         default: return nil
         }

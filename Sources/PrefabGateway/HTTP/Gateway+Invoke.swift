@@ -15,19 +15,30 @@ extension Gateway {
         let inputs = try validatedInputs(of: function, call: try await collectBody(&request))
         let baseURL = baseURL(for: request)
         let owner = context.apiKey
+        if Self.wantsNDJSON(request.headers[.accept]) {
+            return try await respondWithNDJSON(function, inputs, request: request, context: context)
+        }
         try await admit(function)
         switch function.implementation {
         case .result:
-            let invocation = try makeInvocation(function, inputs, baseURL: baseURL, owner: owner, flowControl: false)
+            let invocation = try makeInvocation(
+                function, inputs, baseURL: baseURL, owner: owner, flowControl: false, format: .json)
             return try await respondWithResult(invocation, request: request, context: context)
         case .streaming, .asyncStreaming:
             if Self.wantsJSON(request.headers[.accept]) {
                 return try await respondWithCollectedEvents(
                     function, inputs, baseURL: baseURL, owner: owner, request: request, context: context)
             }
-            let invocation = try makeInvocation(function, inputs, baseURL: baseURL, owner: owner, flowControl: true)
+            let invocation = try makeInvocation(
+                function, inputs, baseURL: baseURL, owner: owner, flowControl: true, format: .sse)
             return try await respondWithStream(invocation, request: request, context: context)
         }
+    }
+
+    /// An `Accept` header that asks for newline-delimited JSON events.
+    static func wantsNDJSON(_ accept: String?) -> Bool {
+        guard let accept else { return false }
+        return contains(accept, "application/x-ndjson")
     }
 
     /// An `Accept` header that asks for JSON and not for a stream. Compared as bytes: Foundation's
@@ -294,9 +305,9 @@ extension Gateway {
         context: GatewayRequestContext
     ) async throws -> Response {
         let collector = EventCollector(maxBytes: configuration.maxCollectedBytes)
-        let invocation = try makeInvocation(function, inputs, baseURL: baseURL, owner: owner, flowControl: false) {
-            event in try collector.append(event)
-        }
+        let invocation = try makeInvocation(
+            function, inputs, baseURL: baseURL, owner: owner, flowControl: false, format: .json
+        ) { event in try collector.append(event) }
         let (end, watched) = try await runToEnd(invocation, request: request, context: context)
         let (terminal, files) = (end.terminal, end.files)
         if let files { collector.appendAlways(files) }
@@ -461,7 +472,7 @@ extension Gateway {
     }
 
     /// A new invocation of an admitted call, reachable at `/invocations/<id>` from now on (with
-    /// the API key `owner` when keys are on). `sink` sees each event the function yields before
+    /// the API key `owner` when keys are on), counted by the wire `format` it is answered in. `sink` sees each event the function yields before
     /// the event log does. Once the gateway is shutting down, the call is refused (503) and its
     /// slot given back.
     func makeInvocation(
@@ -470,6 +481,7 @@ extension Gateway {
         baseURL: String,
         owner: Int?,
         flowControl: Bool,
+        format: WireFormat,
         sink: (@Sendable (PrefabEvent) throws -> Void)? = nil
     ) throws(GatewayError) -> Invocation {
         let id = InvocationID.make()
@@ -494,6 +506,7 @@ extension Gateway {
             throw shuttingDown
         }
         invocations.add(invocation)
+        metrics.invocationStarted(format: format.rawValue)
         return invocation
     }
 

@@ -112,7 +112,8 @@ extension Gateway {
             inputs,
             baseURL: baseURL(for: context.request),
             owner: context.requestContext.apiKey,
-            flowControl: true
+            flowControl: true,
+            format: .webSocket
         )
         guard start(invocation) else {
             abandon(invocation)

@@ -30,8 +30,16 @@ public struct GatewayError: HTTPResponseError, Sendable {
         ["error": ["code": .string(code.rawValue), "message": .string(message), "details": .array(details)]]
     }
 
+    /// The error body; on the OpenAI-compatible routes (`/v1/...`) in OpenAI's shape
+    /// `{"error": {"message", "type", "param", "code"}}`, which the OpenAI clients read.
     public func response(from request: Request, context: some RequestContext) throws -> Response {
-        var response = Response.json(jsonValue, status: status)
+        let body =
+            request.uri.path.hasPrefix("/v1/")
+            ? OpenAIError.body(
+                message: message, status: status, code: code.rawValue,
+                param: details.first?["parameter"] ?? details.first?["path"] ?? .null)
+            : jsonValue
+        var response = Response.json(body, status: status)
         response.headers.append(contentsOf: headers)
         return response
     }

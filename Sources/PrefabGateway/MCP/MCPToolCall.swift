@@ -46,7 +46,7 @@ struct MCPToolCall {
         let invocation: Invocation
         do {
             invocation = try gateway.makeInvocation(
-                function, inputs, baseURL: baseURL, owner: session.owner, flowControl: false
+                function, inputs, baseURL: baseURL, owner: session.owner, flowControl: false, format: .mcp
             ) { event in
                 switch event.type {
                 case PrefabEvent.content: try output.append(event.data?.stringValue ?? "")

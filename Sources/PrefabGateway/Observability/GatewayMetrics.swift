@@ -21,6 +21,7 @@ final class GatewayMetrics: Sendable {
 
     private struct MadeCollectors {
         var calls: [OutcomeKey: Counter] = [:]
+        var formats: [String: Counter] = [:]
         var functions: [String: (Counter, DurationHistogram)] = [:]
     }
 
@@ -65,6 +66,24 @@ final class GatewayMetrics: Sendable {
         let (eventsSent, durations) = functionMetrics ?? makeFunctionMetrics(function)
         eventsSent.increment(by: Int64(events))
         durations.record(duration)
+    }
+
+    /// One call started, answered in `format` (`sse`, `json`, `ndjson`, `websocket`, `mcp`,
+    /// `openai`, `ai-sdk`).
+    func invocationStarted(format: String) {
+        let counter = made.withLock { $0.formats[format] }
+        (counter ?? makeFormatCounter(format)).increment()
+    }
+
+    private func makeFormatCounter(_ format: String) -> Counter {
+        let counter = registry.makeCounter(
+            descriptor: .init(
+                metricName: "prefab_invocations_started", unitName: "total",
+                helpText: "Calls started, by the wire format they are answered in."),
+            labels: [("format", format)]
+        )
+        made.withLock { $0.formats[format] = counter }
+        return counter
     }
 
     // The registry checks names and hashes labels on every `make`, which cost a short call more

@@ -37,7 +37,10 @@ public struct OpenAPIDocument: Sendable {
         for function in catalog.functions.values {
             paths["/invoke/\(function.manifest.name)"] = ["post": invokeOperation(function)]
         }
-        var components: [String: JSONValue] = ["schemas": Self.schemas, "responses": Self.errorResponses]
+        paths.merge(chatPaths) { first, _ in first }
+        var schemas = Self.schemas.objectValue ?? [:]
+        schemas.merge(Self.chatSchemas) { first, _ in first }
+        var components: [String: JSONValue] = ["schemas": .object(schemas), "responses": Self.errorResponses]
         var document: [String: JSONValue] = [
             "openapi": "3.1.0",
             "info": [
@@ -82,13 +85,14 @@ public struct OpenAPIDocument: Sendable {
             responses = [
                 "200": [
                     "description": .string(
-                        "The events as Server-Sent Events; with Accept: application/json (and not text/event-stream), all of them collected into one JSON document once the function has ended."
+                        "The events as Server-Sent Events; with Accept: application/json (and not text/event-stream), all of them collected into one JSON document once the function has ended; with Accept: application/x-ndjson, one event JSON per line as they come."
                     ),
                     "headers": Self.invocationIdHeader,
                     "links": Self.invocationLinks,
                     "content": [
                         "text/event-stream": Self.eventStreamContent,
                         "application/json": ["schema": Self.reference("CollectedEvents")],
+                        "application/x-ndjson": Self.ndjsonContent,
                     ],
                 ],
                 "422": Self.errorResponse("UnprocessableContent"),
@@ -96,10 +100,14 @@ public struct OpenAPIDocument: Sendable {
         } else {
             responses = [
                 "200": [
-                    "description": "The function's result.",
+                    "description":
+                        "The function's result; with Accept: application/x-ndjson, its events (the result in done) one JSON per line.",
                     "headers": Self.invocationIdHeader,
                     "links": Self.invocationLinks,
-                    "content": ["application/json": ["schema": Self.reference("Result")]],
+                    "content": [
+                        "application/json": ["schema": Self.reference("Result")],
+                        "application/x-ndjson": Self.ndjsonContent,
+                    ],
                 ],
                 "422": [
                     "description": .string(
@@ -356,7 +364,7 @@ public struct OpenAPIDocument: Sendable {
 
     /// `responses` plus what any request can get: a page's origin or a host not allowed, a URL or
     /// headers too large, and 401 without a valid key when keys are required.
-    private func common(_ responses: [String: JSONValue], needsKey: Bool = true) -> JSONValue {
+    func common(_ responses: [String: JSONValue], needsKey: Bool = true) -> JSONValue {
         var all = responses
         all["403"] = Self.errorResponse("Forbidden")
         all["421"] = Self.errorResponse("MisdirectedRequest")
@@ -367,7 +375,7 @@ public struct OpenAPIDocument: Sendable {
     }
 
     /// The HEAD twin of a GET: its parameters and statuses, with headers but no content.
-    private static func headOperation(of get: JSONValue) -> JSONValue {
+    static func headOperation(of get: JSONValue) -> JSONValue {
         var operation = get.objectValue ?? [:]
         if let id = operation["operationId"]?.stringValue { operation["operationId"] = .string(id + "Head") }
         if let summary = operation["summary"]?.stringValue {
@@ -385,20 +393,20 @@ public struct OpenAPIDocument: Sendable {
 
     // MARK: Shared pieces
 
-    private static func reference(_ schema: String) -> JSONValue {
+    static func reference(_ schema: String) -> JSONValue {
         ["$ref": .string("#/components/schemas/\(schema)")]
     }
 
-    private static func errorResponse(_ name: String) -> JSONValue {
+    static func errorResponse(_ name: String) -> JSONValue {
         ["$ref": .string("#/components/responses/\(name)")]
     }
 
-    private static func jsonResponse(_ description: String, _ schema: JSONValue) -> JSONValue {
+    static func jsonResponse(_ description: String, _ schema: JSONValue) -> JSONValue {
         ["description": .string(description), "content": ["application/json": ["schema": schema]]]
     }
 
     /// An object whose members are all required; others may be added later.
-    private static func object(_ properties: [String: JSONValue]) -> JSONValue {
+    static func object(_ properties: [String: JSONValue]) -> JSONValue {
         [
             "type": "object", "required": .array(properties.keys.sorted().map(JSONValue.string)),
             "properties": .object(properties),
@@ -411,7 +419,7 @@ public struct OpenAPIDocument: Sendable {
     ]
 
     /// Where an invocation's id leads: its status, events, messages and cancel.
-    private static let invocationLinks: JSONValue = {
+    static let invocationLinks: JSONValue = {
         let id: JSONValue = ["id": "$response.header.X-Invocation-Id"]
         return [
             "status": ["operationId": "getInvocation", "parameters": id],
@@ -422,7 +430,7 @@ public struct OpenAPIDocument: Sendable {
         ]
     }()
 
-    private static let invocationIdHeader: JSONValue = [
+    static let invocationIdHeader: JSONValue = [
         "X-Invocation-Id": [
             "description": "The invocation's id (128 random bits in hex).",
             "schema": ["type": "string", "pattern": "^[0-9a-f]{32}$"],
