@@ -39,7 +39,7 @@ final class GatewayMetrics: Sendable {
         streams = registry.makeGauge(
             descriptor: .init(
                 metricName: "prefab_streams_active", unitName: "",
-                helpText: "Streams (SSE and WebSocket) open to clients now."))
+                helpText: "Streams (SSE, NDJSON, chat and WebSocket) open to clients now."))
         stuck = registry.makeGauge(
             descriptor: .init(
                 metricName: "prefab_functions_stuck", unitName: "",
