@@ -80,6 +80,15 @@ public final class Gateway: Sendable {
     }
 
     /// Loads the prefabs directory, logging every problem; in strict mode a problem is fatal.
+    /// Returns once the Python workers started ahead are up, or after `limit`: the last of
+    /// start-up's work.
+    public func workersStarted(within limit: Duration = .seconds(30)) async {
+        let deadline = ContinuousClock.now + limit
+        while (processes?.workersStarting ?? 0) > 0, ContinuousClock.now < deadline {
+            try? await Task.sleep(for: .milliseconds(50))
+        }
+    }
+
     public static func load(
         configuration: GatewayConfiguration,
         compiled: [String: [String: PrefabFunction]],

@@ -5,25 +5,69 @@ import Foundation
 #endif
 
 /// Keeps the gateway's idle memory small. The executable's code is one large file mapping (about
-/// 33 MB with the Swift runtime and Foundation linked in); Linux maps 64 KiB around every page the
-/// program touches ("fault-around"), so scattered start-up code made most of it resident. Marked
-/// random-access, only the pages actually run are mapped.
+/// 33 MB with the Swift runtime and Foundation linked in), and the shared libraries add their own
+/// (libcurl and the TLS and Kerberos libraries behind it come with Foundation's networking, which
+/// the MCP SDK links and the gateway never calls; the loader reads their symbol tables whole).
+/// Linux maps 64 KiB around every page a program touches ("fault-around"), so scattered start-up
+/// code made most of it resident. Marked random-access and dropped after start-up, only the pages
+/// actually used come back, read again from their files.
 enum ResidentCode {
     static func trim() {
         #if os(Linux)
-            guard let maps = try? String(contentsOfFile: "/proc/self/maps", encoding: .utf8),
-                let executable = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")
-            else { return }
-            for line in maps.split(separator: "\n") where line.hasSuffix(executable) {
-                let fields = line.split(separator: " ", omittingEmptySubsequences: true)
-                guard fields.count >= 2, fields[1].hasPrefix("r-x") else { continue }
-                let bounds = fields[0].split(separator: "-").compactMap { UInt(String($0), radix: 16) }
-                guard bounds.count == 2, let start = UnsafeMutableRawPointer(bitPattern: bounds[0]) else { continue }
-                let length = Int(bounds[1] - bounds[0])
+            guard let smaps = readAll("/proc/self/smaps") else { return }
+            for mapping in cleanFileMappings(smaps) {
+                guard let start = UnsafeMutableRawPointer(bitPattern: mapping.lowerBound) else { continue }
+                let length = Int(mapping.upperBound - mapping.lowerBound)
                 madvise(start, length, MADV_RANDOM)
                 // Unmap what start-up touched; the pages still in use come back one by one.
                 madvise(start, length, MADV_DONTNEED)
             }
         #endif
+    }
+
+    /// A file read to its end. `String(contentsOfFile:)` stops after the first read of a `/proc`
+    /// file, which the kernel answers a page at a time.
+    static func readAll(_ path: String) -> String? {
+        #if os(Linux)
+            let descriptor = open(path, O_RDONLY | O_CLOEXEC)
+            guard descriptor >= 0 else { return nil }
+            defer { close(descriptor) }
+            var bytes: [UInt8] = []
+            var chunk = [UInt8](repeating: 0, count: 1 << 16)
+            while true {
+                let count = chunk.withUnsafeMutableBytes { read(descriptor, $0.baseAddress, $0.count) }
+                if count < 0, errno == EINTR { continue }
+                guard count > 0 else { break }
+                bytes += chunk[0..<count]
+            }
+            return String(decoding: bytes, as: UTF8.self)
+        #else
+            return nil
+        #endif
+    }
+
+    /// The read-only and executable mappings of files that hold no page of their own (`Anonymous: 0`, no
+    /// page copied on write): dropping their pages loses nothing, since each is read back from the
+    /// file when next run. (`Private_Dirty` would also count a freshly built binary's pages that
+    /// are not yet written back to disk.)
+    static func cleanFileMappings(_ smaps: String) -> [Range<UInt>] {
+        var found: [Range<UInt>] = []
+        var current: Range<UInt>?
+        for line in smaps.split(separator: "\n") {
+            let fields = line.split(separator: " ", omittingEmptySubsequences: true)
+            if let first = fields.first, first.contains("-"), !first.hasSuffix(":") {
+                // A mapping's header: range, permissions, offset, device, inode, path.
+                current = nil
+                guard fields.count >= 6, fields[1].hasPrefix("r-x") || fields[1].hasPrefix("r--"),
+                    fields[5].hasPrefix("/")
+                else { continue }
+                let bounds = first.split(separator: "-").compactMap { UInt(String($0), radix: 16) }
+                if bounds.count == 2, bounds[0] < bounds[1] { current = bounds[0]..<bounds[1] }
+            } else if fields.first == "Anonymous:", let range = current {
+                if fields.count >= 2, fields[1] == "0" { found.append(range) }
+                current = nil
+            }
+        }
+        return found
     }
 }

@@ -18,8 +18,13 @@ struct Serve: AsyncParsableCommand {
         let host = configuration.host
         let startupLogger = logger
         let app = gateway.makeApplication { port in
-            // Start-up code (flags, loading, bootstrap) has run: give back its pages.
+            // Start-up code (flags, loading, bootstrap) has run: give back its pages, and once
+            // more when the Python workers started ahead are up (starting them runs code too).
             ResidentCode.trim()
+            Task {
+                await gateway.workersStarted()
+                ResidentCode.trim()
+            }
             startupLogger.notice(
                 "prefab-gateway listening on http://\(host):\(port) (GET /manifest lists the functions)")
         } onShutdown: {

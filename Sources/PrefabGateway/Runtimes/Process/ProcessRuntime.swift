@@ -106,6 +106,9 @@ public struct ProcessRuntime: Sendable {
         for launch in warm.launches { refill(launch) }
     }
 
+    /// Python workers being started now, in every pool.
+    var workersStarting: Int { pools.all.reduce(0) { $0 + $1.starting } }
+
     /// Ends every worker: idle ones now, busy ones after their call (the gateway is stopping).
     public func shutdown() {
         for pool in pools.removeAll() { pool.shutdown() }

@@ -107,6 +107,9 @@ final class WorkerPool: Sendable {
         self.runtime = runtime
     }
 
+    /// Workers being started now.
+    var starting: Int { state.withLock { $0.starting } }
+
     /// Starts the workers kept ready.
     func prewarm() {
         let count = state.withLock { state in
