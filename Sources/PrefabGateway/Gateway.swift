@@ -4,6 +4,7 @@ import Hummingbird
 import HummingbirdWebSocket
 import Logging
 import PrefabKit
+import ServiceLifecycle
 
 /// The gateway: the loaded prefabs, the threads that run them, and the HTTP application that
 /// serves them.
@@ -28,6 +29,8 @@ public final class Gateway: Sendable {
     let mcp: MCPSessions
     /// The process runtime of the loaded prefabs, whose workers end with the gateway.
     let processes: ProcessRuntime?
+    /// The shared invocation store of a cluster (`--store`); nil for one gateway alone.
+    let store: SharedStore?
 
     public convenience init(configuration: GatewayConfiguration, catalog: PrefabCatalog, logger: Logger? = nil) {
         self.init(configuration: configuration, catalog: catalog, logger: logger, metrics: GatewayMetrics())
@@ -76,7 +79,16 @@ public final class Gateway: Sendable {
             heartbeat: configuration.heartbeatInterval,
             logger: self.logger
         )
+        self.store = configuration.store.map { location in
+            SharedStore(
+                location: location, lease: configuration.replicaLease,
+                retention: configuration.invocationRetention, historyBytes: configuration.eventHistoryBytes,
+                logger: logger ?? Logger(label: "prefab-gateway"))
+        }
         _ = TimerHeap.shared  // its thread starts with the gateway, not with the first call
+        store?.onCommand { [weak self] command in
+            await self?.apply(command) ?? (503, #"{"error": {"code": "SHUTTING_DOWN", "message": "gone"}}"#)
+        }
     }
 
     /// Loads the prefabs directory, logging every problem; in strict mode a problem is fatal.
@@ -135,9 +147,9 @@ public final class Gateway: Sendable {
         router.post("/invoke/:name") { request, context in try await self.invoke(request, context: context) }
         router.get("/invoke/:name/ws") { _, context in try self.webSocketWithoutUpgrade(context: context) }
         router.get("/files/:invocation/**") { request, context in try await self.file(request, context: context) }
-        router.get("/invocations/:id") { _, context in try self.invocationStatus(context: context) }
-        router.delete("/invocations/:id") { _, context in try self.cancelInvocation(context: context) }
-        router.post("/invocations/:id/cancel") { _, context in try self.cancelInvocation(context: context) }
+        router.get("/invocations/:id") { _, context in try await self.invocationStatus(context: context) }
+        router.delete("/invocations/:id") { _, context in try await self.cancelInvocation(context: context) }
+        router.post("/invocations/:id/cancel") { _, context in try await self.cancelInvocation(context: context) }
         router.post("/invocations/:id/messages") { request, context in
             try await self.deliverMessage(request, context: context)
         }
@@ -150,6 +162,13 @@ public final class Gateway: Sendable {
         addMCPRoutes(to: router)
         addOpenAIRoutes(to: router)
         router.post("/ai-sdk/:name") { request, context in try await self.aiSDKChat(request, context: context) }
+        var services: [any Service] = [
+            OutputSweeper(
+                outputs: outputs, owners: outputOwners, retention: configuration.outputRetention,
+                isRunning: { [invocations] in invocations.invocation($0)?.phase == .running },
+                logger: self.logger)
+        ]
+        if let store { services.append(store) }
         var logger = logger
         logger.logLevel = .warning  // Hummingbird's own request lines; invocations log on ours.
         return Application(
@@ -163,12 +182,7 @@ public final class Gateway: Sendable {
                 address: .hostname(configuration.host, port: configuration.port),
                 serverName: "prefab-gateway"
             ),
-            services: [
-                OutputSweeper(
-                    outputs: outputs, owners: outputOwners, retention: configuration.outputRetention,
-                    isRunning: { [invocations] in invocations.invocation($0)?.phase == .running },
-                    logger: self.logger)
-            ],
+            services: services,
             onServerRunning: { channel in
                 ListeningSocket.closeOnExec(port: channel.localAddress?.port)
                 // The listening socket closes when a graceful shutdown begins: the streams that
@@ -231,14 +245,18 @@ public final class Gateway: Sendable {
     }
 
     func healthResponse() -> Response {
-        .json([
+        var health: [String: JSONValue] = [
             "status": catalog.problems.isEmpty ? "ok" : "degraded",
             "functions": .int(catalog.functions.count),
             "running": .int(admissions.running),
             "queued": .int(admissions.queued),
             "stuck_functions": .int(runningCalls.stuck),
             "load_errors": .array(catalog.problems.map(\.jsonValue)),
-        ])
+        ]
+        if let store {
+            health["store"] = ["ready": .bool(store.isReady), "replica": .string(store.replica)]
+        }
+        return .json(.object(health))
     }
 }
 

@@ -103,6 +103,13 @@ public struct GatewayConfiguration: Sendable {
     /// How long an MCP session with no request and no running call is kept.
     public var mcpSessionIdleTimeout: Duration = .seconds(600)
 
+    /// The shared invocation store of a cluster of replicas (`--store postgres://…`); nil: every
+    /// invocation lives in this process's memory only.
+    public var store: StoreLocation?
+    /// With a store: how long a replica may go without renewing its lease before another one
+    /// ends its running calls with `REPLICA_LOST`. Renewed every quarter of it (0.5–2 s).
+    public var replicaLease: Duration = .seconds(5)
+
     public init() {}
 
     public var outputsDirectory: URL { dataDirectory.appendingPathComponent("outputs") }

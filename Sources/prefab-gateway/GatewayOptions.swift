@@ -110,6 +110,18 @@ struct GatewayOptions: ParsableArguments {
     )
     var eventHistoryBytes: Int?
 
+    @Option(
+        help:
+            "A PostgreSQL URL (postgres://user:password@host:port/database) shared by the replicas of a cluster: invocations, their events, messages and cancels live there, so any replica serves any call (env PREFAB_GATEWAY_STORE; default: none, all in memory)."
+    )
+    var store: String?
+
+    @Option(
+        help:
+            "With --store: seconds a replica may go without renewing its lease before another ends its running calls with REPLICA_LOST (env PREFAB_GATEWAY_REPLICA_LEASE; default 5)."
+    )
+    var replicaLease: Double?
+
     @OptionGroup(title: "Limits") var limits: LimitOptions
 
     @OptionGroup(title: "Access") var access: AccessOptions
@@ -174,6 +186,18 @@ struct GatewayOptions: ParsableArguments {
         configuration.eventHistoryBytes =
             try eventHistoryBytes ?? Environment.parse("PREFAB_GATEWAY_EVENT_HISTORY")
             ?? configuration.eventHistoryBytes
+        if let url = store ?? Environment.value("PREFAB_GATEWAY_STORE"), !url.isEmpty {
+            guard let location = StoreLocation(url: url) else {
+                throw ValidationError(
+                    "--store must be a postgres://user:password@host:port/database URL (sslmode=disable, prefer or require)"
+                )
+            }
+            configuration.store = location
+        }
+        if let seconds = try replicaLease ?? Environment.parse("PREFAB_GATEWAY_REPLICA_LEASE") as Double? {
+            guard seconds >= 1, seconds.isFinite else { throw ValidationError("--replica-lease must be at least 1") }
+            configuration.replicaLease = .milliseconds(Int(seconds * 1000))
+        }
         try limits.apply(to: &configuration)
         try access.apply(to: &configuration)
         let levelName = logLevel ?? Environment.value("PREFAB_GATEWAY_LOG_LEVEL") ?? "info"

@@ -9,7 +9,7 @@ extension Gateway {
     /// no scripts), so it cannot reach the gateway with the user's origin.
     func file(_ request: Request, context: GatewayRequestContext) async throws -> Response {
         let invocation = context.parameters.get("invocation") ?? ""
-        guard outputOwners.owner(of: invocation) == context.apiKey,
+        guard await outputOwner(of: invocation) == context.apiKey,
             let file = outputs.resolve(invocationId: invocation, components: context.parameters.getCatchAll())
         else {
             throw GatewayError(.notFound, .fileNotFound, "no output file at \(request.uri.path)")

@@ -6,13 +6,17 @@ import Synchronization
 
 extension Gateway {
     /// `GET /invocations/<id>`: state, function, timing, event count.
-    func invocationStatus(context: GatewayRequestContext) throws -> Response {
-        .json(try invocation(context).statusJSON)
+    func invocationStatus(context: GatewayRequestContext) async throws -> Response {
+        if let row = try await storedRow(context) { return .json(row.statusJSON) }
+        return .json(try invocation(context).statusJSON)
     }
 
     /// `DELETE /invocations/<id>` (or `POST .../cancel`): the function's next `yield` throws, a
     /// process prefab is stopped, and the stream ends with an `error` event `CANCELLED`.
-    func cancelInvocation(context: GatewayRequestContext) throws -> Response {
+    func cancelInvocation(context: GatewayRequestContext) async throws -> Response {
+        if let row = try await storedRow(context) {
+            return try await forward(SharedStore.Command(invocationId: row.id, kind: "cancel"), to: row)
+        }
         let invocation = try invocation(context)
         try requireRunning(invocation)
         invocation.context.cancel(PrefabError(.cancelled, "the invocation was cancelled by a client"))
@@ -22,7 +26,8 @@ extension Gateway {
     /// `POST /invocations/<id>/messages`: one event object (an `answer`, or anything the
     /// function reads with `nextMessage`), delivered to the running function.
     func deliverMessage(_ request: Request, context: GatewayRequestContext) async throws -> Response {
-        let invocation = try invocation(context)
+        let row = try await storedRow(context)
+        if row == nil { _ = try invocation(context) }
         var request = request
         let json = try await readJSONBody(&request)
         guard let message = PrefabEvent(json: json) else {
@@ -32,6 +37,11 @@ extension Gateway {
                 #"a message is one event object with a string "type", e.g. {"type": "answer", "data": {"questionId": "q1", "answer": "A"}}"#
             )
         }
+        if let row {
+            return try await forward(
+                SharedStore.Command(invocationId: row.id, kind: "message", body: message.jsonString), to: row)
+        }
+        let invocation = try invocation(context)
         try requireRunning(invocation)
         try deliver(message, to: invocation)
         return .json(["id": .string(invocation.id), "delivered": true], status: .accepted)
@@ -59,7 +69,7 @@ extension Gateway {
     /// live ones until the end. 204 when there is nothing more to come, which tells a browser's
     /// `EventSource` to stop reconnecting.
     func invocationEvents(_ request: Request, context: GatewayRequestContext) async throws -> Response {
-        let invocation = try invocation(context)
+        let row = try await storedRow(context)
         let text = request.headers[.lastEventID] ?? request.uri.queryParameters.get("after") ?? "0"
         guard let after = Int(text.filter { $0 != " " }), after >= 0 else {
             throw GatewayError(
@@ -68,6 +78,8 @@ extension Gateway {
                 "Last-Event-ID (or ?after=) must be an event number, not '\(text)'"
             )
         }
+        if let row { return storedEvents(row, after: after, request: request, context: context) }
+        let invocation = try invocation(context)
         if let count = invocation.events.finalCount, after >= count {
             var response = Response(status: .noContent)
             response.headers[.invocationId] = invocation.id
@@ -185,7 +197,7 @@ extension Gateway {
         return invocation
     }
 
-    private func requireRunning(_ invocation: Invocation) throws {
+    func requireRunning(_ invocation: Invocation) throws {
         let phase = invocation.phase
         guard phase == .running else {
             throw GatewayError(

@@ -438,6 +438,7 @@ extension Gateway {
     func abandon(_ invocation: Invocation) {
         invocation.events.finish()
         invocations.remove(invocation)
+        store?.forget(invocation.id)
         runningCalls.remove(invocation)
         admissions.release(invocation.function.manifest.name)
     }
@@ -485,6 +486,10 @@ extension Gateway {
         sink: (@Sendable (PrefabEvent) throws -> Void)? = nil
     ) throws(GatewayError) -> Invocation {
         let id = InvocationID.make()
+        var mirror: (@Sendable (Int, [UInt8]) -> Void)?
+        if let store {
+            mirror = { sequence, message in store.appended(id, sequence: sequence, message: message) }
+        }
         let invocation = Invocation(
             id: id,
             function: function,
@@ -496,7 +501,8 @@ extension Gateway {
                 flowControl: flowControl,
                 maxEvents: configuration.streamBufferEvents,
                 maxBytes: configuration.streamBufferBytes,
-                historyBytes: configuration.eventHistoryBytes
+                historyBytes: configuration.eventHistoryBytes,
+                mirror: mirror
             ),
             questionTimeout: configuration.questionTimeout,
             sink: sink
@@ -506,6 +512,7 @@ extension Gateway {
             throw shuttingDown
         }
         invocations.add(invocation)
+        store?.started(invocation)
         metrics.invocationStarted(format: format.rawValue)
         return invocation
     }
@@ -514,6 +521,7 @@ extension Gateway {
     /// free from now on.
     private func complete(_ invocation: Invocation, terminal: PrefabEvent) {
         invocation.finish(with: terminal)
+        store?.ended(invocation, terminal: terminal)
         invocations.finished(invocation)
         runningCalls.remove(invocation)
         admissions.release(invocation.function.manifest.name)

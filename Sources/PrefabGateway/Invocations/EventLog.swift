@@ -102,6 +102,8 @@ final class EventLog: @unchecked Sendable {
     private let maxEvents: Int
     private let maxBytes: Int
     private let historyBytes: Int
+    /// Sees each message as it is appended, with its number (the shared store's copy).
+    private let mirror: (@Sendable (_ sequence: Int, _ message: [UInt8]) -> Void)?
     /// Untaken bytes that end the wait for a quick answer.
     private static let streamWithoutWaitingBytes = 32 * 1024
     /// The most bytes a reader takes at once: what a stream holds in its write path (the batch, its
@@ -117,7 +119,11 @@ final class EventLog: @unchecked Sendable {
     private static let afterTheEnd = PrefabError(
         .streamEnded, "the call has already ended: an event after its terminal event is dropped")
 
-    init(flowControl: Bool, maxEvents: Int, maxBytes: Int, historyBytes: Int) {
+    init(
+        flowControl: Bool, maxEvents: Int, maxBytes: Int, historyBytes: Int,
+        mirror: (@Sendable (_ sequence: Int, _ message: [UInt8]) -> Void)? = nil
+    ) {
+        self.mirror = mirror
         self.flowControl = flowControl
         self.maxEvents = max(1, maxEvents)
         self.maxBytes = max(1, maxBytes)
@@ -261,6 +267,7 @@ final class EventLog: @unchecked Sendable {
         bytes.append(message)
         ends.append(bytes.end)
         last += 1
+        mirror?(last, message)
         if !flowControl { taken = last }
         trimHistory(keepingUntaken: flowControl)
         var wake = takeWaiters()
