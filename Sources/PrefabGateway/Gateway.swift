@@ -31,6 +31,8 @@ public final class Gateway: Sendable {
     let processes: ProcessRuntime?
     /// The shared invocation store of a cluster (`--store`); nil for one gateway alone.
     let store: SharedStore?
+    /// Clients following this replica's calls through other replicas.
+    let remoteFollowers = RemoteFollowers()
 
     public convenience init(configuration: GatewayConfiguration, catalog: PrefabCatalog, logger: Logger? = nil) {
         self.init(configuration: configuration, catalog: catalog, logger: logger, metrics: GatewayMetrics())

@@ -46,6 +46,10 @@ extension Gateway {
 
     /// What this replica does with a command another replica sent for one of its calls.
     func apply(_ command: SharedStore.Command) async -> (status: Int, reply: String) {
+        if command.kind == "unfollow" {
+            remoteFollowers.unfollow(command.body ?? "")
+            return (200, "{}")
+        }
         do {
             guard let invocation = invocations.invocation(command.invocationId) else {
                 throw GatewayError(.notFound, .invocationNotFound, "no invocation '\(command.invocationId)'")
@@ -65,6 +69,10 @@ extension Gateway {
                 try deliver(message, to: invocation)
                 let reply: JSONValue = ["id": .string(invocation.id), "delivered": true]
                 return (202, reply.jsonString)
+            case "follow":
+                let token = remoteFollowers.follow(invocation, grace: configuration.resumeGrace)
+                let reply: JSONValue = ["follower": .string(token)]
+                return (200, reply.jsonString)
             default:
                 throw GatewayError(.badRequest, .invalidRequest, "unknown command '\(command.kind)'")
             }
@@ -110,6 +118,16 @@ extension Gateway {
                     }
                 }
                 defer { ticker.cancel() }
+                // The owner counts this client as a reader while it follows.
+                let follower = row.isRunning ? await self.follow(row) : nil
+                defer {
+                    if let follower {
+                        Task {
+                            _ = try? await store.send(
+                                SharedStore.Command(invocationId: row.id, kind: "unfollow", body: follower), to: row)
+                        }
+                    }
+                }
                 try await Self.watchingHangUp(channel, requestBody, onHangUp: { wake.finish() }) {
                     var after = after
                     var lastWrite = ContinuousClock.now
@@ -136,6 +154,17 @@ extension Gateway {
                 try await writer.finish(nil)
             }
         )
+    }
+
+    /// Tells the replica running `row`'s call that a client follows it from here; the token that
+    /// ends it, or nil when that replica did not answer.
+    private func follow(_ row: SharedStore.Row) async -> String? {
+        guard let store,
+            let (status, reply) = try? await store.send(
+                SharedStore.Command(invocationId: row.id, kind: "follow"), to: row, timeout: .seconds(2)),
+            status == 200
+        else { return nil }
+        return (try? JSONValue(parsing: reply))?["follower"]?.stringValue
     }
 
     /// The API key that made `invocationId`'s output files, from the shared store when this
