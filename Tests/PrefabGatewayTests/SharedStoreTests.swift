@@ -9,11 +9,12 @@ import Testing
 /// event the store is handed. What needs PostgreSQL (replicas following, answering, cancelling and
 /// taking over each other's calls) is tested for real by scripts/cluster-test.py in CI.
 @Suite struct SharedStoreTests {
-    @Test(arguments: [
-        ("postgres://gateway:secret@db.internal:6543/prefab", "db.internal", 6543, "gateway", "secret", "prefab"),
-        ("postgresql://127.0.0.1/postgres?sslmode=require", "127.0.0.1", 5432, "postgres", nil, "postgres"),
-        ("postgres://u@h", "h", 5432, "u", nil, nil),
-    ] as [(String, String, Int, String, String?, String?)])
+    @Test(
+        arguments: [
+            ("postgres://gateway:secret@db.internal:6543/prefab", "db.internal", 6543, "gateway", "secret", "prefab"),
+            ("postgresql://127.0.0.1/postgres?sslmode=require", "127.0.0.1", 5432, "postgres", nil, "postgres"),
+            ("postgres://u@h", "h", 5432, "u", nil, nil),
+        ] as [(String, String, Int, String, String?, String?)])
     func aStoreURLIsRead(
         url: String, host: String, port: Int, user: String, password: String?, database: String?
     ) throws {
