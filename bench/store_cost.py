@@ -43,15 +43,34 @@ def start(gateway, port, data, store):
     raise RuntimeError("the gateway did not start")
 
 
+def psql(store, sql):
+    """One value from the store, through Debian's psql."""
+    binary = sorted(pathlib.Path("/usr/lib/postgresql").glob("*/bin/psql"))[-1]
+    return subprocess.run([str(binary), store, "-Atc", sql], capture_output=True, text=True, check=True).stdout.strip()
+
+
 def measure(gateway, store):
     port = bench.free_port()
     with tempfile.TemporaryDirectory() as data:
         process = start(gateway, port, data, store)
         try:
+            if store:
+                psql(store, "DELETE FROM prefab_invocations")
             burst = bench.load(port, "/invoke/burst", {"n": BURST_N}, 1, 50, expect=BURST_N + 2)
+            figures = {}
+            if store:
+                # The writer runs behind the clients: the calls' end rows, written after all their
+                # events, give the store's own rate (a call's row ends only once its events are in).
+                time.sleep(1)
+                ended, seconds = psql(store, "SELECT count(*) || ' ' || extract(epoch FROM max(finished_at) - "
+                                      "min(started_at)) FROM prefab_invocations WHERE state = 'done'").split()
+                figures["stored_events_per_s"] = int(ended) * (BURST_N + 2) / float(seconds)
             time.sleep(1)  # the store's writer catches up before the next figure
             echo = bench.load(port, "/invoke/echo", {"text": "hi"}, 64, 20_000, expect=3, keepalive=True)
-            return {"burst_events_per_s": burst["events_per_s"], "echo_requests_per_s": echo["requests_per_s"]}
+            if store:
+                figures["echo_rows"] = int(psql(store, "SELECT count(*) FROM prefab_invocations"))
+            return {"burst_events_per_s": burst["events_per_s"], "echo_requests_per_s": echo["requests_per_s"],
+                    **figures}
         finally:
             process.terminate()
             process.wait(timeout=10)
@@ -81,6 +100,8 @@ def main():
     for key in ("burst_events_per_s", "echo_requests_per_s"):
         memory, store_figure = best["memory"][key], best["store"][key]
         print(f"{key:24}{memory:>12,.0f}{store_figure:>12,.0f}{memory / store_figure:>7.2f}x")
+    print(f"with --store, burst events in the store per s (all {BURST_N + 2} of each call written): "
+          f"{best['store']['stored_events_per_s']:,.0f}; rows after the echo run: {best['store']['echo_rows']:,}")
     if options.json:
         options.json.write_text(json.dumps({"rounds": results, "best": best}, indent=2))
 

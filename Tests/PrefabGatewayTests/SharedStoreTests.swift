@@ -52,4 +52,15 @@ import Testing
         #expect(mirrored.map(\.0) == [1, 2, 3, 4])
         #expect(mirrored.flatMap(\.1) == all)
     }
+
+    /// A stored chunk is split back into its messages, each whole, in order.
+    @Test func aChunkSplitsIntoItsMessages() {
+        var chunk: [UInt8] = []
+        let events: [PrefabEvent] = [.content("a\n\nb"), .progress(current: 1, total: 2), .done(nil)]
+        for (index, event) in events.enumerated() { SSEEncoder.appendEvent(event, id: index + 1, to: &chunk) }
+        let messages = SharedStore.messages(in: String(decoding: chunk, as: UTF8.self))
+        #expect(messages.count == 3)
+        #expect(messages.flatMap { Array($0) } == chunk)
+        #expect(messages.allSatisfy { String(decoding: Array($0), as: UTF8.self).hasPrefix("id: ") })
+    }
 }

@@ -44,7 +44,7 @@ final class SharedStore: Service, Sendable {
 
     private enum Write: Sendable {
         case start(id: String, function: String, owner: Int?, startedAt: Date)
-        case event(id: String, sequence: Int, message: String)
+        case event(id: String, sequence: Int, message: [UInt8])
         case end(id: String, state: String, durationMs: Double, events: Int, errorCode: String?, errorMessage: String?)
         case forget(id: String)
     }
@@ -59,7 +59,8 @@ final class SharedStore: Service, Sendable {
 
     /// Events kept per call beyond which the oldest are deleted, as the in-memory log keeps.
     private struct History {
-        var sizes = CircularBuffer<(sequence: Int, bytes: Int)>()
+        /// The chunks written, oldest first: the last event of each and its bytes.
+        var sizes = CircularBuffer<(last: Int, bytes: Int)>()
         var bytes = 0
         var deletedThrough = 0
     }
@@ -76,8 +77,6 @@ final class SharedStore: Service, Sendable {
     private let writerWakes: AsyncStream<Void>
     private let wakeWriter: AsyncStream<Void>.Continuation
     static let channel = "prefab_gateway"
-    /// Most events in one INSERT.
-    private static let batchRows = 4096
 
     init(location: StoreLocation, lease: Duration, retention: Duration, historyBytes: Int, logger: Logger) {
         self.location = location
@@ -109,7 +108,7 @@ final class SharedStore: Service, Sendable {
 
     /// One SSE message of a call, numbered `sequence`: called by its event log as it appends.
     func appended(_ id: String, sequence: Int, message: [UInt8]) {
-        enqueue(.event(id: id, sequence: sequence, message: String(decoding: message, as: UTF8.self)))
+        enqueue(.event(id: id, sequence: sequence, message: message))
     }
 
     func ended(_ invocation: Invocation, terminal: PrefabEvent) {
@@ -191,8 +190,9 @@ final class SharedStore: Service, Sendable {
         "CREATE INDEX IF NOT EXISTS prefab_invocations_running ON prefab_invocations (replica) WHERE state = 'running'",
         "CREATE INDEX IF NOT EXISTS prefab_invocations_finished ON prefab_invocations (finished_at)",
         """
-        CREATE TABLE IF NOT EXISTS prefab_events (
-            invocation_id text NOT NULL, seq bigint NOT NULL, message text NOT NULL, PRIMARY KEY (invocation_id, seq))
+        CREATE TABLE IF NOT EXISTS prefab_event_chunks (
+            invocation_id text NOT NULL, first_seq bigint NOT NULL, last_seq bigint NOT NULL, messages text NOT NULL,
+            PRIMARY KEY (invocation_id, first_seq))
         """,
         """
         CREATE TABLE IF NOT EXISTS prefab_commands (
@@ -219,57 +219,82 @@ final class SharedStore: Service, Sendable {
                 return writes
             }
             if writes.isEmpty { return }
-            var ids: [String] = []
-            var sequences: [Int] = []
-            var messages: [String] = []
+            var chunks = Chunks()
             for write in writes {
                 if case .event(let id, let sequence, let message) = write {
-                    ids.append(id)
-                    sequences.append(sequence)
-                    messages.append(message)
-                    if ids.count >= Self.batchRows { try await insertEvents(&ids, &sequences, &messages) }
+                    chunks.add(id, sequence, message)
+                    if chunks.bytes >= Self.batchBytes { try await insert(&chunks) }
                     continue
                 }
-                try await insertEvents(&ids, &sequences, &messages)
+                try await insert(&chunks)
                 try await perform(write)
             }
-            try await insertEvents(&ids, &sequences, &messages)
+            try await insert(&chunks)
         }
     }
 
-    private func insertEvents(_ ids: inout [String], _ sequences: inout [Int], _ messages: inout [String]) async throws
-    {
-        guard !ids.isEmpty else { return }
-        defer {
-            ids.removeAll(keepingCapacity: true)
-            sequences.removeAll(keepingCapacity: true)
-            messages.removeAll(keepingCapacity: true)
+    /// Consecutive events of each call, as rows of `prefab_event_chunks`: a burst is a few rows, not
+    /// a row per event (the SSE messages of a chunk are split again at their blank lines).
+    private struct Chunks {
+        var ids: [String] = []
+        var firsts: [Int] = []
+        var lasts: [Int] = []
+        var messages: [[UInt8]] = []
+        /// The open chunk of each call, by its index above.
+        var open: [String: Int] = [:]
+        var bytes = 0
+
+        mutating func add(_ id: String, _ sequence: Int, _ message: [UInt8]) {
+            bytes += message.count
+            if let index = open[id], lasts[index] == sequence - 1, messages[index].count < SharedStore.chunkBytes {
+                lasts[index] = sequence
+                messages[index].append(contentsOf: message)
+                return
+            }
+            open[id] = ids.count
+            ids.append(id)
+            firsts.append(sequence)
+            lasts.append(sequence)
+            messages.append(message)
         }
+    }
+
+    /// Bytes of events per statement, and per chunk (the unit the history bound deletes).
+    private static let batchBytes = 4 << 20
+    fileprivate static let chunkBytes = 64 << 10
+
+    private func insert(_ chunks: inout Chunks) async throws {
+        guard !chunks.ids.isEmpty else { return }
+        defer { chunks = Chunks() }
+        let ids = chunks.ids
+        let firsts = chunks.firsts
+        let lasts = chunks.lasts
+        let texts = chunks.messages.map { String(decoding: $0, as: UTF8.self) }
         try await retrying {
             try await client.query(
                 """
                 WITH added AS (
-                    INSERT INTO prefab_events (invocation_id, seq, message)
-                    SELECT * FROM unnest(\(ids)::text[], \(sequences)::bigint[], \(messages)::text[])
+                    INSERT INTO prefab_event_chunks (invocation_id, first_seq, last_seq, messages)
+                    SELECT * FROM unnest(\(ids)::text[], \(firsts)::bigint[], \(lasts)::bigint[], \(texts)::text[])
                     ON CONFLICT DO NOTHING RETURNING invocation_id)
                 SELECT pg_notify(\(Self.channel), 'e:' || invocation_id) FROM (SELECT DISTINCT invocation_id FROM added) AS d
                 """
             )
         }
-        // The same history bound as the in-memory log: the oldest events past it are deleted.
+        // The same history bound as the in-memory log: the oldest chunks past it are deleted.
         var deletions: [(String, Int)] = []
         history.withLock { history in
             for index in ids.indices {
                 var entry = history[ids[index], default: History()]
-                entry.sizes.append((sequences[index], messages[index].utf8.count))
-                entry.bytes += messages[index].utf8.count
+                entry.sizes.append((lasts[index], texts[index].utf8.count))
+                entry.bytes += texts[index].utf8.count
                 var through = entry.deletedThrough
                 while entry.bytes > historyBytes, let oldest = entry.sizes.first {
                     entry.sizes.removeFirst()
                     entry.bytes -= oldest.bytes
-                    through = oldest.sequence
+                    through = oldest.last
                 }
-                if through - entry.deletedThrough >= 256 {
+                if through > entry.deletedThrough {
                     deletions.append((ids[index], through))
                     entry.deletedThrough = through
                 }
@@ -278,7 +303,8 @@ final class SharedStore: Service, Sendable {
         }
         for (id, through) in deletions {
             try await retrying {
-                try await client.query("DELETE FROM prefab_events WHERE invocation_id = \(id) AND seq <= \(through)")
+                try await client.query(
+                    "DELETE FROM prefab_event_chunks WHERE invocation_id = \(id) AND last_seq <= \(through)")
             }
         }
     }
@@ -294,15 +320,7 @@ final class SharedStore: Service, Sendable {
                     """)
             }
         case .end(let id, let phase, let durationMs, let events, let errorCode, let errorMessage):
-            let through = history.withLock { $0.removeValue(forKey: id) }.map { entry in
-                entry.sizes.first.map { $0.sequence - 1 } ?? entry.deletedThrough
-            }
-            if let through, through > 0 {
-                try await retrying {
-                    try await client.query(
-                        "DELETE FROM prefab_events WHERE invocation_id = \(id) AND seq <= \(through)")
-                }
-            }
+            history.withLock { _ = $0.removeValue(forKey: id) }
             try await retrying {
                 try await client.query(
                     """
@@ -404,8 +422,8 @@ final class SharedStore: Service, Sendable {
             """
             SELECT function, owner_key, replica, state, started_at, finished_at, duration_ms, events, error_code,
                 error_message,
-                (SELECT coalesce(max(seq), 0) FROM prefab_events WHERE invocation_id = \(id)),
-                (SELECT coalesce(min(seq), 1) FROM prefab_events WHERE invocation_id = \(id))
+                (SELECT coalesce(max(last_seq), 0) FROM prefab_event_chunks WHERE invocation_id = \(id)),
+                (SELECT coalesce(min(first_seq), 1) FROM prefab_event_chunks WHERE invocation_id = \(id))
             FROM prefab_invocations WHERE id = \(id)
             """)
         for try await (
@@ -429,19 +447,25 @@ final class SharedStore: Service, Sendable {
     func events(
         of id: String, after: Int, into bytes: inout [UInt8]
     ) async throws -> (last: Int, ended: Bool) {
-        let page = 2000
+        let page = 64
         let rows = try await client.query(
-            "SELECT seq, message FROM prefab_events WHERE invocation_id = \(id) AND seq > \(after) ORDER BY seq LIMIT \(page)"
+            """
+            SELECT first_seq, messages FROM prefab_event_chunks WHERE invocation_id = \(id) AND last_seq > \(after)
+            ORDER BY first_seq LIMIT \(page)
+            """
         )
         var last = after
         var count = 0
-        for try await (sequence, message) in rows.decode((Int, String).self) {
-            if count == 0 && sequence > after + 1 {
-                EventLog.appendGap(first: after + 1, last: sequence - 1, to: &bytes)
-            }
-            bytes.append(contentsOf: message.utf8)
-            last = sequence
+        for try await (first, messages) in rows.decode((Int, String).self) {
             count += 1
+            var sequence = first
+            for message in Self.messages(in: messages) {
+                defer { sequence += 1 }
+                guard sequence > last else { continue }
+                if sequence > last + 1 { EventLog.appendGap(first: last + 1, last: sequence - 1, to: &bytes) }
+                bytes.append(contentsOf: message)
+                last = sequence
+            }
         }
         if count == page { return (last, false) }
         let states = try await client.query("SELECT state, events FROM prefab_invocations WHERE id = \(id)")
@@ -449,6 +473,28 @@ final class SharedStore: Service, Sendable {
             return (last, state != Invocation.Phase.running.rawValue && last >= events)
         }
         return (last, true)
+    }
+
+    /// The SSE messages of a chunk, each with its blank line: every message this gateway writes is
+    /// `id:` and `data:` lines (one-line JSON) ending in one blank line.
+    static func messages(in chunk: String) -> [Substring.UTF8View] {
+        var messages: [Substring.UTF8View] = []
+        let utf8 = chunk.utf8
+        var start = utf8.startIndex
+        var index = utf8.startIndex
+        var previous: UInt8 = 0
+        while index < utf8.endIndex {
+            let byte = utf8[index]
+            index = utf8.index(after: index)
+            if byte == UInt8(ascii: "\n") && previous == UInt8(ascii: "\n") {
+                messages.append(chunk[start..<index].utf8)
+                start = index
+                previous = 0
+                continue
+            }
+            previous = byte
+        }
+        return messages
     }
 
     // MARK: Commands (messages and cancels for another replica's call)
@@ -550,7 +596,8 @@ final class SharedStore: Service, Sendable {
             for id in ids {
                 var last = 0
                 let rows = try await connection.query(
-                    "SELECT coalesce(max(seq), 0) FROM prefab_events WHERE invocation_id = \(id)", logger: logger)
+                    "SELECT coalesce(max(last_seq), 0) FROM prefab_event_chunks WHERE invocation_id = \(id)",
+                    logger: logger)
                 for try await sequence in rows.decode(Int.self) { last = sequence }
                 var event = PrefabEvent.error(PrefabError(.replicaLost, message))
                 if last == 0 { event["invocation_id"] = .string(id) }
@@ -559,7 +606,8 @@ final class SharedStore: Service, Sendable {
                 let text = String(decoding: bytes, as: UTF8.self)
                 try await connection.query(
                     """
-                    INSERT INTO prefab_events (invocation_id, seq, message) VALUES (\(id), \(last + 1), \(text))
+                    INSERT INTO prefab_event_chunks (invocation_id, first_seq, last_seq, messages)
+                    VALUES (\(id), \(last + 1), \(last + 1), \(text))
                     ON CONFLICT DO NOTHING
                     """, logger: logger)
                 try await connection.query(
@@ -574,7 +622,7 @@ final class SharedStore: Service, Sendable {
         let seconds = retention.seconds
         try await client.query(
             """
-            DELETE FROM prefab_events WHERE invocation_id IN (
+            DELETE FROM prefab_event_chunks WHERE invocation_id IN (
                 SELECT id FROM prefab_invocations WHERE finished_at < now() - make_interval(secs => \(seconds)))
             """)
         try await client.query(
