@@ -51,6 +51,8 @@ final class SharedStore: Service, Sendable {
 
     private struct State {
         var pending: [Write] = []
+        var pendingBytes = 0
+        var dropped = 0
         var subscribers: [String: [UInt64: AsyncStream<Void>.Continuation]] = [:]
         var nextSubscriber: UInt64 = 0
         var ready = false
@@ -126,12 +128,30 @@ final class SharedStore: Service, Sendable {
     func forget(_ id: String) { enqueue(.forget(id: id)) }
 
     private func enqueue(_ write: Write) {
+        var dropped = 0
         let wasEmpty = state.withLock { state in
+            if case .event(_, _, let message) = write {
+                // A store far behind (or gone) does not grow memory without bound: events past the
+                // limit are dropped, and followers get a gap message for them.
+                guard state.pendingBytes + message.count <= Self.maxPendingBytes else {
+                    state.dropped += 1
+                    return false
+                }
+                state.pendingBytes += message.count
+            }
+            dropped = state.dropped
+            state.dropped = 0
             state.pending.append(write)
             return state.pending.count == 1
         }
+        if dropped > 0 {
+            logger.warning("shared store too far behind: events dropped", metadata: ["events": "\(dropped)"])
+        }
         if wasEmpty { wakeWriter.yield() }
     }
+
+    /// Bytes of events waiting for the writer beyond which more are dropped.
+    private static let maxPendingBytes = 64 << 20
 
     // MARK: The service
 
@@ -211,25 +231,104 @@ final class SharedStore: Service, Sendable {
     private let history = Mutex<[String: History]>([:])
 
     /// Writes every pending write in order: consecutive events go in one statement.
+    /// In three statements whatever the number of calls: the calls that started, then their events,
+    /// then the calls that ended (each call's order is kept: its row, its events, its end).
     private func flush() async throws {
         while true {
             let writes = state.withLock { state in
                 let writes = state.pending
                 state.pending = []
+                state.pendingBytes = 0
                 return writes
             }
             if writes.isEmpty { return }
+            var starts = Starts()
+            var ends = Ends()
+            var forgotten: [String] = []
             var chunks = Chunks()
+            for write in writes {
+                switch write {
+                case .start(let id, let function, let owner, let startedAt):
+                    starts.ids.append(id)
+                    starts.functions.append(function)
+                    starts.owners.append(owner ?? -1)
+                    starts.times.append(startedAt)
+                case .event: break
+                case .end(let id, let phase, let durationMs, let events, let errorCode, let errorMessage):
+                    ends.ids.append(id)
+                    ends.states.append(phase)
+                    ends.durations.append(durationMs)
+                    ends.events.append(events)
+                    ends.codes.append(errorCode ?? "")
+                    ends.messages.append(errorMessage ?? "")
+                case .forget(let id): forgotten.append(id)
+                }
+            }
+            try await insert(starts)
             for write in writes {
                 if case .event(let id, let sequence, let message) = write {
                     chunks.add(id, sequence, message)
                     if chunks.bytes >= Self.batchBytes { try await insert(&chunks) }
-                    continue
                 }
-                try await insert(&chunks)
-                try await perform(write)
             }
             try await insert(&chunks)
+            try await update(ends)
+            if !forgotten.isEmpty {
+                try await retrying {
+                    try await client.query("DELETE FROM prefab_invocations WHERE id = ANY(\(forgotten)::text[])")
+                }
+            }
+        }
+    }
+
+    private struct Starts {
+        var ids: [String] = []
+        var functions: [String] = []
+        var owners: [Int] = []
+        var times: [Date] = []
+    }
+
+    private struct Ends {
+        var ids: [String] = []
+        var states: [String] = []
+        var durations: [Double] = []
+        var events: [Int] = []
+        var codes: [String] = []
+        var messages: [String] = []
+    }
+
+    private func insert(_ starts: Starts) async throws {
+        guard !starts.ids.isEmpty else { return }
+        try await retrying {
+            try await client.query(
+                """
+                INSERT INTO prefab_invocations (id, function, owner_key, replica, state, started_at)
+                SELECT s.id, s.function, NULLIF(s.owner, -1), \(replica), 'running', s.started
+                FROM unnest(\(starts.ids)::text[], \(starts.functions)::text[], \(starts.owners)::bigint[],
+                    \(starts.times)::timestamptz[]) AS s(id, function, owner, started)
+                ON CONFLICT (id) DO NOTHING
+                """)
+        }
+    }
+
+    private func update(_ ends: Ends) async throws {
+        guard !ends.ids.isEmpty else { return }
+        history.withLock { history in
+            for id in ends.ids { history[id] = nil }
+        }
+        try await retrying {
+            try await client.query(
+                """
+                WITH ended AS (
+                    UPDATE prefab_invocations AS i SET state = e.state, finished_at = now(), duration_ms = e.duration,
+                        events = e.events, error_code = NULLIF(e.code, ''),
+                        error_message = CASE WHEN e.code = '' THEN NULL ELSE e.message END
+                    FROM unnest(\(ends.ids)::text[], \(ends.states)::text[], \(ends.durations)::float8[],
+                        \(ends.events)::bigint[], \(ends.codes)::text[], \(ends.messages)::text[])
+                        AS e(id, state, duration, events, code, message)
+                    WHERE i.id = e.id AND i.state = 'running' RETURNING i.id)
+                SELECT pg_notify(\(Self.channel), 'e:' || id) FROM ended
+                """)
         }
     }
 
@@ -306,35 +405,6 @@ final class SharedStore: Service, Sendable {
                 try await client.query(
                     "DELETE FROM prefab_event_chunks WHERE invocation_id = \(id) AND last_seq <= \(through)")
             }
-        }
-    }
-
-    private func perform(_ write: Write) async throws {
-        switch write {
-        case .start(let id, let function, let owner, let startedAt):
-            try await retrying {
-                try await client.query(
-                    """
-                    INSERT INTO prefab_invocations (id, function, owner_key, replica, state, started_at)
-                    VALUES (\(id), \(function), \(owner), \(replica), 'running', \(startedAt)) ON CONFLICT (id) DO NOTHING
-                    """)
-            }
-        case .end(let id, let phase, let durationMs, let events, let errorCode, let errorMessage):
-            history.withLock { _ = $0.removeValue(forKey: id) }
-            try await retrying {
-                try await client.query(
-                    """
-                    WITH ended AS (
-                        UPDATE prefab_invocations SET state = \(phase), finished_at = now(), duration_ms = \(durationMs),
-                            events = \(events), error_code = \(errorCode), error_message = \(errorMessage)
-                        WHERE id = \(id) AND state = 'running' RETURNING id)
-                    SELECT pg_notify(\(Self.channel), 'e:' || id) FROM ended
-                    """)
-            }
-        case .forget(let id):
-            try await retrying { try await client.query("DELETE FROM prefab_invocations WHERE id = \(id)") }
-        case .event:
-            break
         }
     }
 
