@@ -9,7 +9,8 @@ and --data, real nginx in front), then, through different replicas and the balan
 - output files read through every replica and the balancer, the same bytes;
 - a replica killed with SIGKILL mid-run: its call seen ended (failed, REPLICA_LOST) from another
   replica within the lease time, the follower's stream ending with that error event;
-- the balancer answering every call while that replica is down.
+- the balancer answering every call while that replica is down;
+- MCP sessions through the balancer: routed by Mcp-Session-Id to the replica that has them.
 
 Usage: python3 scripts/cluster-test.py [--no-build]. Standard library only. Always runs
 `scripts/cluster.sh down`. Prints "N passed, M failed" and exits non-zero on any failure."""
@@ -234,6 +235,33 @@ def balancer_with_one_down(balancer):
     check("balancer: /health answers", status == 200, status)
 
 
+def mcp_through_balancer(balancer):
+    """MCP sessions live in one replica's memory: nginx routes /mcp by Mcp-Session-Id."""
+    headers = {"Accept": "application/json, text/event-stream"}
+
+    def post(message, session=None):
+        connection = connect(balancer)
+        try:
+            extra = {"Mcp-Session-Id": session} if session else {}
+            connection.request("POST", "/mcp", body=json.dumps(message).encode(),
+                               headers={"Content-Type": "application/json", **headers, **extra})
+            response = connection.getresponse()
+            return response.status, response.getheader("Mcp-Session-Id"), response.read()
+        finally:
+            connection.close()
+
+    status, session, _ = post({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-03-26", "capabilities": {}, "clientInfo": {"name": "cluster-test", "version": "1"}}})
+    check("mcp: initialize through the balancer", status == 200 and session, (status, session))
+    if not session:
+        return
+    post({"jsonrpc": "2.0", "method": "notifications/initialized"}, session)
+    answers = [post({"jsonrpc": "2.0", "id": 2 + index, "method": "tools/list"}, session) for index in range(6)]
+    check("mcp: 6 tools/list calls of one session all reach its replica",
+          all(status == 200 and b'"echo"' in body for status, _, body in answers),
+          [status for status, _, _ in answers])
+
+
 def main():
     env = dict(os.environ, PREFAB_CLUSTER_FLAGS=f"--replica-lease {LEASE} --resume-grace {GRACE}")
     if "--no-build" in sys.argv:
@@ -257,6 +285,7 @@ def main():
         wizard_through_others(r1, [r2, r3])
         cancel_through_other(r1, r2, r3)
         files_everywhere(urls, balancer)
+        mcp_through_balancer(balancer)
         replica_killed(r3, replicas[2][1], r1, r2)
         balancer_with_one_down(balancer)
     finally:

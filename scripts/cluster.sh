@@ -12,7 +12,8 @@
 #     balancer http://127.0.0.1:PORT
 #     replica http://127.0.0.1:PORT PID          (one line per replica)
 #
-# Extra `serve` flags for every replica go in PREFAB_CLUSTER_FLAGS (e.g. "--replica-lease 3").
+# Replica I runs with --route-id rI (nginx routes /mcp by that prefix of Mcp-Session-Id). Extra
+# `serve` flags for every replica go in PREFAB_CLUSTER_FLAGS (e.g. "--replica-lease 3").
 # What it started is recorded in PREFAB_CLUSTER_DIR (default .build/cluster), which `down` reads.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -97,16 +98,21 @@ up() {
         port=$(free_port)
         # shellcheck disable=SC2086
         setsid .build/debug/prefab-gateway serve --host 127.0.0.1 --port "$port" --store "$store" \
-            --data "$dir/data" ${PREFAB_CLUSTER_FLAGS:-} >"$dir/replica-$i.log" 2>&1 </dev/null &
+            --data "$dir/data" --route-id "r$i" ${PREFAB_CLUSTER_FLAGS:-} >"$dir/replica-$i.log" 2>&1 </dev/null &
         pid=$!
         echo "replica http://127.0.0.1:$port $pid" >>"$state"
         ports+=("$port")
     done
 
     # nginx in front: streams unbuffered, long reads, HTTP/1.1 kept-alive upstreams; /mcp by session.
-    local balancer servers="" port_
+    local balancer servers="" routes="" singles="" port_ index=0
     balancer=$(free_port)
-    for port_ in "${ports[@]}"; do servers+="        server 127.0.0.1:$port_ max_fails=1 fail_timeout=2s;"$'\n'; done
+    for port_ in "${ports[@]}"; do
+        index=$((index + 1))
+        servers+="        server 127.0.0.1:$port_ max_fails=1 fail_timeout=2s;"$'\n'
+        routes+="        ~^r$index\\. replica_r$index;"$'\n'
+        singles+="    upstream replica_r$index { server 127.0.0.1:$port_; }"$'\n'
+    done
     local proxy='proxy_http_version 1.1;
             proxy_set_header Connection "";
             proxy_set_header Host $http_host;
@@ -132,9 +138,12 @@ http {
     upstream gateways {
 $servers        keepalive 32;
     }
-    upstream gateways_mcp {
-        hash \$http_mcp_session_id;
-$servers    }
+    # MCP sessions live in one replica's memory: a session id starts with its replica's --route-id,
+    # which picks that replica; an initialize (no id yet) goes to any.
+    map \$http_mcp_session_id \$mcp_upstream {
+$routes        default gateways;
+    }
+$singles
     server {
         listen 127.0.0.1:$balancer;
         location / {
@@ -142,7 +151,7 @@ $servers    }
             $proxy
         }
         location /mcp {
-            proxy_pass http://gateways_mcp;
+            proxy_pass http://\$mcp_upstream;
             $proxy
         }
     }

@@ -109,6 +109,9 @@ public struct GatewayConfiguration: Sendable {
     /// With a store: how long a replica may go without renewing its lease before another one
     /// ends its running calls with `REPLICA_LOST`. Renewed every quarter of it (0.5–2 s).
     public var replicaLease: Duration = .seconds(5)
+    /// This replica's name for the balancer (`--route-id`): MCP session ids start with it and a
+    /// dot, so that a balancer can send a session's requests to the replica that holds it.
+    public var routeID: String?
 
     public init() {}
 

@@ -122,6 +122,12 @@ struct GatewayOptions: ParsableArguments {
     )
     var replicaLease: Double?
 
+    @Option(
+        help:
+            "This replica's name for the balancer (letters, digits, - and _): MCP session ids start with it and a dot, so the balancer can route a session to the replica that holds it (env PREFAB_GATEWAY_ROUTE_ID; default: none)."
+    )
+    var routeID: String?
+
     @OptionGroup(title: "Limits") var limits: LimitOptions
 
     @OptionGroup(title: "Access") var access: AccessOptions
@@ -197,6 +203,13 @@ struct GatewayOptions: ParsableArguments {
         if let seconds = try replicaLease ?? Environment.parse("PREFAB_GATEWAY_REPLICA_LEASE") as Double? {
             guard seconds >= 1, seconds.isFinite else { throw ValidationError("--replica-lease must be at least 1") }
             configuration.replicaLease = .milliseconds(Int(seconds * 1000))
+        }
+        if let route = routeID ?? Environment.value("PREFAB_GATEWAY_ROUTE_ID"), !route.isEmpty {
+            let allowed = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_")
+            guard route.count <= 64, route.allSatisfy({ allowed.contains($0) }) else {
+                throw ValidationError("--route-id takes up to 64 letters, digits, - and _")
+            }
+            configuration.routeID = route
         }
         try limits.apply(to: &configuration)
         try access.apply(to: &configuration)

@@ -108,7 +108,10 @@ final class MCPSessions: Sendable {
 
     /// Opens a session for an `initialize` request, unless `maxSessions` are open.
     private func open(_ message: MCP.HTTPRequest, owner: Int?, gateway: Gateway) async -> Hummingbird.Response {
-        let session = MCPSession(id: InvocationID.make(), owner: owner)
+        // Behind a balancer, the id starts with this replica's route, which routes the session's
+        // later requests back here (docs/deployment.md).
+        let route = gateway.configuration.routeID.map { $0 + "." } ?? ""
+        let session = MCPSession(id: route + InvocationID.make(), owner: owner)
         let refusal: MCP.HTTPResponse? = state.withLock { state in
             if state.closed {
                 return .error(
