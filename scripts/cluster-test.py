@@ -3,6 +3,7 @@
 and --data, real nginx in front), then, through different replicas and the balancer:
 
 - a stream started on one replica and resumed on another with Last-Event-ID: no gap, no duplicate;
+- the history bound: a follower asking for events no longer kept gets a gap message, then the rest;
 - a wizard started on one replica, each question answered through another (and a wrong answer
   refused with the owner's 409);
 - a cancel through another replica ends the stream with CANCELLED;
@@ -125,6 +126,31 @@ def resumed_elsewhere(r1, r2):
           last is not None and last.get("type") == "done", last)
     status, state = get_json(r1, f"/invocations/{invocation}")
     check("resume: the owner says done", state and state["state"] == "done", state)
+
+
+def history_bound(r1, r2):
+    """The store keeps what memory keeps (--event-history-bytes, 1 MiB): a follower asking for the
+    start of a 3 MB run gets a gap message, then every event from the oldest kept, to the end."""
+    stream = invoke_stream(r1, "chat_stream", {"prompt": "a " * 60_000, "delay_ms": 0})
+    invocation, total = None, 0
+    for event_id, event in stream.events():
+        invocation = invocation or event.get("invocation_id")
+        total = event_id or total
+    stream.close()
+    time.sleep(0.5)
+    _, state = get_json(r2, f"/invocations/{invocation}")
+    oldest = state and state["oldest_kept_event"]
+    resumed = follow(r2, invocation, after=0)
+    events = list(resumed.events())
+    resumed.close()
+    first_id, first = events[0] if events else (None, {})
+    ids = [event_id for event_id, _ in events[1:]]
+    check("history: the run's early events are no longer kept in the store", oldest and oldest > 1000,
+          (total, oldest))
+    check("history: a follower from the start gets a gap message first", first_id is None and
+          first.get("type") == "gap" and first["data"]["last"] == oldest - 1, first)
+    check("history: then every kept event once, to the end", ids == list(range(oldest, total + 1)),
+          (ids[:3], ids[-3:], total))
 
 
 def wizard_through_others(r1, others):
@@ -282,6 +308,7 @@ def main():
         urls = [url for url, _ in replicas]
         r1, r2, r3 = urls
         resumed_elsewhere(r1, r2)
+        history_bound(r1, r2)
         wizard_through_others(r1, [r2, r3])
         cancel_through_other(r1, r2, r3)
         files_everywhere(urls, balancer)
