@@ -21,22 +21,10 @@ MCP_VERSION = "2.3.0"
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 VENV = ROOT / ".build-ci-mcp-venv"
 
+sys.path.insert(0, str(ROOT / "scripts"))
+from pinned_venv import reexec_in_venv  # noqa: E402
 
-def in_venv():
-    """Re-runs this script with the venv's Python, installing the pinned client first if needed."""
-    python = VENV / "bin" / "python"
-    if pathlib.Path(sys.prefix).resolve() == VENV.resolve():
-        return
-    check = [str(python), "-c", f"import importlib.metadata as m; assert m.version('mcp') == '{MCP_VERSION}'"]
-    if not python.exists() or subprocess.run(check, stderr=subprocess.DEVNULL).returncode != 0:
-        print(f"mcp-test: installing mcp {MCP_VERSION} (PyPI) into {VENV.name}/", flush=True)
-        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
-        subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-                        f"mcp=={MCP_VERSION}"], check=True)
-    os.execv(str(python), [str(python), __file__, *sys.argv[1:]])
-
-
-in_venv()
+reexec_in_venv(VENV, "mcp", MCP_VERSION, "mcp-test")
 
 import json  # noqa: E402
 import re  # noqa: E402
@@ -53,7 +41,6 @@ from mcp.client.stdio import stdio_client  # noqa: E402
 from mcp.client.streamable_http import streamable_http_client  # noqa: E402
 from mcp.types import ElicitResult  # noqa: E402
 
-sys.path.insert(0, str(ROOT / "scripts"))
 import live_gateway  # noqa: E402
 from live_gateway import LiveGateway  # noqa: E402
 

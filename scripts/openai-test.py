@@ -12,31 +12,17 @@ retrying one has max_retries=0.
 
 Usage: python3 scripts/openai-test.py [--no-build]. Installs the client into .build-ci-openai-venv/
 (ignored by git) on first use. Exits non-zero on any failed check."""
-import os
 import pathlib
-import subprocess
 import sys
 
 OPENAI_VERSION = "3.51.0"
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 VENV = ROOT / ".build-ci-openai-venv"
 
+sys.path.insert(0, str(ROOT / "scripts"))
+from pinned_venv import reexec_in_venv  # noqa: E402
 
-def in_venv():
-    """Re-runs this script with the venv's Python, installing the pinned client first if needed."""
-    python = VENV / "bin" / "python"
-    if pathlib.Path(sys.prefix).resolve() == VENV.resolve():
-        return
-    check = [str(python), "-c", f"import importlib.metadata as m; assert m.version('openai') == '{OPENAI_VERSION}'"]
-    if not python.exists() or subprocess.run(check, stderr=subprocess.DEVNULL).returncode != 0:
-        print(f"openai-test: installing openai {OPENAI_VERSION} (PyPI) into {VENV.name}/", flush=True)
-        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
-        subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-                        f"openai=={OPENAI_VERSION}"], check=True)
-    os.execv(str(python), [str(python), __file__, *sys.argv[1:]])
-
-
-in_venv()
+reexec_in_venv(VENV, "openai", OPENAI_VERSION, "openai-test")
 
 import json  # noqa: E402
 import re  # noqa: E402
@@ -45,7 +31,6 @@ import time  # noqa: E402
 
 import openai  # noqa: E402
 
-sys.path.insert(0, str(ROOT / "scripts"))
 import live_gateway  # noqa: E402
 from live_gateway import LiveGateway  # noqa: E402
 

@@ -66,12 +66,7 @@ extension Gateway {
             lease.release()
             return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(bytes: first)))
         }
-        let idleTimeout = configuration.clientIdleTimeout.seconds
-        let watch = WriteWatch { [channel = context.channel] in
-            invocation.context.cancel(
-                PrefabError(.clientTimeout, "the client read nothing for \(idleTimeout) s and was disconnected"))
-            channel.close(promise: nil)
-        }
+        let watch = stuckClientWatch(invocation, channel: context.channel)
         headers[.connection] = "close"
         let requestBody = request.body
         let channel = context.channel

@@ -110,14 +110,7 @@ extension Gateway {
             return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(bytes: first)))
         }
 
-        // A client that reads nothing is dropped after a while, and its call stopped: otherwise
-        // the function would wait in `yield` until its timeout.
-        let idleTimeout = configuration.clientIdleTimeout.seconds
-        let watch = WriteWatch { [channel = context.channel] in
-            invocation.context.cancel(
-                PrefabError(.clientTimeout, "the client read nothing for \(idleTimeout) s and was disconnected"))
-            channel.close(promise: nil)
-        }
+        let watch = stuckClientWatch(invocation, channel: context.channel)
         // A streamed connection carries no other request: say so, and clients open a new one.
         headers[.connection] = "close"
         let requestBody = request.body
@@ -258,6 +251,19 @@ final class ReaderLease: Sendable {
     }
 
     deinit { release() }
+}
+
+extension Gateway {
+    /// Drops a client that reads nothing for `clientIdleTimeout`, and stops its call: otherwise
+    /// the function would wait in `yield` until its timeout. For every streamed answer.
+    func stuckClientWatch(_ invocation: Invocation, channel: any Channel) -> WriteWatch {
+        let idleTimeout = configuration.clientIdleTimeout.seconds
+        return WriteWatch {
+            invocation.context.cancel(
+                PrefabError(.clientTimeout, "the client read nothing for \(idleTimeout) s and was disconnected"))
+            channel.close(promise: nil)
+        }
+    }
 }
 
 extension PrefabError.Code {

@@ -59,14 +59,7 @@ extension Gateway {
         defer { lease.release() }
 
         let channel = context.requestContext.channel
-        // As for SSE: a client that reads nothing is dropped after a while, and its call stopped;
-        // otherwise the function would wait in `yield` until its timeout.
-        let idleTimeout = configuration.clientIdleTimeout.seconds
-        let watch = WriteWatch {
-            invocation.context.cancel(
-                PrefabError(.clientTimeout, "the client read nothing for \(idleTimeout) s and was disconnected"))
-            channel.close(promise: nil)
-        }
+        let watch = stuckClientWatch(invocation, channel: channel)
         heartbeats.add(reader, watch: watch)
         defer { heartbeats.remove(reader) }
         try await withThrowingTaskGroup(of: Void.self) { group in
