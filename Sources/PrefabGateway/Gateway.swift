@@ -78,7 +78,7 @@ public final class Gateway: Sendable {
             catalog: catalog,
             maxSessions: configuration.maxMCPSessions,
             idleTimeout: configuration.mcpSessionIdleTimeout,
-            heartbeat: configuration.heartbeatInterval,
+            pings: heartbeats,
             logger: self.logger
         )
         self.store = configuration.store.map { location in

@@ -150,3 +150,13 @@ extension Gateway {
         (try? JSONValue(parsing: json)).flatMap(PrefabEvent.init(json:))
     }
 }
+
+extension SSEEncoder {
+    /// Appends `data: ` with `value` as one line of JSON, and the blank line: the messages of the
+    /// OpenAI and AI SDK streams, whose clients parse every `data:` as JSON.
+    static func appendJSONData(_ value: JSONValue, to bytes: inout [UInt8]) {
+        bytes += "data: ".utf8
+        value.appendJSON(to: &bytes)
+        bytes += "\n\n".utf8
+    }
+}

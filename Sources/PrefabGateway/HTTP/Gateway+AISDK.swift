@@ -53,7 +53,7 @@ struct AISDKFormat: EventFormat {
     mutating func append(_ event: PrefabEvent, json: ArraySlice<UInt8>, to bytes: inout [UInt8]) {
         if !started {
             started = true
-            Self.appendPart(["type": "start", "messageId": .string(messageId)], to: &bytes)
+            SSEEncoder.appendJSONData(["type": "start", "messageId": .string(messageId)], to: &bytes)
         }
         switch event.type {
         case PrefabEvent.start:
@@ -64,7 +64,8 @@ struct AISDKFormat: EventFormat {
             for file in event.data?.arrayValue ?? [] {
                 guard let url = file["url"]?.stringValue else { continue }
                 let mediaType = file["content_type"]?.stringValue ?? "application/octet-stream"
-                Self.appendPart(["type": "file", "url": .string(url), "mediaType": .string(mediaType)], to: &bytes)
+                SSEEncoder.appendJSONData(
+                    ["type": "file", "url": .string(url), "mediaType": .string(mediaType)], to: &bytes)
             }
         case PrefabEvent.done:
             // A non-streaming function's text result is its reply.
@@ -74,10 +75,10 @@ struct AISDKFormat: EventFormat {
             closeText(to: &bytes)
             let code = event.errorCode ?? PrefabError.Code.unexpectedError.rawValue
             let message = event.data?.stringValue ?? "the call failed"
-            Self.appendPart(["type": "error", "errorText": .string("\(code): \(message)")], to: &bytes)
+            SSEEncoder.appendJSONData(["type": "error", "errorText": .string("\(code): \(message)")], to: &bytes)
             finish(to: &bytes)
         default:
-            Self.appendPart(["type": .string("data-\(event.type)"), "data": event.jsonValue], to: &bytes)
+            SSEEncoder.appendJSONData(["type": .string("data-\(event.type)"), "data": event.jsonValue], to: &bytes)
         }
     }
 
@@ -85,27 +86,22 @@ struct AISDKFormat: EventFormat {
         if !textOpen {
             textOpen = true
             textSent = true
-            Self.appendPart(["type": "text-start", "id": .string(Self.textId)], to: &bytes)
+            SSEEncoder.appendJSONData(["type": "text-start", "id": .string(Self.textId)], to: &bytes)
         }
-        Self.appendPart(["type": "text-delta", "id": .string(Self.textId), "delta": .string(text)], to: &bytes)
+        SSEEncoder.appendJSONData(
+            ["type": "text-delta", "id": .string(Self.textId), "delta": .string(text)], to: &bytes)
     }
 
     private mutating func closeText(to bytes: inout [UInt8]) {
         guard textOpen else { return }
         textOpen = false
-        Self.appendPart(["type": "text-end", "id": .string(Self.textId)], to: &bytes)
+        SSEEncoder.appendJSONData(["type": "text-end", "id": .string(Self.textId)], to: &bytes)
     }
 
     private mutating func finish(to bytes: inout [UInt8]) {
         closeText(to: &bytes)
-        Self.appendPart(["type": "finish"], to: &bytes)
+        SSEEncoder.appendJSONData(["type": "finish"], to: &bytes)
         bytes += "data: [DONE]\n\n".utf8
-    }
-
-    private static func appendPart(_ part: JSONValue, to bytes: inout [UInt8]) {
-        bytes += "data: ".utf8
-        part.appendJSON(to: &bytes)
-        bytes += "\n\n".utf8
     }
 }
 

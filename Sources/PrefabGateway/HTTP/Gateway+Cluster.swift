@@ -93,12 +93,8 @@ extension Gateway {
             response.headers[.invocationId] = row.id
             return response
         }
-        var headers: HTTPFields = [
-            .contentType: "text/event-stream; charset=utf-8",
-            .cacheControl: "no-cache",
-            .connection: "close",
-        ]
-        headers[.accelBuffering] = "no"
+        var headers = Self.eventStreamHeaders
+        headers[.connection] = "close"
         headers[.invocationId] = row.id
         let heartbeat = configuration.heartbeatInterval
         let requestBody = request.body

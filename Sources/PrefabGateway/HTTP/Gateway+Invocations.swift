@@ -97,11 +97,7 @@ extension Gateway {
         request: Request,
         context: GatewayRequestContext
     ) -> Response {
-        var headers: HTTPFields = [
-            .contentType: "text/event-stream; charset=utf-8",
-            .cacheControl: "no-cache",
-        ]
-        headers[.accelBuffering] = "no"
+        var headers = Self.eventStreamHeaders
         headers[.invocationId] = invocation.id
         let lease = ReaderLease(invocation: invocation, reader: reader, grace: configuration.resumeGrace)
         var first: [UInt8] = []
@@ -254,6 +250,14 @@ final class ReaderLease: Sendable {
 }
 
 extension Gateway {
+    /// The headers of every answer that streams SSE: not cached, not buffered by a proxy (nginx
+    /// reads `X-Accel-Buffering`).
+    static let eventStreamHeaders: HTTPFields = [
+        .contentType: "text/event-stream; charset=utf-8",
+        .cacheControl: "no-cache",
+        .accelBuffering: "no",
+    ]
+
     /// Drops a client that reads nothing for `clientIdleTimeout`, and stops its call: otherwise
     /// the function would wait in `yield` until its timeout. For every streamed answer.
     func stuckClientWatch(_ invocation: Invocation, channel: any Channel) -> WriteWatch {

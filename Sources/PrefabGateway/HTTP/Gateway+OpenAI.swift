@@ -66,8 +66,7 @@ extension Gateway {
             return try await openAICompletion(
                 invocation, reader: reader, id: id, created: created, request: request, context: context)
         }
-        var headers: HTTPFields = [.contentType: "text/event-stream; charset=utf-8", .cacheControl: "no-cache"]
-        headers[.accelBuffering] = "no"
+        let headers = Self.eventStreamHeaders
         let format = OpenAIChunkFormat(id: id, model: model, created: created, includeUsage: includeUsage)
         return eventViewResponse(
             invocation, reader: reader, format: format, headers: headers, request: request, context: context)
@@ -212,7 +211,7 @@ struct OpenAIChunkFormat: EventFormat {
             if !roleSent { appendContent("", to: &bytes) }
             appendChunk(delta: [:], finishReason: "stop", to: &bytes)
             if includeUsage {
-                Self.appendData(
+                SSEEncoder.appendJSONData(
                     [
                         "id": .string(id), "object": "chat.completion.chunk", "created": .int(created),
                         "model": .string(model), "choices": [], "usage": Gateway.usage(completion: contentEvents),
@@ -223,7 +222,7 @@ struct OpenAIChunkFormat: EventFormat {
             let body = OpenAIError.body(
                 message: event.data?.stringValue ?? "the call failed", status: .internalServerError,
                 code: event.errorCode ?? PrefabError.Code.unexpectedError.rawValue)
-            Self.appendData(body, to: &bytes)
+            SSEEncoder.appendJSONData(body, to: &bytes)
         default:
             break
         }
@@ -242,17 +241,11 @@ struct OpenAIChunkFormat: EventFormat {
         let choice: JSONValue = [
             "index": 0, "delta": .object(delta), "finish_reason": finishReason.map(JSONValue.string) ?? .null,
         ]
-        Self.appendData(
+        SSEEncoder.appendJSONData(
             [
                 "id": .string(id), "object": "chat.completion.chunk", "created": .int(created),
                 "model": .string(model), "choices": [choice],
             ], to: &bytes)
-    }
-
-    private static func appendData(_ value: JSONValue, to bytes: inout [UInt8]) {
-        bytes += "data: ".utf8
-        value.appendJSON(to: &bytes)
-        bytes += "\n\n".utf8
     }
 }
 

@@ -1,10 +1,13 @@
 import Foundation
+import NIOCore
+import PrefabKit
 import Synchronization
 
 /// One timer for every open stream: each interval it tells each reader to send a `: ping` if no
-/// event went out since the last tick, and drops clients whose writes have waited too long. A
-/// task per stream would cost its own allocations and wake-ups; with thousands of idle streams,
-/// one timer is cheaper.
+/// event went out since the last tick, drops clients whose writes have waited too long, and sends
+/// a `: ping` into each stream of bytes (MCP's). A task per stream would cost its own allocations
+/// and wake-ups (a cancelled `Task.sleep` even keeps them until its deadline); with thousands of
+/// idle streams, one timer is cheaper.
 final class HeartbeatTimer: @unchecked Sendable {  // the timer is set up once, in init
     private let streams = StreamSet()
     private let timer: any DispatchSourceTimer
@@ -16,10 +19,12 @@ final class HeartbeatTimer: @unchecked Sendable {  // the timer is set up once, 
         timer.schedule(deadline: .now() + .nanoseconds(nanoseconds), repeating: .nanoseconds(nanoseconds))
         timer.setEventHandler { [streams] in
             let now = DispatchTime.now().uptimeNanoseconds
-            for (reader, watch) in streams.all {
+            let (readers, pinged) = streams.all
+            for (reader, watch) in readers {
                 reader.heartbeat()
                 watch.check(now: now, limit: idleLimit)
             }
+            for stream in pinged { stream.yield(ByteBuffer(bytes: SSEEncoder.heartbeat)) }
         }
         timer.resume()
     }
@@ -27,19 +32,39 @@ final class HeartbeatTimer: @unchecked Sendable {  // the timer is set up once, 
     deinit { timer.cancel() }
 
     func add(_ reader: EventLog.Reader, watch: WriteWatch) {
-        streams.state.withLock { $0[ObjectIdentifier(reader)] = (reader, watch) }
+        streams.state.withLock { $0.readers[ObjectIdentifier(reader)] = (reader, watch) }
     }
 
-    /// Streams open now.
-    var count: Int { streams.state.withLock { $0.count } }
+    /// Streams of events open now (the bytes streams are not counted).
+    var count: Int { streams.state.withLock { $0.readers.count } }
 
     func remove(_ reader: EventLog.Reader) {
-        _ = streams.state.withLock { $0.removeValue(forKey: ObjectIdentifier(reader)) }
+        _ = streams.state.withLock { $0.readers.removeValue(forKey: ObjectIdentifier(reader)) }
+    }
+
+    /// Pings `stream` from now on; the number to remove it with.
+    func add(_ stream: AsyncStream<ByteBuffer>.Continuation) -> Int {
+        streams.state.withLock { state in
+            state.nextPinged += 1
+            state.pinged[state.nextPinged] = stream
+            return state.nextPinged
+        }
+    }
+
+    func remove(pinged number: Int) {
+        _ = streams.state.withLock { $0.pinged.removeValue(forKey: number) }
     }
 
     private final class StreamSet: Sendable {
-        let state = Mutex<[ObjectIdentifier: (EventLog.Reader, WriteWatch)]>([:])
-        var all: [(EventLog.Reader, WriteWatch)] { state.withLock { Array($0.values) } }
+        struct State {
+            var readers: [ObjectIdentifier: (EventLog.Reader, WriteWatch)] = [:]
+            var pinged: [Int: AsyncStream<ByteBuffer>.Continuation] = [:]
+            var nextPinged = 0
+        }
+        let state = Mutex(State())
+        var all: ([(EventLog.Reader, WriteWatch)], [AsyncStream<ByteBuffer>.Continuation]) {
+            state.withLock { (Array($0.readers.values), Array($0.pinged.values)) }
+        }
     }
 }
 

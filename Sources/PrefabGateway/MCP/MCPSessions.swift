@@ -26,15 +26,15 @@ final class MCPSessions: Sendable {
     let tools: [Tool]
     let maxSessions: Int
     let idleTimeout: Duration
-    /// Keeps idle streams open through proxies, and notices clients that left.
-    let pings: MCPPings
+    /// Keeps idle streams open through proxies, and notices clients that left (the gateway's timer).
+    let pings: HeartbeatTimer
     let logger: Logger
 
-    init(catalog: PrefabCatalog, maxSessions: Int, idleTimeout: Duration, heartbeat: Duration, logger: Logger) {
+    init(catalog: PrefabCatalog, maxSessions: Int, idleTimeout: Duration, pings: HeartbeatTimer, logger: Logger) {
         self.tools = MCPToolCatalog(catalog: catalog).tools
         self.maxSessions = max(0, maxSessions)
         self.idleTimeout = idleTimeout
-        self.pings = MCPPings(interval: heartbeat)
+        self.pings = pings
         self.logger = logger
     }
 
@@ -245,7 +245,7 @@ final class MCPSessions: Sendable {
     /// stream or a long call's stream then stays open through proxies, and a client that left is
     /// noticed at the next ping, which ends the stream.
     static func write(
-        _ stream: AsyncThrowingStream<Data, any Error>, pings: MCPPings, to writer: inout any ResponseBodyWriter,
+        _ stream: AsyncThrowingStream<Data, any Error>, pings: HeartbeatTimer, to writer: inout any ResponseBodyWriter,
         relayed: @escaping @Sendable (Data) -> Void = { _ in }
     ) async throws {
         let (chunks, input) = AsyncStream.makeStream(of: ByteBuffer.self)
@@ -261,7 +261,7 @@ final class MCPSessions: Sendable {
         let pinged = pings.add(input)
         defer {
             forward.cancel()
-            pings.remove(pinged)
+            pings.remove(pinged: pinged)
         }
         for await chunk in chunks { try await writer.write(chunk) }
         try await writer.finish(nil)
