@@ -37,14 +37,17 @@ import Testing
     /// a time (as in `ThreadPoolRefusalTests`): a synchronous call is then refused, an async one
     /// still runs, sleeps and streams — it needs no thread.
     @Test func anAsyncFunctionRunsWhenEveryFunctionThreadIsTaken() async throws {
-        // Its own time limit, far from the 0.3 s that ends the stuck calls.
+        // Its own time limit, far from the 0.3 s that ends the stuck calls. Made by the manifest's
+        // init, which writes `timeout_seconds` into the JSON the gateway reads (setting the property
+        // afterwards did not: the ticker ran with 0.3 s, and failed with TIMEOUT on a loaded machine).
         var ticker = Self.ticker
-        ticker.manifest.timeoutSeconds = 30
+        ticker.manifest = FunctionManifest(
+            name: "ticker", streaming: true, parameters: ticker.manifest.parameters, timeoutSeconds: 30)
         try await ThreadPoolRefusalTests.withEveryFunctionThreadTaken(others: [ticker]) { gateway in
             #expect(try await gateway.invoke("stuck").status == .tooManyRequests)
             let reply = try await gateway.invoke("ticker", #"{"inputs": {"n": 3}}"#)
             #expect(reply.status == .ok, "\(reply.text)")
-            #expect(reply.events.map(\.type) == ["progress", "progress", "progress", "done"])
+            #expect(reply.events.map(\.type) == ["progress", "progress", "progress", "done"], "\(reply.text)")
         }
     }
 
