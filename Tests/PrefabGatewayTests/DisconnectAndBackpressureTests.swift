@@ -111,6 +111,24 @@ import Testing
         }
     }
 
+    @Test func aJSONAnswerThatTakesAWhileKeepsItsConnectionForAClientThatAsks() async throws {
+        let quick = TestPrefab.result("quick") { _, _ in "done" }
+        let slow = TestPrefab.result("slow") { _, context in
+            try context.sleep(for: .seconds(1))
+            return "done"
+        }
+        try await LiveGateway.run([quick, slow], configure: { $0.quickAnswerWindow = .milliseconds(500) }) { gateway in
+            let connection = try RawConnection(port: gateway.port)
+            for name in ["slow", "quick", "slow"] {
+                try connection.sendPost(
+                    "/invoke/\(name)", json: #"{"inputs": {}}"#, headers: "Connection: keep-alive\r\n")
+                let answer = try await connection.readOffPool(until: #""result":"done""#).lowercased()
+                #expect(answer.contains("http/1.1 200 ok"), "\(name): \(answer)")
+                #expect(!answer.contains("connection: close"), "\(name): \(answer)")
+            }
+        }
+    }
+
     @Test func aClientThatStopsReadingBlocksTheFunctionWithBoundedMemory() async throws {
         let probe = Probe()
         let payload = String(repeating: "x", count: 64 * 1024)

@@ -57,6 +57,28 @@ import Testing
         }
     }
 
+    @Test func aLongerStreamKeepsItsConnectionForAClientThatAsks() async throws {
+        let probe = Probe()
+        let gated = TestPrefab.streaming("gated") { _, context in
+            try context.yield(.start())
+            _ = probe.proceed.wait(timeout: DispatchTime.now() + 10.0)
+        }
+        try await LiveGateway.run([gated, Self.count]) { gateway in
+            let connection = try RawConnection(port: gateway.port)
+            try connection.sendPost("/invoke/gated", json: #"{"inputs": {}}"#, headers: "Connection: keep-alive\r\n")
+            let head = try await connection.readOffPool(until: #""type":"start""#).lowercased()
+            #expect(head.hasPrefix("http/1.1 200 ok"))
+            #expect(head.contains("transfer-encoding: chunked"))
+            #expect(!head.contains("connection: close"))
+            probe.proceed.signal()
+            // The stream's end: its last event, then the chunked body's last chunk.
+            #expect(try await connection.readOffPool(until: "\r\n0\r\n\r\n").contains(#""type":"done""#))
+            try connection.sendPost("/invoke/count", json: #"{"inputs": {"n": 1}}"#)
+            let next = try await connection.readOffPool(until: #""type":"done""#)
+            #expect(next.hasPrefix("HTTP/1.1 200 OK"))
+        }
+    }
+
     @Test func eventsArriveInOrderNumberedAsDataLines() async throws {
         try await LiveGateway.run([Self.count]) { gateway in
             let response = try await gateway.invoke("count", #"{"inputs": {"n": 4}}"#)

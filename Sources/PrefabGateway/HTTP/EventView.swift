@@ -67,7 +67,8 @@ extension Gateway {
             return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(bytes: first)))
         }
         let watch = stuckClientWatch(invocation, channel: context.channel)
-        headers[.connection] = "close"
+        let keepAlive = Self.asksToKeepAlive(request)
+        if !keepAlive { headers[.connection] = "close" }
         let requestBody = request.body
         let channel = context.channel
         let eventLoop = channel.eventLoop
@@ -103,7 +104,8 @@ extension Gateway {
                         }
                     }
                 }
-                try await Self.watchingHangUp(channel, requestBody, onHangUp: { lease.release() }, stream)
+                try await Self.watchingHangUp(
+                    channel, requestBody, keepingConnection: keepAlive, onHangUp: { lease.release() }, stream)
                 try await writer.finish(nil)
             }
         )
@@ -111,8 +113,8 @@ extension Gateway {
 
     /// Every event of `reader` until the call's end, for an answer that is one document (a
     /// non-streaming chat completion). A client that hangs up meanwhile lets go of the call, which
-    /// is then cancelled as a stream's would be; `watched` says the connection carries no other
-    /// request.
+    /// is then cancelled as a stream's would be. True when the connection closes after the answer
+    /// (`watchingHangUpSayingClose`).
     func readAllEvents(
         _ invocation: Invocation,
         reader: EventLog.Reader,
@@ -134,8 +136,10 @@ extension Gateway {
             await read()
             return false
         }
-        try await Self.watchingHangUp(context.channel, request.body, onHangUp: { lease.release() }, read)
-        return true
+        return try await Self.watchingHangUpSayingClose(
+            context.channel, request.body, keepingConnection: Self.asksToKeepAlive(request),
+            onHangUp: { lease.release() }, read
+        ).closesConnection
     }
 
     /// Encodes the events of SSE messages (as the event log holds them) in `format`.

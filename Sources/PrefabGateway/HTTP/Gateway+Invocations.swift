@@ -107,8 +107,8 @@ extension Gateway {
         }
 
         let watch = stuckClientWatch(invocation, channel: context.channel)
-        // A streamed connection carries no other request: say so, and clients open a new one.
-        headers[.connection] = "close"
+        let keepAlive = Self.asksToKeepAlive(request)
+        if !keepAlive { headers[.connection] = "close" }
         let requestBody = request.body
         let channel = context.channel
         let eventLoop = channel.eventLoop
@@ -143,34 +143,62 @@ extension Gateway {
                 // The client's close is noticed within milliseconds, instead of at the second
                 // write that fails: its reader is let go, and its call cancelled after the
                 // resume grace.
-                try await Self.watchingHangUp(channel, requestBody, onHangUp: { lease.release() }, stream)
+                try await Self.watchingHangUp(
+                    channel, requestBody, keepingConnection: keepAlive, onHangUp: { lease.release() }, stream)
                 try await writer.finish(nil)
             }
         )
     }
 
     /// Runs `body` (a response that waits a while), calling `onHangUp` if the client hangs up
-    /// meanwhile; the connection then carries no other request. Through the connection's
-    /// `HangUpHandler`, or where it has none through Hummingbird's watch (a task per response).
+    /// meanwhile, through the connection's `HangUpHandler`. It only watches, so with
+    /// `keepingConnection` the connection then carries the client's next request; otherwise its
+    /// input is closed when the response ends. On a channel set up without the handler,
+    /// Hummingbird's watch (a task per response) reads the connection's input, which is closed.
     static func watchingHangUp<Value: Sendable>(
         _ channel: any Channel,
         _ requestBody: RequestBody,
+        keepingConnection: Bool = false,
         onHangUp: @escaping @Sendable () -> Void,
         _ body: () async throws -> Value
     ) async throws -> Value {
-        guard let watch = await HangUpWatch.start(channel, onHangUp: onHangUp) else {
-            return try await requestBody.consumeWithInboundCloseHandler { _ in
+        try await watchingHangUpSayingClose(
+            channel, requestBody, keepingConnection: keepingConnection, onHangUp: onHangUp, body
+        ).value
+    }
+
+    /// `watchingHangUp`, also saying whether the connection closes after the response (for its
+    /// `Connection` header, when that is decided after the wait).
+    static func watchingHangUpSayingClose<Value: Sendable>(
+        _ channel: any Channel,
+        _ requestBody: RequestBody,
+        keepingConnection: Bool,
+        onHangUp: @escaping @Sendable () -> Void,
+        _ body: () async throws -> Value
+    ) async throws -> (value: Value, closesConnection: Bool) {
+        let watch = await HangUpWatch.start(channel, onHangUp: onHangUp)
+        defer {
+            watch?.stop()
+            // Ends Hummingbird's wait for the connection's next request.
+            if watch == nil || !keepingConnection { channel.close(mode: .input, promise: nil) }
+        }
+        guard watch != nil else {
+            let value = try await requestBody.consumeWithInboundCloseHandler { _ in
                 try await body()
             } onInboundClosed: {
                 onHangUp()
             }
+            return (value, true)
         }
-        defer {
-            watch.stop()
-            // Ends Hummingbird's wait for the connection's next request.
-            channel.close(mode: .input, promise: nil)
-        }
-        return try await body()
+        return (try await body(), !keepingConnection)
+    }
+
+    /// The request asked for its connection to be kept (`Connection: keep-alive`, as browsers,
+    /// Python's requests and most HTTP libraries send): an answer that streamed then leaves it
+    /// open for the next request. Other clients get `Connection: close` after a streamed answer,
+    /// so that one reading the stream to the connection's end (a raw socket) sees it end.
+    static func asksToKeepAlive(_ request: Request) -> Bool {
+        request.headers[.connection]?.lowercased().contains("keep-alive") == true
     }
 
     func invocation(_ context: GatewayRequestContext) throws -> Invocation {

@@ -368,7 +368,8 @@ extension Gateway {
     // MARK: Shared
 
     /// Runs the invocation's call and waits for it without blocking an event loop. A call still
-    /// running after the quick-answer window is cancelled when its client hangs up; `watched` then says the connection cannot carry another request. The
+    /// running after the quick-answer window is cancelled when its client hangs up; `watched` says
+    /// whether the connection closes after the answer (`watchingHangUpSayingClose`). The
     /// waiting client counts as a reader of the call's events, so that a viewer of them
     /// (`/invocations/<id>/events`) who leaves does not cancel a call whose client still waits.
     private func runToEnd(
@@ -388,12 +389,13 @@ extension Gateway {
             return (try await promise.futureResult.get(), false)
         }
         let hungUp = PrefabError(.cancelled, "the client disconnected before the answer")
-        let value = try await Self.watchingHangUp(
-            context.channel, request.body, onHangUp: { invocation.context.cancel(hungUp) }
+        let answer = try await Self.watchingHangUpSayingClose(
+            context.channel, request.body, keepingConnection: Self.asksToKeepAlive(request),
+            onHangUp: { invocation.context.cancel(hungUp) }
         ) {
             try await promise.futureResult.get()
         }
-        return (value, true)
+        return (answer.value, answer.closesConnection)
     }
 
     /// Runs the invocation's call for a caller that is not waiting on an HTTP connection (an MCP
@@ -562,7 +564,8 @@ extension Gateway {
     private func discardOversizedOutput(_ invocation: Invocation, code: PrefabError.Code?) -> PrefabError? {
         guard let directory = invocation.context.usedOutputDirectory else { return nil }
         let limit = configuration.maxOutputBytes
-        guard code == .outputTooLarge || OutputStore.size(of: directory) > limit else { return nil }
+        guard code == .outputTooLarge || (!OutputStore.isEmpty(directory) && OutputStore.size(of: directory) > limit)
+        else { return nil }
         try? FileManager.default.removeItem(at: directory)
         return .outputTooLarge(limit: limit)
     }
@@ -571,7 +574,9 @@ extension Gateway {
     private func filesEvent(_ invocation: Invocation) -> PrefabEvent? {
         guard let directory = invocation.context.usedOutputDirectory else { return nil }
         outputs.markEnded(directory)
-        let entries = outputs.fileEntries(in: directory, invocationId: invocation.id, baseURL: invocation.baseURL)
+        let entries =
+            OutputStore.isEmpty(directory)
+            ? [] : outputs.fileEntries(in: directory, invocationId: invocation.id, baseURL: invocation.baseURL)
         outputOwners.record(invocation.id, owner: invocation.owner)
         return entries.isEmpty ? nil : .files(entries)
     }

@@ -81,7 +81,21 @@ struct OutputStore: Sendable {
 
     /// Marks the end of a call that wrote files: its folder's retention counts from now.
     func markEnded(_ directory: URL) {
-        try? FileManager.default.setAttributes([.modificationDate: Date()], ofItemAtPath: directory.path)
+        _ = utimensat(AT_FDCWD, directory.path, nil, 0)
+    }
+
+    /// True when `directory` holds no entry (or cannot be read): the usual end of a call, told
+    /// with one read of the folder instead of an enumerator and a lookup per entry.
+    static func isEmpty(_ directory: URL) -> Bool {
+        guard let stream = opendir(directory.path) else { return true }
+        defer { closedir(stream) }
+        while let entry = readdir(stream) {
+            let isDot = withUnsafeBytes(of: entry.pointee.d_name) { name in
+                name[0] == UInt8(ascii: ".") && (name[1] == 0 || (name[1] == UInt8(ascii: ".") && name[2] == 0))
+            }
+            if !isDot { return false }
+        }
+        return true
     }
 
     /// Removes the output directories of calls that ended (`markEnded`, or last changed) more than

@@ -110,9 +110,15 @@ final class ChildLife: Sendable {
 
     /// The children a thread of this process started or adopted (orphans go to the main thread).
     private static func children(ofThread tid: pid_t) -> [pid_t] {
-        var buffer = [pid_t](repeating: 0, count: 65_536)
-        let count = prefab_list_children(tid, &buffer, Int32(buffer.count))
-        return count > 0 ? Array(buffer.prefix(Int(count))) : []
+        // A short list first: a 256 KB buffer, zeroed, on every call's end cost more than the read.
+        let few = children(ofThread: tid, atMost: 256)
+        return few.count < 256 ? few : children(ofThread: tid, atMost: 65_536)
+    }
+
+    private static func children(ofThread tid: pid_t, atMost capacity: Int) -> [pid_t] {
+        [pid_t](unsafeUninitializedCapacity: capacity) { buffer, initialized in
+            initialized = max(0, Int(prefab_list_children(tid, buffer.baseAddress, Int32(capacity))))
+        }
     }
 
     private static func isZombie(_ pid: pid_t) -> Bool {
