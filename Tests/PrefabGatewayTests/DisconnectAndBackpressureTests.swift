@@ -51,6 +51,17 @@ import Testing
     /// Counts itself as waiting, waits in `context.sleep` (which a cancel interrupts), then
     /// records why it stopped. Whatever throws first — the sleep, or the yield of a call whose
     /// client left before the function ran — is recorded.
+    /// `quick` answers "done" at once, `slow` after 1 s.
+    static var quickAndSlow: [TestPrefab] {
+        [
+            TestPrefab.result("quick") { _, _ in "done" },
+            TestPrefab.result("slow") { _, context in
+                try context.sleep(for: .seconds(1))
+                return "done"
+            },
+        ]
+    }
+
     static func slowResult(_ probe: Probe) -> TestPrefab {
         .result("slow") { _, context in
             do {
@@ -95,13 +106,9 @@ import Testing
     }
 
     @Test func aJSONAnswerThatTakesAWhileClosesItsConnectionAndAQuickOneKeepsIt() async throws {
-        let quick = TestPrefab.result("quick") { _, _ in "done" }
-        let slow = TestPrefab.result("slow") { _, context in
-            try context.sleep(for: .seconds(1))
-            return "done"
-        }
         // A wide window, so that the quick call is quick even on a loaded machine.
-        try await LiveGateway.run([quick, slow], configure: { $0.quickAnswerWindow = .milliseconds(500) }) { gateway in
+        try await LiveGateway.run(Self.quickAndSlow, configure: { $0.quickAnswerWindow = .milliseconds(500) }) {
+            gateway in
             let quickReply = try await gateway.invoke("quick")
             #expect(quickReply.json?["result"] == "done")
             #expect(quickReply.headers[.connection] != "close")
@@ -112,12 +119,8 @@ import Testing
     }
 
     @Test func aJSONAnswerThatTakesAWhileKeepsItsConnectionForAClientThatAsks() async throws {
-        let quick = TestPrefab.result("quick") { _, _ in "done" }
-        let slow = TestPrefab.result("slow") { _, context in
-            try context.sleep(for: .seconds(1))
-            return "done"
-        }
-        try await LiveGateway.run([quick, slow], configure: { $0.quickAnswerWindow = .milliseconds(500) }) { gateway in
+        try await LiveGateway.run(Self.quickAndSlow, configure: { $0.quickAnswerWindow = .milliseconds(500) }) {
+            gateway in
             let connection = try RawConnection(port: gateway.port)
             for name in ["slow", "quick", "slow"] {
                 try connection.sendPost(

@@ -6,6 +6,14 @@ import Testing
 
 /// `POST /invoke` of streaming functions: framing, headers, order, flushing and the terminal event.
 @Suite(.timeLimit(.minutes(1))) struct StreamingTests {
+    /// Yields `start`, then waits (up to 10 s) until the probe's `proceed` is signalled.
+    static func startThenWait(_ name: String, for probe: Probe) -> TestPrefab {
+        TestPrefab.streaming(name) { _, context in
+            try context.yield(.start())
+            _ = probe.proceed.wait(timeout: DispatchTime.now() + 10.0)
+        }
+    }
+
     static let count = TestPrefab.streaming(
         "count",
         parameters: [ParameterManifest(name: "n", type: .integer, defaultValue: 3)]
@@ -45,10 +53,7 @@ import Testing
 
     @Test func aLongerStreamIsWatchedAndClosesItsConnection() async throws {
         let probe = Probe()
-        let gated = TestPrefab.streaming("gated") { _, context in
-            try context.yield(.start())
-            _ = probe.proceed.wait(timeout: DispatchTime.now() + 10.0)
-        }
+        let gated = Self.startThenWait("gated", for: probe)
         try await LiveGateway.run([gated]) { gateway in
             var stream = try await gateway.openStream("gated")
             #expect(stream.response.headers["Connection"] == ["close"])
@@ -59,10 +64,7 @@ import Testing
 
     @Test func aLongerStreamKeepsItsConnectionForAClientThatAsks() async throws {
         let probe = Probe()
-        let gated = TestPrefab.streaming("gated") { _, context in
-            try context.yield(.start())
-            _ = probe.proceed.wait(timeout: DispatchTime.now() + 10.0)
-        }
+        let gated = Self.startThenWait("gated", for: probe)
         try await LiveGateway.run([gated, Self.count]) { gateway in
             let connection = try RawConnection(port: gateway.port)
             try connection.sendPost("/invoke/gated", json: #"{"inputs": {}}"#, headers: "Connection: keep-alive\r\n")
@@ -208,10 +210,7 @@ import Testing
 
     @Test func aBusyFunctionDoesNotStallOtherRequests() async throws {
         let probe = Probe()
-        let busy = TestPrefab.streaming("busy") { _, context in
-            try context.yield(.start())
-            _ = probe.proceed.wait(timeout: DispatchTime.now() + 10.0)
-        }
+        let busy = Self.startThenWait("busy", for: probe)
         try await LiveGateway.run([busy, Self.count]) { gateway in
             var streams: [EventStream] = []
             for _ in 0..<4 {
