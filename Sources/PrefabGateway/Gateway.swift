@@ -33,6 +33,10 @@ public final class Gateway: Sendable {
     let store: SharedStore?
     /// Clients following this replica's calls through other replicas.
     let remoteFollowers = RemoteFollowers()
+    /// The checks every request passes (the common middleware's, also run by `InvokeFastPath`).
+    let browserAccess: BrowserAccessPolicy
+    let headSizeLimits: HeadSizeLimits
+    let apiKeys: APIKeys
 
     public convenience init(configuration: GatewayConfiguration, catalog: PrefabCatalog, logger: Logger? = nil) {
         self.init(configuration: configuration, catalog: catalog, logger: logger, metrics: GatewayMetrics())
@@ -46,6 +50,10 @@ public final class Gateway: Sendable {
         self.processes = processes
         self.configuration = configuration
         self.catalog = catalog
+        self.browserAccess = BrowserAccessPolicy(configuration: configuration)
+        self.headSizeLimits = HeadSizeLimits(
+            maxURLBytes: configuration.maxURLBytes, maxHeaderBytes: configuration.maxHeaderBytes)
+        self.apiKeys = APIKeys(configuration.apiKeys)
         self.outputs = OutputStore(root: configuration.outputsDirectory)
         // Admission control keeps calls to `maxConcurrentInvocations`; a call gives its slot back
         // just before its thread is free, so the pool allows for that many threads finishing.
@@ -178,11 +186,12 @@ public final class Gateway: Sendable {
             server: .http1WebSocketUpgradeQuiescing(
                 webSocketRouter: makeWebSocketRouter(),
                 idleTimeout: configuration.idleTimeout,
-                maxFrameBytes: configuration.maxBodyBytes
+                maxFrameBytes: configuration.maxBodyBytes,
+                additionalChannelHandlers: [InvokeFastPathInstaller(gateway: self)]
             ),
             configuration: ApplicationConfiguration(
                 address: .hostname(configuration.host, port: configuration.port),
-                serverName: "prefab-gateway"
+                serverName: Self.serverName
             ),
             services: services,
             onServerRunning: { channel in
@@ -210,10 +219,9 @@ public final class Gateway: Sendable {
             router.middlewares.add(CORSAllowList(origins: configuration.corsOrigins))
         }
         router.middlewares.add(ErrorMiddleware())
-        router.middlewares.add(BrowserAccessMiddleware(policy: BrowserAccessPolicy(configuration: configuration)))
-        router.middlewares.add(
-            RequestSizeLimits(maxURLBytes: configuration.maxURLBytes, maxHeaderBytes: configuration.maxHeaderBytes))
-        router.middlewares.add(APIKeyMiddleware(keys: APIKeys(configuration.apiKeys)))
+        router.middlewares.add(BrowserAccessMiddleware(policy: browserAccess))
+        router.middlewares.add(RequestSizeLimits(limits: headSizeLimits))
+        router.middlewares.add(APIKeyMiddleware(keys: apiKeys))
     }
 
     /// The manifest, with an `ETag` of its bytes: a client that polls it with `If-None-Match`
@@ -260,6 +268,11 @@ public final class Gateway: Sendable {
         }
         return .json(.object(health))
     }
+}
+
+extension Gateway {
+    /// Every answer's `Server` header.
+    static let serverName = "prefab-gateway"
 }
 
 /// Start-up refused in strict mode: the problems found while loading.

@@ -198,7 +198,11 @@ extension Gateway {
     /// open for the next request. Other clients get `Connection: close` after a streamed answer,
     /// so that one reading the stream to the connection's end (a raw socket) sees it end.
     static func asksToKeepAlive(_ request: Request) -> Bool {
-        request.headers[.connection]?.lowercased().contains("keep-alive") == true
+        asksToKeepAlive(request.headers)
+    }
+
+    static func asksToKeepAlive(_ headers: HTTPFields) -> Bool {
+        headers[.connection]?.lowercased().contains("keep-alive") == true
     }
 
     func invocation(_ context: GatewayRequestContext) throws -> Invocation {
@@ -289,11 +293,16 @@ extension Gateway {
     /// Drops a client that reads nothing for `clientIdleTimeout`, and stops its call: otherwise
     /// the function would wait in `yield` until its timeout. For every streamed answer.
     func stuckClientWatch(_ invocation: Invocation, channel: any Channel) -> WriteWatch {
+        stuckClientWatch(invocation) { channel.close(promise: nil) }
+    }
+
+    /// `stuckClientWatch`, where `disconnect` closes the client's connection.
+    func stuckClientWatch(_ invocation: Invocation, disconnect: @escaping @Sendable () -> Void) -> WriteWatch {
         let idleTimeout = configuration.clientIdleTimeout.seconds
         return WriteWatch {
             invocation.context.cancel(
                 PrefabError(.clientTimeout, "the client read nothing for \(idleTimeout) s and was disconnected"))
-            channel.close(promise: nil)
+            disconnect()
         }
     }
 }

@@ -56,18 +56,9 @@ final class AdmissionControl: Sendable {
 
     /// Returns once the call may start; each admission is ended by one `release`.
     func admit(_ function: String, limit: Int?) async throws(Refusal) {
-        let admitted: Bool? = state.withLock { state in
-            // Nobody overtakes a waiter of the same function.
-            if state.hasRoom(function, limit: limit, maxRunning: maxRunning),
-                !state.waiters.contains(where: { $0.function == function })
-            {
-                state.admit(function)
-                return true
-            }
-            return state.waiters.count < maxQueued ? nil : false
-        }
-        if admitted == true { return }
-        if admitted == false { throw .queueFull }
+        // Nobody overtakes a waiter of the same function.
+        if tryAdmit(function, limit: limit) { return }
+        guard queued < maxQueued else { throw .queueFull }
         do {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
                 let id = state.withLock { state in
@@ -88,6 +79,17 @@ final class AdmissionControl: Sendable {
             }
         } catch {
             throw .waitedTooLong
+        }
+    }
+
+    /// Admits the call if it may start now, without queueing; false otherwise.
+    func tryAdmit(_ function: String, limit: Int?) -> Bool {
+        state.withLock { state in
+            guard state.hasRoom(function, limit: limit, maxRunning: maxRunning),
+                !state.waiters.contains(where: { $0.function == function })
+            else { return false }
+            state.admit(function)
+            return true
         }
     }
 

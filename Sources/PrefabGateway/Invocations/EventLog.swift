@@ -93,10 +93,10 @@ final class EventLog: @unchecked Sendable {
     /// after them is refused, so nothing ever follows the terminal event.
     private var closed = false
     private var readers: [ObjectIdentifier: Reader] = [:]
-    private var completionWaiter: CheckedContinuation<Void, Never>?
+    /// Who waits for a quick answer (`whenFinished`), and the timer that ends its wait.
+    private var completionWaiter: CompletionWaiter?
     /// Async producers waiting for room under flow control.
     private var roomWaiters: [CheckedContinuation<Void, Never>] = []
-    private var completionWaitTimedOut = false
 
     private let flowControl: Bool
     private let maxEvents: Int
@@ -155,7 +155,7 @@ final class EventLog: @unchecked Sendable {
             producer.sequence += 1
             let wake = append(producer.scratch)
             condition.unlock()
-            resume(wake)
+            wake.resume()
         }
     }
 
@@ -195,7 +195,7 @@ final class EventLog: @unchecked Sendable {
             producer.sequence += 1
             let wake = append(producer.scratch)
             condition.unlock()
-            resume(wake)
+            wake.resume()
             return true
         }
     }
@@ -220,7 +220,7 @@ final class EventLog: @unchecked Sendable {
         let wake = append(message)
         wakeProducers()
         condition.unlock()
-        resume(wake)
+        wake.resume()
     }
 
     /// No more events will come.
@@ -229,16 +229,13 @@ final class EventLog: @unchecked Sendable {
         finished = true
         closed = true
         wakeProducers()
-        var wake = takeWaiters()
-        if let completion = completionWaiter {
-            wake.append(completion)
-            completionWaiter = nil
-        }
+        var wake = Wakeups(readers: takeWaiters())
+        wake.completion = completionWaiter.take()
         // A finished log is kept for a while: give back what it no longer needs.
         trimHistory(keepingUntaken: true)
         compact(force: true)
         condition.unlock()
-        resume(wake)
+        wake.resume()
     }
 
     /// The function was cancelled: a blocked or later `send` throws. Readers stay.
@@ -262,19 +259,18 @@ final class EventLog: @unchecked Sendable {
             || bytes.end - endOffset(of: max(taken, firstKept - 1)) + untaken * Self.indexBytes >= maxBytes
     }
 
-    /// Appends `message` as the next event; returns the continuations to resume.
-    private func append(_ message: [UInt8]) -> [CheckedContinuation<Void, Never>] {
+    /// Appends `message` as the next event; returns whom to wake.
+    private func append(_ message: [UInt8]) -> Wakeups {
         bytes.append(message)
         ends.append(bytes.end)
         last += 1
         mirror?(last, message)
         if !flowControl { taken = last }
         trimHistory(keepingUntaken: flowControl)
-        var wake = takeWaiters()
+        var wake = Wakeups(readers: takeWaiters())
         // A function that has already produced this much is no quick answer: start streaming.
-        if let completion = completionWaiter, bytes.end - head >= Self.streamWithoutWaitingBytes {
-            wake.append(completion)
-            completionWaiter = nil
+        if completionWaiter != nil, bytes.end - head >= Self.streamWithoutWaitingBytes {
+            wake.completion = completionWaiter.take()
         }
         return wake
     }
@@ -419,33 +415,56 @@ final class EventLog: @unchecked Sendable {
     /// Waits until the invocation has finished (true) or `timeout` has passed (false), without
     /// waking for each event: a quick function costs its caller a single wake-up.
     func waitUntilFinished(within timeout: Duration) async -> Bool {
+        await withCheckedContinuation { continuation in
+            whenFinished(within: timeout) { continuation.resume() }
+        }
+        return finalCount != nil
+    }
+
+    /// Runs `then` once, when the invocation has finished, `timeout` has passed, or so much waits
+    /// untaken that it is no quick answer, whichever comes first. One caller at a time.
+    func whenFinished(within timeout: Duration, then: @escaping @Sendable () -> Void) {
+        condition.lock()
+        if finished || bytes.end - head >= Self.streamWithoutWaitingBytes {
+            condition.unlock()
+            then()
+            return
+        }
+        completionWaiter = CompletionWaiter(then: then)
+        condition.unlock()
         // A timer, not a sleeping task: cancelled before it fires (the usual case for a quick
         // function) it costs no wake-up at all.
         let timer = GatewayTimer.schedule(after: timeout) { [self] in completionTimeout() }
-        await withCheckedContinuation { continuation in
-            condition.lock()
-            if finished || completionWaitTimedOut || bytes.end - head >= Self.streamWithoutWaitingBytes {
-                condition.unlock()
-                continuation.resume()
-            } else {
-                completionWaiter = continuation
-                condition.unlock()
-            }
-        }
-        timer.cancel()
         condition.lock()
-        defer { condition.unlock() }
-        completionWaitTimedOut = false
-        return finished
+        let waiting = completionWaiter != nil
+        if waiting { completionWaiter?.timer = timer }
+        condition.unlock()
+        if !waiting { timer.cancel() }
     }
 
     private func completionTimeout() {
         condition.lock()
-        completionWaitTimedOut = true
-        let completion = completionWaiter
-        completionWaiter = nil
+        let completion = completionWaiter.take()
         condition.unlock()
-        completion?.resume()
+        completion?.then()
+    }
+
+    /// A `whenFinished` waiting.
+    private struct CompletionWaiter {
+        var then: @Sendable () -> Void
+        var timer: GatewayTimer?
+    }
+
+    /// Whom an appended or closing event wakes, once the lock is let go.
+    private struct Wakeups {
+        var readers: [CheckedContinuation<Void, Never>]
+        var completion: CompletionWaiter?
+
+        func resume() {
+            for reader in readers { reader.resume() }
+            completion?.timer?.cancel()
+            completion?.then()
+        }
     }
 
     // MARK: Storage
@@ -511,10 +530,6 @@ final class EventLog: @unchecked Sendable {
             }
         }
         return waiters
-    }
-
-    private func resume(_ continuations: [CheckedContinuation<Void, Never>]) {
-        for continuation in continuations { continuation.resume() }
     }
 
     /// The SSE message for events a reader asked for that are no longer kept. It has no `id`,

@@ -45,10 +45,12 @@ extension HTTPServerBuilder {
     /// A connection that stays `idleTimeout` without a request (or without its whole headers) is
     /// closed; a running response is never cut.
     /// A WebSocket frame may be as large as `maxFrameBytes` (the library's default is 16 KiB).
+    /// `additionalChannelHandlers` are made for each connection and go after the HTTP decoding.
     static func http1WebSocketUpgradeQuiescing<Router: HTTPResponderBuilder>(
         webSocketRouter: Router,
         idleTimeout: Duration?,
-        maxFrameBytes: Int
+        maxFrameBytes: Int,
+        additionalChannelHandlers: @autoclosure @escaping @Sendable () -> [any RemovableChannelHandler] = []
     ) -> HTTPServerBuilder where Router.Responder.Context: WebSocketRequestContext {
         let webSocketResponder = webSocketRouter.buildResponder()
         let timeout = idleTimeout.map { TimeAmount.nanoseconds(Int64($0.seconds * 1e9)) }
@@ -58,7 +60,8 @@ extension HTTPServerBuilder {
                     responder: responder,
                     webSocketResponder: webSocketResponder,
                     configuration: .init(
-                        http1: .init(idleTimeout: timeout),
+                        http1: .init(
+                            additionalChannelHandlers: additionalChannelHandlers(), idleTimeout: timeout),
                         ws: .init(maxFrameSize: maxFrameBytes)
                     )
                 ),

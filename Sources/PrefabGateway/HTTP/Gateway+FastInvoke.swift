@@ -1,0 +1,129 @@
+import HTTPTypes
+import NIOCore
+import NIOHTTPTypes
+import PrefabKit
+
+/// A call `InvokeFastPath` may serve: its head passed every check the common middleware makes.
+struct FastCall {
+    var head: HTTPRequest
+    var function: LoadedFunction
+    /// The API key's position when keys are on.
+    var owner: Int?
+    var body = ByteBuffer()
+
+    /// The request as it came, for Hummingbird.
+    var parts: [HTTPRequestPart] {
+        body.readableBytes > 0 ? [.head(head), .body(body)] : [.head(head)]
+    }
+}
+
+/// A call `InvokeFastPath` started, while its answer is written.
+final class FastAnswer: @unchecked Sendable {  // `closesConnection` is only touched on the connection's event loop
+    let invocation: Invocation
+    let reader: EventLog.Reader
+    let lease: ReaderLease
+    /// The request said `Connection: keep-alive`: a streamed answer leaves the connection open.
+    let keepAlive: Bool
+    /// The connection closes after this answer.
+    var closesConnection: Bool
+
+    init(invocation: Invocation, reader: EventLog.Reader, lease: ReaderLease, keepAlive: Bool, closesConnection: Bool) {
+        self.invocation = invocation
+        self.reader = reader
+        self.lease = lease
+        self.keepAlive = keepAlive
+        self.closesConnection = closesConnection
+    }
+
+    /// The client closed its side: the call loses this reader (and is cancelled after the resume
+    /// grace when it has no other).
+    func clientLeft() {
+        lease.release()
+    }
+}
+
+extension Gateway {
+    /// The call `head` asks for, when `InvokeFastPath` may serve it: `POST /invoke/<name>` of a
+    /// streaming function, answered as SSE, from a client that is not a browser page (`Origin`
+    /// needs CORS), within the size limits, the host check and the API key check. Nil sends the
+    /// request to Hummingbird, which answers it as before (with its error, if it has one).
+    func fastCall(for head: HTTPRequest) -> FastCall? {
+        guard head.method == .post, let path = head.path, path.hasPrefix("/invoke/") else { return nil }
+        var name = path.dropFirst("/invoke/".count)
+        if let query = name.firstIndex(of: "?") { name = name[..<query] }
+        guard !name.isEmpty, !name.contains("/"), !name.contains("%"), let function = catalog.functions[String(name)]
+        else { return nil }
+        switch function.implementation {
+        case .streaming, .asyncStreaming: return fastCall(head, function)
+        case .result: return nil
+        }
+    }
+
+    private func fastCall(_ head: HTTPRequest, _ function: LoadedFunction) -> FastCall? {
+        let fields = head.headerFields
+        guard fields[.origin] == nil, fields[.upgrade] == nil, fields[.expect] == nil,
+            !Self.wantsJSON(fields[.accept]), !Self.wantsNDJSON(fields[.accept])
+        else { return nil }
+        if let length = fields[.contentLength] {
+            guard let bytes = Int(length), bytes <= configuration.maxBodyBytes else { return nil }
+        }
+        guard headSizeLimits.refusal(of: head) == nil, browserAccess.refusal(of: head) == nil else { return nil }
+        var owner: Int?
+        if apiKeys.isEnabled {
+            guard let key = try? apiKeys.owner(authorization: fields[.authorization]) else { return nil }
+            owner = key
+        }
+        return FastCall(head: head, function: function, owner: owner)
+    }
+
+    /// Checks the inputs, admits and starts the call; nil, with nothing started, when any of it
+    /// fails or would have to wait (Hummingbird then takes the request and says why, or queues it).
+    func startFastCall(_ call: FastCall) -> FastAnswer? {
+        let function = call.function
+        guard let inputs = try? validatedInputs(of: function, call: call.body),
+            admissions.tryAdmit(function.manifest.name, limit: function.manifest.maxConcurrency)
+        else { return nil }
+        guard
+            let invocation = try? makeInvocation(
+                function, inputs, baseURL: baseURL(forAuthority: call.head.authority), owner: call.owner,
+                flowControl: true, format: .sse)
+        else { return nil }
+        let reader = invocation.events.attach()
+        guard start(invocation) else {
+            abandon(invocation)
+            return nil
+        }
+        let fields = call.head.headerFields
+        return FastAnswer(
+            invocation: invocation, reader: reader,
+            lease: ReaderLease(invocation: invocation, reader: reader, grace: configuration.resumeGrace),
+            keepAlive: Self.asksToKeepAlive(fields),
+            closesConnection: fields[.connection]?.lowercased().contains("close") == true)
+    }
+
+    /// Writes the rest of a streamed answer through `sink`, from a task of its own, as
+    /// `eventStreamResponse` does: heartbeats while idle, a client that reads nothing dropped,
+    /// the answer's end once the call's last event is out.
+    func streamRest(of answer: FastAnswer, to sink: FastStreamSink) {
+        let watch = stuckClientWatch(answer.invocation) { sink.close() }
+        let (reader, lease, heartbeats) = (answer.reader, answer.lease, heartbeats)
+        Task.detached {
+            heartbeats.add(reader, watch: watch)
+            var bytes: [UInt8] = []
+            do {
+                reading: while true {
+                    switch await reader.next(into: &bytes) {
+                    case .events: try await watch.writing { try await sink.write(bytes) }
+                    case .idle: try await watch.writing { try await sink.write(SSEEncoder.heartbeat) }
+                    case .finished: break reading
+                    }
+                }
+                sink.end()
+            } catch {
+                // The connection closed: its client left.
+            }
+            heartbeats.remove(reader)
+            lease.release()
+        }
+    }
+}

@@ -1,0 +1,282 @@
+import HTTPTypes
+import HummingbirdCore
+import NIOCore
+import NIOHTTPTypes
+import PrefabKit
+
+/// Serves the common call, `POST /invoke/<name>` answered as SSE, from the connection's
+/// pipeline, below Hummingbird's router: the request is read, checked and started on the event
+/// loop, a quick answer is written from there, and a longer stream is written by one small task.
+/// Hummingbird's path cost a call a task with the frames of its router, middleware and handler,
+/// kept for the connection's life, and several hops between threads.
+///
+/// Anything else — another route, a browser's request (`Origin`: CORS), a JSON or NDJSON answer,
+/// a request that fails a check, a call that must queue — goes to Hummingbird as it came, and
+/// Hummingbird answers it, errors included, as before. Once one request of a connection took that
+/// way, all later ones do: only one of the two writes to a connection at a time.
+///
+/// It sits just before Hummingbird's handler, after `HTTPConnectionStateHandler`, which sees its
+/// requests and answers too: the idle timeout and a graceful shutdown treat them like any other.
+final class InvokeFastPath: ChannelDuplexHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPRequestPart
+    typealias InboundOut = HTTPRequestPart
+    typealias OutboundIn = HTTPResponsePart
+    typealias OutboundOut = HTTPResponsePart
+
+    private enum State {
+        /// Waiting for a request.
+        case idle
+        /// Reading the body of a call it may serve.
+        case reading(FastCall)
+        /// The call runs; its answer is being written.
+        case answering(FastAnswer)
+        /// Hummingbird serves this connection from now on.
+        case passingThrough
+        case closed
+    }
+
+    private let gateway: Gateway
+    private var state = State.idle
+    /// Parts that came while an answer was being written (pipelined requests).
+    private var pending: [HTTPRequestPart] = []
+    private var pendingBytes = 0
+    /// A `read` held back while too many pending bytes wait.
+    private var readHeld = false
+    /// Past this, pending requests stop the connection's reads until the answer ends.
+    private static let maxPendingBytes = 64 * 1024
+
+    init(gateway: Gateway) {
+        self.gateway = gateway
+    }
+
+    // MARK: Inbound
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let part = unwrapInboundIn(data)
+        switch state {
+        case .passingThrough:
+            context.fireChannelRead(data)
+        case .answering:
+            hold(part)
+        case .closed:
+            break
+        case .idle, .reading:
+            if pending.isEmpty { handle(part, context: context) } else { hold(part) }
+        }
+    }
+
+    private func hold(_ part: HTTPRequestPart) {
+        pending.append(part)
+        if case .body(let buffer) = part { pendingBytes += buffer.readableBytes }
+    }
+
+    private func handle(_ part: HTTPRequestPart, context: ChannelHandlerContext) {
+        switch (state, part) {
+        case (.idle, .head(let head)):
+            guard let call = gateway.fastCall(for: head) else {
+                passThrough([part], context: context)
+                return
+            }
+            state = .reading(call)
+        case (.reading(var call), .body(let buffer)):
+            guard call.body.readableBytes + buffer.readableBytes <= gateway.configuration.maxBodyBytes else {
+                // Hummingbird answers 413.
+                passThrough(call.parts + [part], context: context)
+                return
+            }
+            call.body.writeImmutableBuffer(buffer)
+            state = .reading(call)
+        case (.reading(let call), .end):
+            start(call, context: context)
+        default:
+            passThrough([part], context: context)
+        }
+    }
+
+    /// Starts the call, or hands the request to Hummingbird when it cannot start here.
+    private func start(_ call: FastCall, context: ChannelHandlerContext) {
+        guard let started = gateway.startFastCall(call) else {
+            passThrough(call.parts + [.end(nil)], context: context)
+            return
+        }
+        state = .answering(started)
+        let handler = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        started.invocation.events.whenFinished(within: gateway.configuration.quickAnswerWindow) {
+            handler.eventLoop.execute {
+                let (handler, context) = handler.value
+                handler.answer(context: context)
+            }
+        }
+    }
+
+    /// From now on Hummingbird serves the connection: `parts` and what is pending go to it.
+    private func passThrough(_ parts: [HTTPRequestPart], context: ChannelHandlerContext) {
+        state = .passingThrough
+        let all = parts + pending
+        pending = []
+        pendingBytes = 0
+        for part in all { context.fireChannelRead(wrapInboundOut(part)) }
+        // Hummingbird's handler passes on what it read at the end of a read: this may be later.
+        context.fireChannelReadComplete()
+        releaseRead(context: context)
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let event = event as? ChannelEvent, event == .inputClosed, case .answering(let answer) = state {
+            answer.clientLeft()
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        switch state {
+        case .reading(let call):
+            // A body framed badly: Hummingbird answers 400.
+            passThrough(call.parts, context: context)
+            context.fireErrorCaught(error)
+        case .answering(let answer):
+            // A pipelined request that could not be parsed: no answer can follow this one.
+            answer.closesConnection = true
+        default:
+            context.fireErrorCaught(error)
+        }
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        // The connection closed.
+        if case .answering(let answer) = state { answer.clientLeft() }
+        state = .closed
+    }
+
+    // MARK: Outbound
+
+    func read(context: ChannelHandlerContext) {
+        if case .answering = state, pendingBytes > Self.maxPendingBytes {
+            readHeld = true
+            return
+        }
+        context.read()
+    }
+
+    private func releaseRead(context: ChannelHandlerContext) {
+        guard readHeld else { return }
+        readHeld = false
+        context.read()
+    }
+
+    // MARK: The answer
+
+    /// The quick-answer window is over (or the call ended): the whole answer, or the start of
+    /// its stream.
+    private func answer(context: ChannelHandlerContext) {
+        guard case .answering(let answer) = state else { return }
+        var headers = Gateway.eventStreamHeaders
+        headers[.invocationId] = answer.invocation.id
+        headers[.date] = HTTPDate.now
+        headers[.server] = Gateway.serverName
+        var first: [UInt8] = []
+        if answer.reader.takeAvailable(into: &first) {
+            answer.lease.release()
+            headers[.contentLength] = String(first.count)
+            context.write(wrapOutboundOut(.head(HTTPResponse(status: .ok, headerFields: headers))), promise: nil)
+            context.write(wrapOutboundOut(.body(ByteBuffer(bytes: first))), promise: nil)
+            context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+            answered(context: context)
+            return
+        }
+        if !answer.keepAlive {
+            headers[.connection] = "close"
+            answer.closesConnection = true
+        }
+        context.write(wrapOutboundOut(.head(HTTPResponse(status: .ok, headerFields: headers))), promise: nil)
+        if !first.isEmpty { context.write(wrapOutboundOut(.body(ByteBuffer(bytes: first))), promise: nil) }
+        context.flush()
+        let handler = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        gateway.streamRest(of: answer, to: FastStreamSink(handler: handler))
+    }
+
+    /// Writes a part of the stream; its future completes once the socket took it.
+    fileprivate func write(_ bytes: [UInt8], context: ChannelHandlerContext) -> EventLoopFuture<Void> {
+        guard case .answering = state else { return context.eventLoop.makeFailedFuture(ChannelError.ioOnClosedChannel) }
+        return context.writeAndFlush(wrapOutboundOut(.body(ByteBuffer(bytes: bytes))))
+    }
+
+    /// The stream is over: its end, then the next request.
+    fileprivate func endStream(context: ChannelHandlerContext) {
+        guard case .answering = state else { return }
+        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+        answered(context: context)
+    }
+
+    private func answered(context: ChannelHandlerContext) {
+        guard case .answering(let answer) = state else { return }
+        if answer.closesConnection {
+            state = .closed
+            context.close(promise: nil)
+            return
+        }
+        state = .idle
+        releaseRead(context: context)
+        // Pipelined requests, until one is answered or goes to Hummingbird.
+        while !pending.isEmpty, isIdleOrReading {
+            let part = pending.removeFirst()
+            if case .body(let buffer) = part { pendingBytes -= buffer.readableBytes }
+            handle(part, context: context)
+        }
+    }
+
+    private var isIdleOrReading: Bool {
+        switch state {
+        case .idle, .reading: true
+        default: false
+        }
+    }
+}
+
+/// Hands a stream's writes to its `InvokeFastPath`, on its event loop.
+struct FastStreamSink: Sendable {
+    fileprivate let handler: NIOLoopBound<(InvokeFastPath, ChannelHandlerContext)>
+
+    var eventLoop: any EventLoop { handler.eventLoop }
+
+    /// Writes `bytes`; returns once the socket took them (a client that reads nothing makes
+    /// this wait). Throws once the connection is closed.
+    func write(_ bytes: [UInt8]) async throws {
+        try await handler.eventLoop.flatSubmit { [handler] in
+            let (fastPath, context) = handler.value
+            return fastPath.write(bytes, context: context)
+        }.get()
+    }
+
+    func end() {
+        handler.eventLoop.execute { [handler] in
+            let (fastPath, context) = handler.value
+            fastPath.endStream(context: context)
+        }
+    }
+
+    func close() {
+        handler.eventLoop.execute { [handler] in handler.value.1.close(promise: nil) }
+    }
+}
+
+/// Adds `InvokeFastPath` to a connection once Hummingbird's handlers are in place, just before
+/// the last of them: it is one of the channel handlers Hummingbird adds (`additionalChannelHandlers`),
+/// which come before `HTTPConnectionStateHandler`.
+final class InvokeFastPathInstaller: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPRequestPart
+    private let gateway: Gateway
+
+    init(gateway: Gateway) {
+        self.gateway = gateway
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let pipeline = context.pipeline.syncOperations
+        if let state = try? pipeline.handler(type: HTTPConnectionStateHandler.self) {
+            try? pipeline.addHandler(InvokeFastPath(gateway: gateway), position: .after(state))
+        }
+        context.fireChannelRead(data)
+        pipeline.removeHandler(self, promise: nil)
+    }
+}

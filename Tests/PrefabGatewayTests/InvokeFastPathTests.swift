@@ -1,0 +1,100 @@
+import Foundation
+import HTTPTypes
+import PrefabGateway
+import PrefabKit
+import Testing
+
+/// `POST /invoke/<name>` as SSE is served from the connection's pipeline (`InvokeFastPath`), every
+/// other request by Hummingbird's router. What a client must not notice: the order of answers on
+/// one connection, the checks every request passes, the idle timeout and the shutdown.
+@Suite(.timeLimit(.minutes(1)))
+struct InvokeFastPathTests {
+    static let echo = TestPrefab.streaming("echo", parameters: [ParameterManifest(name: "text", type: .string)]) {
+        inputs, context in
+        try context.yield(.content(inputs["text"]?.stringValue ?? ""))
+    }
+
+    /// Yields `n` events `ms` apart.
+    static let slow = TestPrefab.asyncStreaming(
+        "slow",
+        parameters: [ParameterManifest(name: "n", type: .integer), ParameterManifest(name: "ms", type: .integer)]
+    ) { inputs, context in
+        let n = inputs["n"]?.intValue ?? 1
+        for index in 1...n {
+            try await Task.sleep(for: .milliseconds(inputs["ms"]?.intValue ?? 100))
+            try await context.yield(.progress(current: index, total: n))
+        }
+    }
+
+    static func post(_ path: String, _ json: String, headers: String = "") -> String {
+        "POST \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\(headers)"
+            + "Content-Length: \(json.utf8.count)\r\n\r\n\(json)"
+    }
+
+    @Test func pipelinedRequestsAreAnsweredInOrderWhicheverWayEachTakes() async throws {
+        try await LiveGateway.run([Self.echo, Self.slow]) { gateway in
+            let connection = try RawConnection(port: gateway.port)
+            // In one write: a quick call, a streamed one (kept alive), a refused one (Hummingbird
+            // answers its 422), and a plain GET.
+            let requests =
+                Self.post("/invoke/echo", #"{"inputs": {"text": "first"}}"#)
+                + Self.post("/invoke/slow", #"{"inputs": {"n": 2, "ms": 50}}"#, headers: "Connection: keep-alive\r\n")
+                + Self.post("/invoke/echo", #"{"inputs": {"text": 3}}"#)
+                + "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+            try connection.sendRaw(Array(requests.utf8))
+            let text = try await connection.readOffPool(until: #""status":"ok""#)
+            let first = try #require(text.range(of: #""data":"first""#))
+            let streamed = try #require(text.range(of: #""current":2"#))
+            let refused = try #require(text.range(of: "INVALID_INPUTS"))
+            let health = try #require(text.range(of: #""status":"ok""#))
+            #expect(first.upperBound < streamed.lowerBound)
+            #expect(streamed.upperBound < refused.lowerBound)
+            #expect(refused.upperBound < health.lowerBound)
+            #expect(text.components(separatedBy: "HTTP/1.1 200 OK").count - 1 == 3)
+            #expect(text.contains("HTTP/1.1 422 Unprocessable Entity"))
+        }
+    }
+
+    @Test func aStreamOutlivesTheIdleTimeout() async throws {
+        try await LiveGateway.run([Self.slow], configure: { $0.idleTimeout = .milliseconds(300) }) { gateway in
+            // 6 events 150 ms apart: 900 ms, three times the idle timeout.
+            let reply = try await gateway.invoke("slow", #"{"inputs": {"n": 6, "ms": 150}}"#)
+            let events = reply.events
+            #expect(events.map(\.type) == Array(repeating: "progress", count: 6) + ["done"])
+        }
+    }
+
+    @Test func aCallersKeyOwnsTheInvocation() async throws {
+        let keys = ["fast-path-key-one-0123", "fast-path-key-two-4567"]
+        try await LiveGateway.run([Self.echo], configure: { $0.apiKeys = keys }) { gateway in
+            let refused = try await gateway.invoke("echo", #"{"inputs": {"text": "x"}}"#)
+            #expect(refused.status == .unauthorized)
+            let first: HTTPFields = [.authorization: "Bearer \(keys[0])"]
+            let reply = try await gateway.invoke("echo", #"{"inputs": {"text": "x"}}"#, headers: first)
+            #expect(reply.status == .ok)
+            let id = try #require(reply.headers[.init("X-Invocation-Id")!])
+            let own = try await gateway.request(.get, "/invocations/\(id)", headers: first)
+            #expect(own.status == .ok)
+            let other = try await gateway.request(
+                .get, "/invocations/\(id)", headers: [.authorization: "Bearer \(keys[1])"])
+            #expect(other.status == .notFound)
+        }
+    }
+
+    @Test func aRequestPastTheBodyLimitIsRefusedWhole() async throws {
+        try await LiveGateway.run([Self.echo], configure: { $0.maxBodyBytes = 1024 }) { gateway in
+            // Chunked, so no Content-Length tells the size before the body comes.
+            let connection = try RawConnection(port: gateway.port)
+            let text = String(repeating: "a", count: 2000)
+            let body = #"{"inputs": {"text": "\#(text)"}}"#
+            let chunks = "\(String(body.utf8.count, radix: 16))\r\n\(body)\r\n0\r\n\r\n"
+            try connection.sendRaw(
+                Array(
+                    ("POST /invoke/echo HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n" + chunks)
+                        .utf8))
+            let answer = try await connection.readOffPool(until: "}}")
+            #expect(answer.hasPrefix("HTTP/1.1 413"))
+            #expect(answer.contains("PAYLOAD_TOO_LARGE"))
+        }
+    }
+}
