@@ -56,9 +56,11 @@ struct InvokeFastPathTests {
     }
 
     @Test func aStreamOutlivesTheIdleTimeout() async throws {
-        try await LiveGateway.run([Self.slow], configure: { $0.idleTimeout = .milliseconds(300) }) { gateway in
-            // 6 events 150 ms apart: 900 ms, three times the idle timeout.
-            let reply = try await gateway.invoke("slow", #"{"inputs": {"n": 6, "ms": 150}}"#)
+        // The idle timeout also bounds how long a new connection may take to send its first
+        // request's headers: 1 s leaves room for a loaded machine.
+        try await LiveGateway.run([Self.slow], configure: { $0.idleTimeout = .seconds(1) }) { gateway in
+            // 6 events 400 ms apart: 2.4 s, more than twice the idle timeout.
+            let reply = try await gateway.invoke("slow", #"{"inputs": {"n": 6, "ms": 400}}"#)
             let events = reply.events
             #expect(events.map(\.type) == Array(repeating: "progress", count: 6) + ["done"])
         }

@@ -17,27 +17,42 @@ struct FastCall {
     }
 }
 
-/// A call `InvokeFastPath` started, while its answer is written.
-final class FastAnswer: @unchecked Sendable {  // `closesConnection` is only touched on the connection's event loop
+/// A call `InvokeFastPath` started, while its answer is written. `closesConnection`, `watch`
+/// and `streamedByTask` are only touched on the connection's event loop.
+final class FastAnswer: @unchecked Sendable {
     let invocation: Invocation
     let reader: EventLog.Reader
-    let lease: ReaderLease
     /// The request said `Connection: keep-alive`: a streamed answer leaves the connection open.
     let keepAlive: Bool
     /// The connection closes after this answer.
     var closesConnection: Bool
+    /// How long the stream's current write has waited, once it streams.
+    private(set) var watch: WriteWatch?
+    /// A task writes the rest of the stream (`Gateway.streamRest`).
+    var streamedByTask = false
+    private let lease: ReaderLease
+    private let heartbeats: HeartbeatTimer
 
-    init(invocation: Invocation, reader: EventLog.Reader, lease: ReaderLease, keepAlive: Bool, closesConnection: Bool) {
+    init(invocation: Invocation, reader: EventLog.Reader, keepAlive: Bool, closesConnection: Bool, gateway: Gateway) {
         self.invocation = invocation
         self.reader = reader
-        self.lease = lease
         self.keepAlive = keepAlive
         self.closesConnection = closesConnection
+        self.lease = ReaderLease(invocation: invocation, reader: reader, grace: gateway.configuration.resumeGrace)
+        self.heartbeats = gateway.heartbeats
     }
 
-    /// The client closed its side: the call loses this reader (and is cancelled after the resume
-    /// grace when it has no other).
-    func clientLeft() {
+    /// The answer streams from now on: heartbeats while it is idle, and a client that reads
+    /// nothing is dropped.
+    func streamBegan(watch: WriteWatch) {
+        self.watch = watch
+        heartbeats.add(reader, watch: watch)
+    }
+
+    /// The answer is over, or its client left: the call loses this reader (and is cancelled after
+    /// the resume grace when it has no other). Any number of times, from any thread.
+    func release() {
+        heartbeats.remove(reader)
         lease.release()
     }
 }
@@ -95,22 +110,20 @@ extension Gateway {
         }
         let fields = call.head.headerFields
         return FastAnswer(
-            invocation: invocation, reader: reader,
-            lease: ReaderLease(invocation: invocation, reader: reader, grace: configuration.resumeGrace),
-            keepAlive: Self.asksToKeepAlive(fields),
-            closesConnection: fields[.connection]?.lowercased().contains("close") == true)
+            invocation: invocation, reader: reader, keepAlive: Self.asksToKeepAlive(fields),
+            closesConnection: fields[.connection]?.lowercased().contains("close") == true, gateway: self)
     }
 
-    /// Writes the rest of a streamed answer through `sink`, from a task of its own, as
-    /// `eventStreamResponse` does: heartbeats while idle, a client that reads nothing dropped,
-    /// the answer's end once the call's last event is out.
-    func streamRest(of answer: FastAnswer, to sink: FastStreamSink) {
-        let watch = stuckClientWatch(answer.invocation) { sink.close() }
-        let (reader, lease, heartbeats) = (answer.reader, answer.lease, heartbeats)
+    /// Writes the rest of a streamed answer through `sink`, from a task of its own, starting with
+    /// `first`, as `eventStreamResponse` does: heartbeats while idle, the answer's end once the
+    /// call's last event is out.
+    func streamRest(of answer: FastAnswer, first: [UInt8], to sink: FastStreamSink) {
+        guard let watch = answer.watch else { return }
+        let reader = answer.reader
         Task.detached {
-            heartbeats.add(reader, watch: watch)
-            var bytes: [UInt8] = []
+            var bytes = first
             do {
+                try await watch.writing { try await sink.write(bytes) }
                 reading: while true {
                     switch await reader.next(into: &bytes) {
                     case .events: try await watch.writing { try await sink.write(bytes) }
@@ -121,9 +134,8 @@ extension Gateway {
                 sink.end()
             } catch {
                 // The connection closed: its client left.
+                answer.release()
             }
-            heartbeats.remove(reader)
-            lease.release()
         }
     }
 }

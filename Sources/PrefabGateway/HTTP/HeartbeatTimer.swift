@@ -81,9 +81,17 @@ final class WriteWatch: Sendable {
     }
 
     func writing(_ write: () async throws -> Void) async throws {
-        startedAt.store(DispatchTime.now().uptimeNanoseconds, ordering: .relaxed)
-        defer { startedAt.store(0, ordering: .relaxed) }
+        writeBegan()
+        defer { writeEnded() }
         try await write()
+    }
+
+    func writeBegan() {
+        startedAt.store(DispatchTime.now().uptimeNanoseconds, ordering: .relaxed)
+    }
+
+    func writeEnded() {
+        startedAt.store(0, ordering: .relaxed)
     }
 
     func check(now: UInt64, limit: UInt64) {

@@ -28,7 +28,7 @@ final class EventLog: @unchecked Sendable {
     /// One reader's position, guarded by the log's lock.
     final class Reader: @unchecked Sendable {
         fileprivate var after: Int
-        fileprivate var waiter: CheckedContinuation<Void, Never>?
+        fileprivate var waiter: ReaderWaiter?
         fileprivate var detached = false
         fileprivate var wakeRequested = false
         fileprivate var activeSinceHeartbeat = false
@@ -42,6 +42,16 @@ final class EventLog: @unchecked Sendable {
         /// Waits for events after the last ones taken and moves all of them into `bytes`
         /// (emptied first, keeping its capacity).
         func next(into bytes: inout [UInt8]) async -> Batch { await log.next(self, into: &bytes) }
+
+        /// What `next` would return now, without waiting; nil when it would wait.
+        func poll(into bytes: inout [UInt8]) -> Batch? {
+            bytes.removeAll(keepingCapacity: true)
+            return log.poll(self, into: &bytes)
+        }
+
+        /// Calls `wake` once, when `poll` has something to return (at once if it has now): for a
+        /// writer that waits on an event loop instead of in a task.
+        func whenReady(_ wake: @escaping @Sendable () -> Void) { log.park(self, .callback(wake)) }
 
         /// Like `next`, as one JSON object per event (for a WebSocket).
         func nextEvents() async -> ([ArraySlice<UInt8>], Batch) {
@@ -320,7 +330,7 @@ final class EventLog: @unchecked Sendable {
             if let batch = poll(reader, into: &out) { return batch }
             await withTaskCancellationHandler {
                 await withCheckedContinuation { continuation in
-                    park(reader, continuation)
+                    park(reader, .task(continuation))
                 }
             } onCancel: {
                 detach(reader)
@@ -372,13 +382,13 @@ final class EventLog: @unchecked Sendable {
         return finished && reader.after == last
     }
 
-    private func park(_ reader: Reader, _ continuation: CheckedContinuation<Void, Never>) {
+    fileprivate func park(_ reader: Reader, _ waiter: ReaderWaiter) {
         condition.lock()
         if reader.detached || reader.after < last || finished || reader.wakeRequested {
             condition.unlock()
-            continuation.resume()
+            waiter.resume()
         } else {
-            reader.waiter = continuation
+            reader.waiter = waiter
             condition.unlock()
         }
     }
@@ -387,7 +397,7 @@ final class EventLog: @unchecked Sendable {
         condition.lock()
         let wasActive = reader.activeSinceHeartbeat
         reader.activeSinceHeartbeat = false
-        var waiter: CheckedContinuation<Void, Never>?
+        var waiter: ReaderWaiter?
         if !wasActive {
             reader.wakeRequested = true
             waiter = reader.waiter
@@ -449,6 +459,19 @@ final class EventLog: @unchecked Sendable {
         completion?.then()
     }
 
+    /// A reader waiting for events: a task in `next`, or a `whenReady` callback.
+    fileprivate enum ReaderWaiter {
+        case task(CheckedContinuation<Void, Never>)
+        case callback(@Sendable () -> Void)
+
+        func resume() {
+            switch self {
+            case .task(let continuation): continuation.resume()
+            case .callback(let wake): wake()
+            }
+        }
+    }
+
     /// A `whenFinished` waiting.
     private struct CompletionWaiter {
         var then: @Sendable () -> Void
@@ -457,7 +480,7 @@ final class EventLog: @unchecked Sendable {
 
     /// Whom an appended or closing event wakes, once the lock is let go.
     private struct Wakeups {
-        var readers: [CheckedContinuation<Void, Never>]
+        var readers: [ReaderWaiter]
         var completion: CompletionWaiter?
 
         func resume() {
@@ -521,8 +544,8 @@ final class EventLog: @unchecked Sendable {
         headIndex = 0
     }
 
-    private func takeWaiters() -> [CheckedContinuation<Void, Never>] {
-        var waiters: [CheckedContinuation<Void, Never>] = []
+    private func takeWaiters() -> [ReaderWaiter] {
+        var waiters: [ReaderWaiter] = []
         for reader in readers.values {
             if let waiter = reader.waiter {
                 waiters.append(waiter)

@@ -123,7 +123,7 @@ final class InvokeFastPath: ChannelDuplexHandler, RemovableChannelHandler {
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if let event = event as? ChannelEvent, event == .inputClosed, case .answering(let answer) = state {
-            answer.clientLeft()
+            answer.release()
         }
         context.fireUserInboundEventTriggered(event)
     }
@@ -144,7 +144,7 @@ final class InvokeFastPath: ChannelDuplexHandler, RemovableChannelHandler {
 
     func handlerRemoved(context: ChannelHandlerContext) {
         // The connection closed.
-        if case .answering(let answer) = state { answer.clientLeft() }
+        if case .answering(let answer) = state { answer.release() }
         state = .closed
     }
 
@@ -176,7 +176,7 @@ final class InvokeFastPath: ChannelDuplexHandler, RemovableChannelHandler {
         headers[.server] = Gateway.serverName
         var first: [UInt8] = []
         if answer.reader.takeAvailable(into: &first) {
-            answer.lease.release()
+            answer.release()
             headers[.contentLength] = String(first.count)
             context.write(wrapOutboundOut(.head(HTTPResponse(status: .ok, headerFields: headers))), promise: nil)
             context.write(wrapOutboundOut(.body(ByteBuffer(bytes: first))), promise: nil)
@@ -189,13 +189,63 @@ final class InvokeFastPath: ChannelDuplexHandler, RemovableChannelHandler {
             answer.closesConnection = true
         }
         context.write(wrapOutboundOut(.head(HTTPResponse(status: .ok, headerFields: headers))), promise: nil)
-        if !first.isEmpty { context.write(wrapOutboundOut(.body(ByteBuffer(bytes: first))), promise: nil) }
-        context.flush()
-        let handler = NIOLoopBound((self, context), eventLoop: context.eventLoop)
-        gateway.streamRest(of: answer, to: FastStreamSink(handler: handler))
+        let handler = loopBound(context)
+        answer.streamBegan(
+            watch: gateway.stuckClientWatch(answer.invocation) {
+                handler.eventLoop.execute { handler.value.1.close(promise: nil) }
+            })
+        if first.isEmpty {
+            context.flush()
+            pump(context: context)
+        } else {
+            send(first, answer, context: context)
+        }
     }
 
-    /// Writes a part of the stream; its future completes once the socket took it.
+    private func loopBound(_ context: ChannelHandlerContext) -> NIOLoopBound<(InvokeFastPath, ChannelHandlerContext)> {
+        NIOLoopBound((self, context), eventLoop: context.eventLoop)
+    }
+
+    /// Writes what the call has produced since the last write, or waits on the event loop until
+    /// it produces more (no task, no thread): a stream whose events come one by one (a ticker)
+    /// costs a callback between them. A stream whose next events are already there when a write
+    /// completes (a burst) is written by a task from then on (`Gateway.streamRest`): going on
+    /// from here would keep the event loop from every other connection's I/O until it ends.
+    private func pump(context: ChannelHandlerContext, afterWrite: Bool = false) {
+        guard case .answering(let answer) = state, !answer.streamedByTask else { return }
+        var bytes: [UInt8] = []
+        switch answer.reader.poll(into: &bytes) {
+        case nil:
+            let handler = loopBound(context)
+            answer.reader.whenReady {
+                handler.eventLoop.execute {
+                    let (fastPath, context) = handler.value
+                    fastPath.pump(context: context)
+                }
+            }
+        case .events? where afterWrite:
+            answer.streamedByTask = true
+            gateway.streamRest(of: answer, first: bytes, to: FastStreamSink(handler: loopBound(context)))
+        case .events?:
+            send(bytes, answer, context: context)
+        case .idle?:
+            send(SSEEncoder.heartbeat, answer, context: context)
+        case .finished?:
+            endStream(context: context)
+        }
+    }
+
+    private func send(_ bytes: [UInt8], _ answer: FastAnswer, context: ChannelHandlerContext) {
+        answer.watch?.writeBegan()
+        context.writeAndFlush(wrapOutboundOut(.body(ByteBuffer(bytes: bytes)))).assumeIsolated().whenComplete {
+            result in
+            answer.watch?.writeEnded()
+            // A failed write: the connection closed, and `handlerRemoved` has let the call go.
+            if case .success = result { self.pump(context: context, afterWrite: true) }
+        }
+    }
+
+    /// Writes a part of the stream for `streamRest`; its future completes once the socket took it.
     fileprivate func write(_ bytes: [UInt8], context: ChannelHandlerContext) -> EventLoopFuture<Void> {
         guard case .answering = state else { return context.eventLoop.makeFailedFuture(ChannelError.ioOnClosedChannel) }
         return context.writeAndFlush(wrapOutboundOut(.body(ByteBuffer(bytes: bytes))))
@@ -203,7 +253,8 @@ final class InvokeFastPath: ChannelDuplexHandler, RemovableChannelHandler {
 
     /// The stream is over: its end, then the next request.
     fileprivate func endStream(context: ChannelHandlerContext) {
-        guard case .answering = state else { return }
+        guard case .answering(let answer) = state else { return }
+        answer.release()
         context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
         answered(context: context)
     }
@@ -253,10 +304,6 @@ struct FastStreamSink: Sendable {
             let (fastPath, context) = handler.value
             fastPath.endStream(context: context)
         }
-    }
-
-    func close() {
-        handler.eventLoop.execute { [handler] in handler.value.1.close(promise: nil) }
     }
 }
 
