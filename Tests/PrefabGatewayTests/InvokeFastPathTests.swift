@@ -55,6 +55,22 @@ struct InvokeFastPathTests {
         }
     }
 
+    @Test func requestsSentBeforeTheClientClosedItsSideAreAllAnsweredThenTheConnectionCloses() async throws {
+        try await LiveGateway.run([Self.echo]) { gateway in
+            let connection = try RawConnection(port: gateway.port)
+            try connection.sendRaw(
+                Array(
+                    (Self.post("/invoke/echo", #"{"inputs": {"text": "one"}}"#)
+                        + Self.post("/invoke/echo", #"{"inputs": {"text": "two"}}"#)).utf8))
+            connection.shutdownWrite()
+            // Read to the end: the gateway closes the connection once both are answered.
+            let text = try await connection.readToEnd()
+            #expect(text.components(separatedBy: "HTTP/1.1 200 OK").count - 1 == 2)
+            #expect(text.components(separatedBy: #""type":"done""#).count - 1 == 2)
+            #expect(text.contains(#""data":"one""#) && text.contains(#""data":"two""#))
+        }
+    }
+
     @Test func aStreamOutlivesTheIdleTimeout() async throws {
         // The idle timeout also bounds how long a new connection may take to send its first
         // request's headers: 1 s leaves room for a loaded machine.

@@ -37,16 +37,24 @@ final class InvokeFastPath: ChannelDuplexHandler, RemovableChannelHandler {
 
     private let gateway: Gateway
     private var state = State.idle
+    /// Holds back Hummingbird's handling of the connection until a request goes to it.
+    private var gate: ConnectionGate?
     /// Parts that came while an answer was being written (pipelined requests).
     private var pending: [HTTPRequestPart] = []
     private var pendingBytes = 0
     /// A `read` held back while too many pending bytes wait.
     private var readHeld = false
+    /// The client closed its side (`ChannelEvent.inputClosed`): no request follows what came.
+    private var inputEnded = false
     /// Past this, pending requests stop the connection's reads until the answer ends.
     private static let maxPendingBytes = 64 * 1024
 
     init(gateway: Gateway) {
         self.gateway = gateway
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        gate = try? context.pipeline.syncOperations.handler(type: ConnectionGate.self)
     }
 
     // MARK: Inbound
@@ -112,24 +120,47 @@ final class InvokeFastPath: ChannelDuplexHandler, RemovableChannelHandler {
     /// From now on Hummingbird serves the connection: `parts` and what is pending go to it.
     private func passThrough(_ parts: [HTTPRequestPart], context: ChannelHandlerContext) {
         state = .passingThrough
+        gate?.open()
         let all = parts + pending
         pending = []
         pendingBytes = 0
         for part in all { context.fireChannelRead(wrapInboundOut(part)) }
         // Hummingbird's handler passes on what it read at the end of a read: this may be later.
         context.fireChannelReadComplete()
+        if inputEnded { context.fireUserInboundEventTriggered(ChannelEvent.inputClosed) }
         releaseRead(context: context)
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if let event = event as? ChannelEvent, event == .inputClosed, case .answering(let answer) = state {
-            answer.release()
+        guard let event = event as? ChannelEvent, event == .inputClosed else {
+            context.fireUserInboundEventTriggered(event)
+            return
         }
-        context.fireUserInboundEventTriggered(event)
+        // The client closed its side: no request follows. Hummingbird's handler, when it runs,
+        // closes the connection once it has answered; otherwise it is closed here.
+        inputEnded = true
+        switch state {
+        case .answering(let answer):
+            // A hang-up, as `HangUpHandler` tells other answers, once the answer streams (an answer
+            // whole within the quick-answer window is written); pipelined requests are still answered.
+            if answer.watch != nil { answer.release() }
+        case .passingThrough, .closed:
+            context.fireUserInboundEventTriggered(event)
+        case .reading(let call):
+            // A body cut short: Hummingbird answers 400.
+            passThrough(call.parts, context: context)
+        case .idle:
+            state = .closed
+            context.close(promise: nil)
+        }
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         switch state {
+        case .idle:
+            // Hummingbird's handler answers a request that could not be parsed with 400.
+            passThrough([], context: context)
+            context.fireErrorCaught(error)
         case .reading(let call):
             // A body framed badly: Hummingbird answers 400.
             passThrough(call.parts, context: context)
@@ -194,6 +225,7 @@ final class InvokeFastPath: ChannelDuplexHandler, RemovableChannelHandler {
             watch: gateway.stuckClientWatch(answer.invocation) {
                 handler.eventLoop.execute { handler.value.1.close(promise: nil) }
             })
+        if inputEnded { answer.release() }
         if first.isEmpty {
             context.flush()
             pump(context: context)
@@ -273,6 +305,16 @@ final class InvokeFastPath: ChannelDuplexHandler, RemovableChannelHandler {
             let part = pending.removeFirst()
             if case .body(let buffer) = part { pendingBytes -= buffer.readableBytes }
             handle(part, context: context)
+        }
+        guard inputEnded else { return }
+        switch state {
+        case .idle:
+            state = .closed
+            context.close(promise: nil)
+        case .reading(let call):
+            passThrough(call.parts, context: context)
+        default:
+            break
         }
     }
 

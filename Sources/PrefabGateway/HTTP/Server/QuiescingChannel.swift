@@ -11,13 +11,23 @@ import NIOHTTP1
 /// (seen as test runs that never ended). Such a connection is now closed when the server shuts down.
 /// Nor does Hummingbird's idle timeout reach it there: a client that sends its first request's
 /// headers a byte at a time (slowloris) is closed once `idleTimeout` passes without them.
+///
+/// Hummingbird's handling of a connection waits behind a `ConnectionGate` until a request needs it.
 struct QuiescingChannel<Inner: ServerChildChannel>: ServerChildChannel {
-    typealias Value = Inner.Value
     let inner: Inner
     let idleTimeout: TimeAmount?
 
+    struct Value: ServerChildChannelValue {
+        let inner: Inner.Value
+        let gate: ConnectionGate
+        var channel: any Channel { inner.channel }
+    }
+
     func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
+        let gate = ConnectionGate()
+        channel.closeFuture.whenComplete { _ in gate.close() }
         do {
+            try channel.pipeline.syncOperations.addHandler(gate, position: .first)
             try channel.pipeline.syncOperations.addHandler(HangUpHandler(), position: .first)
             try channel.pipeline.syncOperations.addHandler(CloseSilentConnectionOnQuiesce(), position: .first)
             try channel.pipeline.syncOperations.addHandler(
@@ -31,12 +41,19 @@ struct QuiescingChannel<Inner: ServerChildChannel>: ServerChildChannel {
             let decoder = try channel.pipeline.syncOperations.handler(
                 type: ByteToMessageHandler<HTTPRequestDecoder>.self)
             try channel.pipeline.syncOperations.addHandler(UnknownUpgradeFilter(), position: .after(decoder))
-            return value
+            return Value(inner: value, gate: gate)
         }
     }
 
     func handle(value: Value, logger: Logger) async {
-        await inner.handle(value: value, logger: logger)
+        let needed = await withTaskCancellationHandler {
+            await value.gate.wait()
+        } onCancel: {
+            value.gate.close()
+            value.channel.close(promise: nil)
+        }
+        guard needed else { return }
+        await inner.handle(value: value.inner, logger: logger)
     }
 }
 

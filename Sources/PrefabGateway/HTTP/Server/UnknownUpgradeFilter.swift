@@ -4,7 +4,8 @@ import NIOHTTP1
 /// Takes away an `Upgrade` header that names no protocol the gateway speaks (WebSocket is the only
 /// one), so that the request is served as plain HTTP, which RFC 9110 §7.8 allows: the upgrade
 /// negotiation closed such a connection without any answer (`Upgrade: h2c` on `GET /health`).
-/// Just after the HTTP decoder, for the first request only (the only one that negotiates).
+/// Just after the HTTP decoder, for the first request only (the only one that negotiates). A
+/// WebSocket upgrade opens the connection's `ConnectionGate`.
 final class UnknownUpgradeFilter: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias InboundOut = HTTPServerRequestPart
@@ -27,6 +28,9 @@ final class UnknownUpgradeFilter: ChannelInboundHandler, RemovableChannelHandler
             let connection = head.headers[canonicalForm: "connection"].filter { $0.lowercased() != "upgrade" }
             head.headers.remove(name: "connection")
             if !connection.isEmpty { head.headers.add(name: "Connection", value: connection.joined(separator: ", ")) }
+        } else if !protocols.isEmpty {
+            // A WebSocket: Hummingbird's handler runs it.
+            (try? context.pipeline.syncOperations.handler(type: ConnectionGate.self))?.open()
         }
         context.fireChannelRead(wrapInboundOut(.head(head)))
         context.pipeline.syncOperations.removeHandler(self, promise: nil)
