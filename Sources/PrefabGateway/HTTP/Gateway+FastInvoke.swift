@@ -66,7 +66,8 @@ extension Gateway {
         guard head.method == .post, let path = head.path, path.hasPrefix("/invoke/") else { return nil }
         var name = path.dropFirst("/invoke/".count)
         if let query = name.firstIndex(of: "?") { name = name[..<query] }
-        guard !name.isEmpty, !name.contains("/"), !name.contains("%"), let function = catalog.functions[String(name)]
+        guard !name.isEmpty, !name.utf8.contains(where: { $0 == UInt8(ascii: "/") || $0 == UInt8(ascii: "%") }),
+            let function = catalog.functions[String(name)]
         else { return nil }
         switch function.implementation {
         case .streaming, .asyncStreaming: return fastCall(head, function)
@@ -111,7 +112,7 @@ extension Gateway {
         let fields = call.head.headerFields
         return FastAnswer(
             invocation: invocation, reader: reader, keepAlive: Self.asksToKeepAlive(fields),
-            closesConnection: fields[.connection]?.lowercased().contains("close") == true, gateway: self)
+            closesConnection: Self.contains(fields[.connection] ?? "", "close", ignoringCase: true), gateway: self)
     }
 
     /// Writes the rest of a streamed answer through `sink`, from a task of its own, starting with

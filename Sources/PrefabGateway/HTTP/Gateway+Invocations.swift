@@ -202,7 +202,7 @@ extension Gateway {
     }
 
     static func asksToKeepAlive(_ headers: HTTPFields) -> Bool {
-        headers[.connection]?.lowercased().contains("keep-alive") == true
+        contains(headers[.connection] ?? "", "keep-alive", ignoringCase: true)
     }
 
     func invocation(_ context: GatewayRequestContext) throws -> Invocation {

@@ -48,9 +48,14 @@ extension Gateway {
         return contains(accept, "application/json") && !contains(accept, "text/event-stream")
     }
 
-    private static func contains(_ text: String, _ part: StaticString) -> Bool {
+    /// Whether `text` contains `part` (lowercase), in ASCII letters of either case with
+    /// `ignoringCase`.
+    static func contains(_ text: String, _ part: StaticString, ignoringCase: Bool = false) -> Bool {
         let needle = UnsafeBufferPointer(start: part.utf8Start, count: part.utf8CodeUnitCount)
-        let haystack = Array(text.utf8)
+        var haystack = Array(text.utf8)
+        if ignoringCase {
+            for index in haystack.indices where (65...90).contains(haystack[index]) { haystack[index] += 32 }
+        }
         guard haystack.count >= needle.count else { return false }
         return (0...haystack.count - needle.count).contains { start in
             needle.indices.allSatisfy { haystack[start + $0] == needle[$0] }
