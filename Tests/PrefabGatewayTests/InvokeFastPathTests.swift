@@ -71,6 +71,26 @@ struct InvokeFastPathTests {
         }
     }
 
+    /// 12 MB in one event: more than the socket buffers take (4 MB here).
+    static let large = TestPrefab.streaming("large") { _, context in
+        try context.yield(.content(String(repeating: "x", count: 12_000_000)))
+    }
+
+    @Test func anAnswerIsWrittenWholeBeforeTheConnectionCloses() async throws {
+        // A window long enough that the answer is written whole, in one go.
+        try await LiveGateway.run([Self.large], configure: { $0.quickAnswerWindow = .seconds(5) }) { gateway in
+            // A small receive buffer and a client that waits before reading: most of the answer
+            // still waits for the socket when its last part is written and the connection closes.
+            let connection = try RawConnection(port: gateway.port, receiveBuffer: 4096)
+            try connection.sendPost("/invoke/large", json: #"{"inputs": {}}"#, headers: "Connection: close\r\n")
+            try await Task.sleep(for: .milliseconds(300))
+            let text = try await connection.readToEnd()
+            #expect(text.hasPrefix("HTTP/1.1 200 OK"))
+            #expect(text.utf8.count > 12_000_000)
+            #expect(text.contains(#""type":"done""#))
+        }
+    }
+
     @Test func aStreamOutlivesTheIdleTimeout() async throws {
         // The idle timeout also bounds how long a new connection may take to send its first
         // request's headers: 1 s leaves room for a loaded machine.

@@ -211,8 +211,7 @@ final class InvokeFastPath: ChannelDuplexHandler, RemovableChannelHandler {
             headers[.contentLength] = String(first.count)
             context.write(wrapOutboundOut(.head(HTTPResponse(status: .ok, headerFields: headers))), promise: nil)
             context.write(wrapOutboundOut(.body(ByteBuffer(bytes: first))), promise: nil)
-            context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
-            answered(context: context)
+            answered(end: context.writeAndFlush(wrapOutboundOut(.end(nil))), context: context)
             return
         }
         if !answer.keepAlive {
@@ -287,15 +286,16 @@ final class InvokeFastPath: ChannelDuplexHandler, RemovableChannelHandler {
     fileprivate func endStream(context: ChannelHandlerContext) {
         guard case .answering(let answer) = state else { return }
         answer.release()
-        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
-        answered(context: context)
+        answered(end: context.writeAndFlush(wrapOutboundOut(.end(nil))), context: context)
     }
 
-    private func answered(context: ChannelHandlerContext) {
+    /// The answer's last part is on its way (`end`): the next request, or the connection's close
+    /// once that part is out (a close fails writes still waiting for the socket).
+    private func answered(end: EventLoopFuture<Void>, context: ChannelHandlerContext) {
         guard case .answering(let answer) = state else { return }
         if answer.closesConnection {
             state = .closed
-            context.close(promise: nil)
+            end.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
             return
         }
         state = .idle
@@ -310,7 +310,7 @@ final class InvokeFastPath: ChannelDuplexHandler, RemovableChannelHandler {
         switch state {
         case .idle:
             state = .closed
-            context.close(promise: nil)
+            end.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
         case .reading(let call):
             passThrough(call.parts, context: context)
         default:
