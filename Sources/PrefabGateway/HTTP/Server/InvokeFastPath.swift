@@ -6,7 +6,7 @@ import PrefabKit
 
 /// Serves the common call, `POST /invoke/<name>` answered as SSE, from the connection's
 /// pipeline, below Hummingbird's router: the request is read, checked and started on the event
-/// loop, a quick answer is written from there, and a longer stream is written by one small task.
+/// loop, and the answer written from there, a stream's events as they come (`pump`).
 /// Hummingbird's path cost a call a task with the frames of its router, middleware and handler,
 /// kept for the connection's life, and several hops between threads.
 ///
@@ -268,15 +268,14 @@ final class InvokeFastPath: ChannelDuplexHandler, RemovableChannelHandler {
 
     private func send(_ bytes: [UInt8], _ answer: FastAnswer, context: ChannelHandlerContext) {
         answer.watch?.writeBegan()
-        context.writeAndFlush(wrapOutboundOut(.body(ByteBuffer(bytes: bytes)))).assumeIsolated().whenComplete {
-            result in
+        write(bytes, context: context).assumeIsolated().whenComplete { result in
             answer.watch?.writeEnded()
             // A failed write: the connection closed, and `handlerRemoved` has let the call go.
             if case .success = result { self.pump(context: context, afterWrite: true) }
         }
     }
 
-    /// Writes a part of the stream for `streamRest`; its future completes once the socket took it.
+    /// Writes a part of the stream; its future completes once the socket took it.
     fileprivate func write(_ bytes: [UInt8], context: ChannelHandlerContext) -> EventLoopFuture<Void> {
         guard case .answering = state else { return context.eventLoop.makeFailedFuture(ChannelError.ioOnClosedChannel) }
         return context.writeAndFlush(wrapOutboundOut(.body(ByteBuffer(bytes: bytes))))
@@ -329,8 +328,6 @@ final class InvokeFastPath: ChannelDuplexHandler, RemovableChannelHandler {
 /// Hands a stream's writes to its `InvokeFastPath`, on its event loop.
 struct FastStreamSink: Sendable {
     fileprivate let handler: NIOLoopBound<(InvokeFastPath, ChannelHandlerContext)>
-
-    var eventLoop: any EventLoop { handler.eventLoop }
 
     /// Writes `bytes`; returns once the socket took them (a client that reads nothing makes
     /// this wait). Throws once the connection is closed.
