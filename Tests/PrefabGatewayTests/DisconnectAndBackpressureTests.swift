@@ -52,11 +52,14 @@ import Testing
     /// records why it stopped. Whatever throws first — the sleep, or the yield of a call whose
     /// client left before the function ran — is recorded.
     /// `quick` answers "done" at once, `slow` after 1 s.
+    /// `slow` takes 3 s, six times the tests' 500 ms quick-answer window: an answer is sent with
+    /// what has come by the time the gateway's waiting task runs again, which on a loaded machine
+    /// (the whole suite at once) came over 500 ms late, after a 1 s call had ended.
     static var quickAndSlow: [TestPrefab] {
         [
             TestPrefab.result("quick") { _, _ in "done" },
             TestPrefab.result("slow") { _, context in
-                try context.sleep(for: .seconds(1))
+                try context.sleep(for: .seconds(3))
                 return "done"
             },
         ]
