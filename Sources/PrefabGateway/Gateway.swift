@@ -101,7 +101,9 @@ public final class Gateway: Sendable {
         }
     }
 
-    /// Loads the prefabs directory, logging every problem; in strict mode a problem is fatal.
+    /// Calls started so far and running now, for telling when the gateway has gone quiet.
+    public var callActivity: QuietSpell.Activity { runningCalls.activity }
+
     /// Returns once the Python workers started ahead are up, or after `limit`: the last of
     /// start-up's work.
     public func workersStarted(within limit: Duration = .seconds(30)) async {

@@ -20,6 +20,10 @@ public struct GatewayConfiguration: Sendable {
     /// before it is closed: bounds idle keep-alive connections and clients that send slowly
     /// (slowloris). A running response is never cut. Nil: no limit.
     public var idleTimeout: Duration? = .seconds(60)
+    /// How long the gateway must go without a call before it gives back the memory a busy spell
+    /// brought in (the code it ran, free heap); the first call after pays for mapping its code
+    /// again. Nil: never.
+    public var idleTrimAfter: Duration? = .seconds(5)
     /// Largest request body accepted (413 beyond).
     public var maxBodyBytes = 1 << 20
     /// Deepest nesting of arrays and objects inside one input value (422 beyond).

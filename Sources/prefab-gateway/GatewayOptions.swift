@@ -106,6 +106,12 @@ struct GatewayOptions: ParsableArguments {
 
     @Option(
         help:
+            "Seconds without a call after which the gateway gives back the memory a busy spell brought in (the code it ran, free heap), 0 for never (env PREFAB_GATEWAY_IDLE_TRIM; default 5)."
+    )
+    var idleTrim: Double?
+
+    @Option(
+        help:
             "Bytes of already-sent events kept per invocation for clients that resume (env PREFAB_GATEWAY_EVENT_HISTORY; default 1048576)."
     )
     var eventHistoryBytes: Int?
@@ -184,6 +190,9 @@ struct GatewayOptions: ParsableArguments {
         }
         if let seconds = try questionTimeout ?? Environment.parse("PREFAB_GATEWAY_QUESTION_TIMEOUT") as Double? {
             configuration.questionTimeout = seconds > 0 ? .milliseconds(Int(seconds * 1000)) : nil
+        }
+        if let seconds = try idleTrim ?? Environment.parse("PREFAB_GATEWAY_IDLE_TRIM") as Double? {
+            configuration.idleTrimAfter = seconds > 0 ? .milliseconds(Int(seconds * 1000)) : nil
         }
         if let seconds = try invocationRetention ?? Environment.parse("PREFAB_GATEWAY_INVOCATION_RETENTION") as Double?
         {

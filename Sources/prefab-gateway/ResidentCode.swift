@@ -1,4 +1,5 @@
 import Foundation
+import PrefabGateway
 
 #if canImport(Glibc)
     import Glibc
@@ -23,6 +24,20 @@ enum ResidentCode {
                 madvise(start, length, MADV_DONTNEED)
             }
         #endif
+    }
+
+    /// Gives back the code and the free heap a busy spell brought in once the gateway has been
+    /// quiet for `quiet` (no call started or running), once per quiet spell, until the task is
+    /// cancelled. A server idles most of its life: after 200 `echo` calls RSS otherwise stayed
+    /// where the calls left it until the next call. The first call after maps its code again.
+    static func trimWhenQuiet(_ gateway: Gateway, quiet: Duration) async {
+        var spell = QuietSpell(after: quiet)
+        while !Task.isCancelled {
+            try? await Task.sleep(for: .seconds(1))
+            guard spell.hasBegun(gateway.callActivity) else { continue }
+            trim()
+            Allocator.giveBackFreeMemory()
+        }
     }
 
     /// A file read to its end. `String(contentsOfFile:)` stops after the first read of a `/proc`

@@ -24,6 +24,7 @@ struct Serve: AsyncParsableCommand {
             Task {
                 await gateway.workersStarted()
                 ResidentCode.trim()
+                if let quiet = configuration.idleTrimAfter { await ResidentCode.trimWhenQuiet(gateway, quiet: quiet) }
             }
             startupLogger.notice(
                 "prefab-gateway listening on http://\(host):\(port) (GET /manifest lists the functions)")

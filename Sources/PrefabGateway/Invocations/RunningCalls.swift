@@ -9,6 +9,7 @@ final class RunningCalls: Sendable {
         var calls: [ObjectIdentifier: Invocation] = [:]
         var shuttingDown = false
         var stuck = 0
+        var started = 0
     }
 
     private let state = Mutex(State())
@@ -18,6 +19,7 @@ final class RunningCalls: Sendable {
         state.withLock { state in
             guard !state.shuttingDown else { return false }
             state.calls[ObjectIdentifier(invocation)] = invocation
+            state.started &+= 1
             return true
         }
     }
@@ -39,6 +41,11 @@ final class RunningCalls: Sendable {
 
     /// Calls running now.
     var count: Int { state.withLock { $0.calls.count } }
+
+    /// Calls started so far, and those running now.
+    var activity: QuietSpell.Activity {
+        state.withLock { QuietSpell.Activity(started: $0.started, running: $0.calls.count) }
+    }
 
     /// A function did not stop after its call was cancelled: the gateway ended the call, and its
     /// thread is counted until it returns.

@@ -56,6 +56,8 @@ struct LiveGateway: Sendable {
     let client: any TestClientProtocol
     let port: Int
     let dataDirectory: URL
+    /// The gateway behind the server, for what only it can tell.
+    let loaded: Gateway
 
     var baseURL: String { "http://127.0.0.1:\(port)" }
 
@@ -104,7 +106,7 @@ struct LiveGateway: Sendable {
         let dataDirectory = configuration.dataDirectory
         try await gateway.makeApplication().test(.live) { client in
             guard let port = client.port else { throw RawConnectionError("the live test client has no port") }
-            try await test(LiveGateway(client: client, port: port, dataDirectory: dataDirectory))
+            try await test(LiveGateway(client: client, port: port, dataDirectory: dataDirectory, loaded: gateway))
         }
     }
 
