@@ -9,6 +9,7 @@
 - Crash: a fatal signal (SIGSEGV, SIGILL: what a Swift trap raises, SIGABRT) ends the process at
   once, killed by that signal, and its port is free for a restarted gateway within 1 s. (Before,
   the Swift runtime's backtracer ran for minutes while the dead process kept the port.)
+- Idle: once quiet for --idle-trim, the memory the calls brought in is given back (not with 0).
 
 Usage: python3 scripts/lifecycle-test.py [--no-build] [--binary PATH]. Exits non-zero on any
 failed check."""
@@ -176,6 +177,32 @@ def check_crash(signal_number):
         tally.check("fatal signal" in gateway.log_tail(), f"{name}: no line about the crash on stderr")
 
 
+def check_idle_trim(seconds):
+    """Idle: once no call has started or run for --idle-trim, the gateway gives back what a busy
+    spell brought in (the code the calls ran, free heap); with --idle-trim 0 it keeps it. Measured
+    (debug build): 200 `echo` calls took RSS from 18 to 35 MB, and 18.8 MB once quiet; 34.7 MB with
+    --idle-trim 0. The bound: quiet, at most half of what the calls added is left."""
+    print(f"== idle: what 200 calls brought in is given back once quiet (--idle-trim {seconds:g})", flush=True)
+    with LiveGateway(live_gateway.ROOT / "bench/prefabs", "--idle-trim", seconds, "--log-level", "warning") as gateway:
+        time.sleep(3)  # start-up's own trims, and a first quiet spell's, are done
+        fresh = live_gateway.rss_mb(gateway.pid)
+        for _ in range(200):
+            status, _, messages = gateway.invoke("echo", {"text": "hi"})
+            if status != 200 or live_gateway.events(messages)[-1].get("type") != "done":
+                tally.check(False, f"an echo call failed: {status} {messages!r:.200}")
+                return
+        busy = live_gateway.rss_mb(gateway.pid)
+        time.sleep(3)
+        quiet = live_gateway.rss_mb(gateway.pid)
+        print(f"  RSS {fresh} MB after start-up, {busy} MB after the calls, {quiet} MB 3 s later", flush=True)
+        tally.check(busy - fresh >= 4, f"the calls added only {busy - fresh:.1f} MB: nothing to give back")
+        left = (quiet - fresh) / max(busy - fresh, 0.1)
+        if seconds > 0:
+            tally.check(left <= 0.5, f"quiet, {left:.0%} of what the calls added is still resident (bound 50%)")
+        else:
+            tally.check(left > 0.5, f"with --idle-trim 0, only {left:.0%} of what the calls added stayed")
+
+
 def main():
     if "--binary" in sys.argv:
         live_gateway.BINARY = live_gateway.pathlib.Path(sys.argv[sys.argv.index("--binary") + 1]).resolve()
@@ -186,6 +213,8 @@ def main():
     check_shutdown(signal.SIGTERM)
     check_shutdown(signal.SIGINT)
     check_grace_cuts_a_client_that_reads_nothing()
+    check_idle_trim(1)
+    check_idle_trim(0)
     for signal_number in (signal.SIGSEGV, signal.SIGILL, signal.SIGABRT):
         check_crash(signal_number)
     tally.finish(unit="checks")
