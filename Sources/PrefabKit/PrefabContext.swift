@@ -22,6 +22,7 @@ public final class PrefabContext: Sendable {
     /// The invocation's id, the one in the gateway's `/invocations/<id>` URLs.
     public let invocationId: String
     private let outputURL: @Sendable () -> URL
+    private let makeOutputDirectory: @Sendable (URL) throws -> Void
     private let sink: Sink
     private let asyncSink: AsyncSink?
     private let cancelled = Atomic<Bool>(false)
@@ -63,15 +64,18 @@ public final class PrefabContext: Sendable {
 
     /// The output directory's URL is made only when the function asks for it: most calls write no
     /// file, and making a URL cost a short call several thousand instructions.
+    /// `makeOutputDirectory` makes the folder at that URL on first use (by default one `mkdir`).
     package init(
         invocationId: String,
         outputDirectory: @escaping @Sendable () -> URL,
+        makeOutputDirectory: (@Sendable (URL) throws -> Void)? = nil,
         questionTimeout: Duration? = nil,
         sink: @escaping Sink,
         asyncSink: AsyncSink? = nil
     ) {
         self.invocationId = invocationId
         self.outputURL = outputDirectory
+        self.makeOutputDirectory = makeOutputDirectory ?? Self.makeDirectory
         self.questionTimeout = questionTimeout
         self.sink = sink
         self.asyncSink = asyncSink
@@ -160,7 +164,7 @@ public final class PrefabContext: Sendable {
             let url = outputURL()
             try state.withLock { state in
                 if !state.outputDirectoryCreated {
-                    try Self.makeDirectory(url)
+                    try makeOutputDirectory(url)
                     state.outputDirectoryCreated = true
                 }
             }
@@ -170,7 +174,7 @@ public final class PrefabContext: Sendable {
 
     /// One `mkdir` when the parent exists (the gateway's case): FileManager's `createDirectory`
     /// also looks the path and its parent up first, which was a tenth of a Python call's gateway time.
-    private static func makeDirectory(_ url: URL) throws {
+    package static func makeDirectory(_ url: URL) throws {
         #if canImport(Glibc) || canImport(Darwin)
             if mkdir(url.path, 0o777) == 0 { return }
         #endif

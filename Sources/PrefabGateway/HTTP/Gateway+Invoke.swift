@@ -504,6 +504,7 @@ extension Gateway {
             baseURL: baseURL,
             owner: owner,
             outputDirectory: { [outputs] in outputs.directory(for: id) },
+            makeOutputDirectory: { [spares = outputs.spares] url in try spares.make(url) },
             events: EventLog(
                 flowControl: flowControl,
                 maxEvents: configuration.streamBufferEvents,
@@ -578,11 +579,12 @@ extension Gateway {
     /// The `files` event for what the function wrote, if it wrote anything.
     private func filesEvent(_ invocation: Invocation) -> PrefabEvent? {
         guard let directory = invocation.context.usedOutputDirectory else { return nil }
+        outputOwners.record(invocation.id, owner: invocation.owner)
+        if outputs.spares.keepIfEmpty(directory) { return nil }
         outputs.markEnded(directory)
         let entries =
             OutputStore.isEmpty(directory)
             ? [] : outputs.fileEntries(in: directory, invocationId: invocation.id, baseURL: invocation.baseURL)
-        outputOwners.record(invocation.id, owner: invocation.owner)
         return entries.isEmpty ? nil : .files(entries)
     }
 

@@ -39,6 +39,7 @@ final class Invocation: Sendable {
         baseURL: String,
         owner: Int? = nil,
         outputDirectory: @escaping @Sendable () -> URL,
+        makeOutputDirectory: (@Sendable (URL) throws -> Void)? = nil,
         events: EventLog,
         questionTimeout: Duration?,
         sink: (@Sendable (PrefabEvent) throws -> Void)? = nil
@@ -52,6 +53,7 @@ final class Invocation: Sendable {
         self.context = PrefabContext(
             invocationId: id,
             outputDirectory: outputDirectory,
+            makeOutputDirectory: makeOutputDirectory,
             questionTimeout: questionTimeout,
             sink: { [events, id] event in
                 try sink?(event)

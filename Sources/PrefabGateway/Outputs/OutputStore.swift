@@ -11,9 +11,12 @@ import PrefabKit
 /// files, how their URLs look, and the one safe way to find a file for `GET /files/...`.
 struct OutputStore: Sendable {
     let root: URL
+    /// Empty folders of ended calls, made the next calls' folders.
+    let spares: SpareFolders
 
     init(root: URL) {
         self.root = root.standardizedFileURL
+        self.spares = SpareFolders(root: self.root)
     }
 
     func directory(for invocationId: String) -> URL {
@@ -87,15 +90,20 @@ struct OutputStore: Sendable {
     /// True when `directory` holds no entry (or cannot be read): the usual end of a call, told
     /// with one read of the folder instead of an enumerator and a lookup per entry.
     static func isEmpty(_ directory: URL) -> Bool {
-        guard let stream = opendir(directory.path) else { return true }
+        hasEntries(directory.path) != true
+    }
+
+    /// Whether the folder at `path` holds an entry; nil when it cannot be read.
+    static func hasEntries(_ path: String) -> Bool? {
+        guard let stream = opendir(path) else { return nil }
         defer { closedir(stream) }
         while let entry = readdir(stream) {
             let isDot = withUnsafeBytes(of: entry.pointee.d_name) { name in
                 name[0] == UInt8(ascii: ".") && (name[1] == 0 || (name[1] == UInt8(ascii: ".") && name[2] == 0))
             }
-            if !isDot { return false }
+            if !isDot { return true }
         }
-        return true
+        return false
     }
 
     /// Removes the output directories of calls that ended (`markEnded`, or last changed) more than

@@ -12,6 +12,7 @@ struct OutputSweeper: Service {
     let logger: Logger
 
     func run() async throws {
+        outputs.spares.removeLeftovers()
         let interval = min(max(retention / 4, .seconds(1)), .seconds(60))
         await cancelWhenGracefulShutdown {
             while !Task.isCancelled {

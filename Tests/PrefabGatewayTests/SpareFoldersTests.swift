@@ -1,0 +1,69 @@
+import Foundation
+import PrefabKit
+import Testing
+
+@testable import PrefabGateway
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// A call that leaves its output folder empty gives it to the next call (one inode, renamed)
+/// instead of leaving it for the sweep: no folder is made per call.
+@Suite(.timeLimit(.minutes(1))) struct SpareFoldersTests {
+    /// Asks for its output folder, writes `file` into it when given, and yields the folder's inode.
+    static let folder = TestPrefab.streaming(
+        "folder", parameters: [ParameterManifest(name: "file", type: .string, defaultValue: "")]
+    ) { inputs, context in
+        let directory = try context.outputDirectory
+        if let name = inputs["file"]?.stringValue, !name.isEmpty {
+            try "x".write(to: directory.appendingPathComponent(name), atomically: true, encoding: .utf8)
+        }
+        var status = stat()
+        guard stat(directory.path, &status) == 0 else { throw PrefabError(.internalError, "no folder") }
+        try context.yield(.content(String(status.st_ino)))
+    }
+
+    static func call(_ gateway: LiveGateway, file: String? = nil) async throws -> (id: String, inode: Int?) {
+        let inputs = file.map { #"{"inputs": {"file": "\#($0)"}}"# } ?? #"{"inputs": {}}"#
+        let reply = try await gateway.invoke("folder", inputs)
+        let id = try #require(reply.headers[.init("X-Invocation-Id")!])
+        return (id, reply.events.first { $0.type == "content" }?.data?.stringValue.flatMap { Int($0) })
+    }
+
+    @Test func anEmptyFolderIsTheNextCallsAndAFolderWithFilesStays() async throws {
+        try await LiveGateway.run([Self.folder]) { gateway in
+            let outputs = gateway.dataDirectory.appendingPathComponent("outputs")
+            let first = try await Self.call(gateway)
+            // Left empty: no folder of its id stays.
+            #expect(!FileManager.default.fileExists(atPath: outputs.appendingPathComponent(first.id).path))
+            let second = try await Self.call(gateway, file: "kept.txt")
+            #expect(second.inode != nil && second.inode == first.inode)
+            // With a file: its folder stays and serves it.
+            #expect(FileManager.default.fileExists(atPath: outputs.appendingPathComponent(second.id).path))
+            #expect(try await gateway.request(.get, "/files/\(second.id)/kept.txt").text == "x")
+            // No spare now: the next folder is a new one.
+            let third = try await Self.call(gateway)
+            #expect(third.inode != second.inode)
+            let names = try FileManager.default.contentsOfDirectory(atPath: outputs.path)
+            #expect(names.filter { $0.hasPrefix(".spare-") }.count == 1)
+            #expect(names.filter { InvocationID.isValid($0) } == [second.id])
+        }
+    }
+
+    /// Spares left by a gateway that has ended are removed; a running one's are kept.
+    @Test func sparesOfAnEndedGatewayAreRemoved() throws {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("spares-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: root) }
+        var ended: pid_t = 4_000_000
+        while kill(ended, 0) == 0 || errno != ESRCH { ended -= 1 }
+        let names = [".spare-\(ended)-1", ".spare-1-1", ".spare-\(getpid())-7", "not-a-spare"]
+        for name in names {
+            try FileManager.default.createDirectory(
+                at: root.appendingPathComponent(name), withIntermediateDirectories: true)
+        }
+        SpareFolders(root: root).removeLeftovers()
+        let left = try FileManager.default.contentsOfDirectory(atPath: root.path).sorted()
+        #expect(left == [".spare-\(getpid())-7", ".spare-1-1", "not-a-spare"].sorted())
+    }
+}
