@@ -5,8 +5,9 @@ Builds the gateway (release) and the load client, installs the peer and matplotl
 bench/.venv, then runs every scenario, in this order, against ONE long-lived gateway and one
 long-lived peer per worker count (1 and 2 uvicorn workers):
 
-  idle RSS after start-up and after 200 calls; bursts; echo; the Python prefabs (echo_py,
-  burst_py and a prefab whose import takes 300 ms); 1,000 / 5,000 / 10,000 concurrent tickers
+  idle RSS after start-up, 1 s after 200 calls and 7 s after (gone quiet); bursts; echo; the
+  Python prefabs (echo_py, burst_py and a prefab whose import takes 300 ms); 1,000 / 5,000 /
+  10,000 concurrent tickers
 
 so that the ticker peaks are those of a gateway that has already run the burst and echo
 scenarios. `--fresh` starts a new server for each scenario instead. The cap scenarios need other
