@@ -193,7 +193,8 @@ public final class Gateway: Sendable {
             ),
             configuration: ApplicationConfiguration(
                 address: .hostname(configuration.host, port: configuration.port),
-                serverName: Self.serverName
+                serverName: Self.serverName,
+                backlog: Self.listenBacklog
             ),
             services: services,
             onServerRunning: { channel in
@@ -275,6 +276,11 @@ public final class Gateway: Sendable {
 extension Gateway {
     /// Every answer's `Server` header.
     static let serverName = "prefab-gateway"
+    /// Connections the kernel holds until they are accepted (capped by `net.core.somaxconn`).
+    /// Hummingbird's 256 overflowed when thousands of clients connected at once while the event
+    /// loops were busy: the dropped SYNs were retried after 1, 3, 7 and 15 s, so some streams
+    /// waited 14 s for their first event and some clients gave up.
+    static let listenBacklog = 4096
 }
 
 /// Start-up refused in strict mode: the problems found while loading.
