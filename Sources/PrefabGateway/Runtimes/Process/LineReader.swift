@@ -25,10 +25,16 @@ struct LineReader {
     private var skippingLongLine = false
     /// What each read fills, made once: filling `buffer`'s own tail would zero 64 KiB per read.
     private var chunk: [UInt8] = []
+    /// After a read of less than a quarter of `chunk`, wait this long before the next read.
+    private let pauseAfterShortRead: Duration?
+    private var lastReadWasShort = false
 
-    init(fileDescriptor: Int32, maxLineBytes: Int) {
+    /// `pauseAfterShortRead`: for a reader that need not see each line at once, so that a writer
+    /// of a few lines at a time wakes it once per pause rather than once per write.
+    init(fileDescriptor: Int32, maxLineBytes: Int, pauseAfterShortRead: Duration? = nil) {
         self.fileDescriptor = fileDescriptor
         self.maxLineBytes = maxLineBytes
+        self.pauseAfterShortRead = pauseAfterShortRead
     }
 
     mutating func next() -> Line {
@@ -68,6 +74,10 @@ struct LineReader {
 
     private mutating func fill() {
         if chunk.isEmpty { chunk = [UInt8](repeating: 0, count: 64 * 1024) }
+        if lastReadWasShort, let pause = pauseAfterShortRead {
+            let (seconds, attoseconds) = pause.components
+            usleep(UInt32(seconds * 1_000_000 + attoseconds / 1_000_000_000_000))
+        }
         let count = chunk.withUnsafeMutableBytes { bytes in
             var result: Int
             repeat {
@@ -79,6 +89,7 @@ struct LineReader {
             atEnd = true
             return
         }
+        lastReadWasShort = count < chunk.count / 4
         buffer.append(contentsOf: chunk[..<count])
     }
 }

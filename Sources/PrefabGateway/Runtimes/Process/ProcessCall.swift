@@ -31,7 +31,7 @@ struct ProcessCall {
                 runtime: runtime,
                 invocation: (context.invocationId, outputDirectory, function)
             )
-        child.stderrTail.invocationId = context.invocationId
+        child.stderrTail.callBegan(context.invocationId)
         defer {
             child.stop(graceful: false)
             child.closeStdout()
@@ -64,7 +64,7 @@ struct ProcessCall {
             if reusable { child.endEscaped() }
             pool.release(worker, reusable: worker.endCall() && reusable)
         }
-        child.stderrTail.invocationId = context.invocationId
+        child.stderrTail.callBegan(context.invocationId)
         context.onCancel { worker.stop(call: number, graceful: true) }
         if let reason = context.cancelReason { throw reason }
         child.sendCall(callLine(inputs, outputDirectory, number: number))

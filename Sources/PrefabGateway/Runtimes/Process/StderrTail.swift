@@ -12,7 +12,12 @@ import Synchronization
 final class StderrTail: Sendable {
     private struct State {
         var lines: [String] = []
-        var invocationId = "(warm)"
+        /// The invocation the lines read now belong to.
+        var current = "(warm)"
+        /// Calls begun whose lines follow a fence not read yet, in order.
+        var upcoming: [String] = []
+        /// Calls begun whose fence has not been read (a worker's; a process per call has none).
+        var unfenced = 0
     }
 
     private let state = Mutex(State())
@@ -25,10 +30,17 @@ final class StderrTail: Sendable {
         self.logger = logger
     }
 
-    /// The invocation the lines belong to; a warm child learns it when it is taken.
-    var invocationId: String {
-        get { state.withLock { $0.invocationId } }
-        set { state.withLock { $0.invocationId = newValue } }
+    /// A call begins on the child: its lines are those after the fence of the call before (read
+    /// late, the previous call's last lines are still logged with its own id).
+    func callBegan(_ invocationId: String) {
+        state.withLock { state in
+            state.unfenced += 1
+            if state.unfenced == 1 {
+                state.current = invocationId
+            } else {
+                state.upcoming.append(invocationId)
+            }
+        }
     }
 
     var lines: [String] { state.withLock { $0.lines } }
@@ -36,11 +48,14 @@ final class StderrTail: Sendable {
     /// The line the Python runner's worker mode writes on stderr after each call (never logged).
     static let fence = Array("\u{1e}prefab-runner: end of call".utf8)
 
-    /// Reads `descriptor` to its end on a thread of its own, then closes it.
+    /// Reads `descriptor` to its end on a thread of its own, then closes it. After a short read it
+    /// waits `pause` before the next: a worker writes the fence after every call, and waking this
+    /// thread for each was one more context switch per call.
     func drain(_ descriptor: Int32) {
         let thread = Thread { [self] in
             defer { close(descriptor) }
-            var reader = LineReader(fileDescriptor: descriptor, maxLineBytes: 64 * 1024)
+            var reader = LineReader(
+                fileDescriptor: descriptor, maxLineBytes: 64 * 1024, pauseAfterShortRead: Self.pause)
             reading: while true {
                 let text: String
                 switch reader.next() {
@@ -48,7 +63,11 @@ final class StderrTail: Sendable {
                 case .tooLong: text = "(a line of over 64 KiB was dropped)"
                 case .line(let bytes):
                     if bytes == Self.fence {
-                        state.withLock { $0.lines = [] }
+                        state.withLock { state in
+                            state.lines = []
+                            state.unfenced = max(0, state.unfenced - 1)
+                            if !state.upcoming.isEmpty { state.current = state.upcoming.removeFirst() }
+                        }
                         continue
                     }
                     text = String(decoding: bytes.prefix(2000), as: UTF8.self)
@@ -56,7 +75,7 @@ final class StderrTail: Sendable {
                 let invocation = state.withLock { state in
                     state.lines.append(text)
                     if state.lines.count > keep { state.lines.removeFirst(state.lines.count - keep) }
-                    return state.invocationId
+                    return state.current
                 }
                 logger.info("prefab stderr", metadata: ["invocation": "\(invocation)", "line": "\(text)"])
             }
@@ -64,6 +83,9 @@ final class StderrTail: Sendable {
         }
         thread.start()
     }
+
+    /// How long the drain may lag behind the child's writes (a crash's report waits for the end).
+    static let pause = Duration.milliseconds(20)
 
     func waitForEnd(timeout: Duration) {
         _ = ended.wait(timeout: .now() + timeout.seconds)
