@@ -42,6 +42,14 @@ def free_port():
         return probe.getsockname()[1]
 
 
+def is_empty_folder(path):
+    """True when `path` is a folder with nothing in it (False when it is gone: taken meanwhile)."""
+    try:
+        return not any(path.iterdir())
+    except OSError:
+        return False
+
+
 class LiveGateway:
     """`prefab-gateway serve` on `prefabs` with extra flags; stopped (and its data removed) on exit,
     even when a check failed."""
@@ -163,7 +171,11 @@ class LiveGateway:
 
     def stats(self):
         """Resources the gateway holds now."""
-        outputs = len([entry for entry in self.outputs.iterdir()]) if self.outputs.exists() else 0
+        entries = list(self.outputs.iterdir()) if self.outputs.exists() else []
+        # Empty folders the gateway keeps for later calls (`.spare-<pid>-<n>`, at most 256) are
+        # counted apart: one is left whenever the last call to end left its folder empty. A spare
+        # that holds anything would be data kept past its retention, so it counts as an output.
+        spares = [entry for entry in entries if entry.name.startswith(".spare-") and is_empty_folder(entry)]
         kinds = describe_fds(self.pid)
         return {
             "fds": sum(kinds.values()),
@@ -174,7 +186,8 @@ class LiveGateway:
             # Processes of calls; the Python workers a prefab keeps between calls are counted apart.
             "children": len(call_processes(self.pid)),
             "workers": len(workers(self.pid)),
-            "output_folders": outputs,
+            "output_folders": len(entries) - len(spares),
+            "spare_folders": len(spares),
             "rss_mb": rss_mb(self.pid),
         }
 

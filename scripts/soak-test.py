@@ -218,6 +218,8 @@ def main():
               f"function threads to end...", flush=True)
         time.sleep(RETENTION + 2)
         folders = gateway.stats()["output_folders"]
+        if folders:
+            print(f"  left in outputs/: {sorted(entry.name for entry in gateway.outputs.iterdir())}", flush=True)
         rss = gateway.stats()["rss_mb"]
         time.sleep(max(0, THREAD_IDLE_WAIT - RETENTION - 2))
         after = gateway.stats()
