@@ -295,6 +295,62 @@ import Testing
         }
     }
 
+    /// Calls that find no worker busy (here: every worker is replaced after its one call) start
+    /// one worker each only up to four per core, not one per call: 64 calls at once once started
+    /// 58 interpreters (1 GB). The bound is the pool's own limit, so any start past it fails the
+    /// test; without the limit the calls waiting when the first worker is replaced (all but one)
+    /// all start at once.
+    @Test func callsThatFindNoWorkerBusyStartAFewWorkersNotOnePerCall() async throws {
+        let log = Self.scratch("workers")
+        defer { try? FileManager.default.removeItem(at: log) }
+        let code = """
+            import os, time
+            def note(what):
+                with open(os.environ["WORKER_LOG"], "a") as log:
+                    log.write(f"{what} {os.getpid()} {time.monotonic()}\\n")
+            note("import")
+            time.sleep(0.3)
+            def quick():
+                note("call")
+                yield {"type": "done", "data": os.getpid()}
+            """
+        let runtime = #", "workers": 1, "max_calls": 1, "env": {"WORKER_LOG": "\#(log.path)"}"#
+        let limit = 4 * ProcessInfo.processInfo.activeProcessorCount
+        let calls = 3 * limit
+        try await ProcessRuntimeTests.run(
+            Self.worker("quick", code, runtime: runtime),
+            // Patience 200 ms: more are started for long calls only after 2 s with none free.
+            configure: { $0.processes.workerPatience = .milliseconds(200) }
+        ) { gateway in
+            // A connection each, all sent at once (the shared HTTP client keeps eight per host).
+            let connections = try (0..<calls).map { _ in try RawConnection(port: gateway.port) }
+            for connection in connections {
+                try connection.sendPost("/invoke/quick", json: #"{"inputs": {}}"#, headers: "Connection: close\r\n")
+            }
+            for connection in connections {
+                let text = try await connection.readToEnd()
+                #expect(text.contains(#""type":"done""#), "\(text)")
+            }
+        }
+        // A worker lives from its import to its one call (one that never had a call, to the end).
+        var imported: [String: Double] = [:]
+        var called: [String: Double] = [:]
+        for line in Self.lines(log) {
+            let fields = line.split(separator: " ").map(String.init)
+            guard fields.count == 3, let time = Double(fields[2]) else { continue }
+            if fields[0] == "import" { imported[fields[1]] = time } else { called[fields[1]] = time }
+        }
+        let changes = imported.flatMap { pid, start in [(start, 1), (called[pid] ?? .infinity, -1)] }
+        var alive = 0
+        var most = 0
+        for (_, change) in changes.sorted(by: { $0.0 < $1.0 || ($0.0 == $1.0 && $0.1 < $1.1) }) {
+            alive += change
+            most = max(most, alive)
+        }
+        #expect(imported.count >= calls)
+        #expect(most <= limit, "\(most) workers at once, limit \(limit)")
+    }
+
     /// Workers started for a busy moment end once idle; the ones kept ready stay.
     @Test func extraWorkersEndWhenIdle() async throws {
         let barrier = Self.scratch("barrier")

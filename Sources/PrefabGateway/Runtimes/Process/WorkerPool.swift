@@ -64,10 +64,11 @@ final class Worker: @unchecked Sendable {
 /// longest. When workers come free but a call still waits past `patience` (a flood of short calls:
 /// a call's round trip through the pipes, not the CPU, bounds what a worker serves), one more is
 /// started at a time, ~40 ms of CPU each, until calls wait less than that or there are four per
-/// core. When none has come free
-/// for ten times `patience` (every worker is in a long call: a sleeping or streaming prefab), each
-/// waiting call has one more started, up to 16 starting at once, so slow calls still all run at
-/// once. Workers beyond `workers` that stay idle for `idleExit` end.
+/// core. When calls find no worker busy (a cold pool), one is started for each, up to four per
+/// core too. When none has come free for ten times `patience` while some are busy (every worker
+/// is in a long call: a sleeping or streaming prefab), each waiting call has one more started, up
+/// to 16 starting at once, so slow calls still all run at once. Workers beyond `workers` that
+/// stay idle for `idleExit` end.
 final class WorkerPool: Sendable {
     let launch: ProcessLaunch
     let settings: WorkerSettings
@@ -165,10 +166,11 @@ final class WorkerPool: Sendable {
                     // core (past that the CPU, not the round trips, bounds the rate).
                     progress = state.handoffs
                     progressAt = .now
-                    wanted = state.total < max(settings.workers, Self.floodWorkersPerCore * Self.cores) ? 1 : 0
-                } else if ContinuousClock.now - progressAt >= patience * Self.stuckPatience {
+                    wanted = state.total < floodLimit ? 1 : 0
+                } else if state.busy > 0, ContinuousClock.now - progressAt >= patience * Self.stuckPatience {
                     // None came free for a while: all are in long calls, so each waiting call has
                     // one started (a few at a time: a busy machine's stall must not start dozens).
+                    // With none busy, the ones starting will take the calls (`startsNeeded`).
                     wanted = min(state.waiters.count, Self.startsAtOnce)
                 } else {
                     return false
@@ -247,11 +249,19 @@ final class WorkerPool: Sendable {
         return waiter
     }
 
-    /// How many workers to start now, counted as starting: up to `workers`, and one for each
-    /// waiting call when no worker is busy (none will come free), within `max_workers`.
+    /// The most workers the pool grows to before it knows its calls are long: four per core, or
+    /// `workers` if more.
+    private var floodLimit: Int { max(settings.workers, Self.floodWorkersPerCore * Self.cores) }
+
+    /// How many workers to start now, counted as starting: up to `workers`, and, when no worker is
+    /// busy (none will come free), one for each waiting call up to `floodLimit`, within
+    /// `max_workers`. Not one per call: 64 calls that found the pool empty (its workers all
+    /// replaced after `max_calls` at once, or a cold pool) started 58 interpreters, 1 GB.
     private func startsNeeded(_ state: inout State) -> Int {
         var wanted = settings.workers - state.total
-        if state.busy == 0 { wanted = max(wanted, state.waiters.count - state.starting) }
+        if state.busy == 0 {
+            wanted = max(wanted, min(state.waiters.count - state.starting, floodLimit - state.total))
+        }
         wanted = min(wanted, (settings.maxWorkers ?? .max) - state.total)
         guard wanted > 0 else { return 0 }
         state.starting += wanted
@@ -282,8 +292,12 @@ final class WorkerPool: Sendable {
             } catch {
                 outcome = .failed(PrefabError(describing: error))
             }
+            var starts = 0
             let (waiter, retire) = state.withLock { state -> (Waiter?, Worker?) in
                 state.starting -= 1
+                // Calls still waiting when none is busy need the next starts (a failed start
+                // with no call waiting is not retried: it would fail again).
+                defer { starts = state.closed || state.waiters.isEmpty ? 0 : startsNeeded(&state) }
                 switch outcome {
                 case .worker(let worker) where ready && !state.closed:
                     return (handOver(worker, &state), nil)
@@ -301,6 +315,7 @@ final class WorkerPool: Sendable {
             }
             retire?.child.retire()
             waiter?.signal.signal()
+            for _ in 0..<starts { startWorker() }
         }
     }
 
