@@ -43,6 +43,7 @@
 #define HL_CAP 1024u                 /* HTTP header / chunk-size line cap    */
 #define LINE_LIMIT (64u * 1024u)     /* SSE partial line / event data cap    */
 #define SAMPLE_LIMIT ((size_t)64 << 20) /* per-array samples, then reservoir */
+#define GAP_LIMIT ((size_t)8 << 20)     /* timed gaps kept (16 bytes each) */
 #define MAX_EVENTS 1024
 #define SRV_CHUNK 16000u             /* server chunk size (not line aligned) */
 
@@ -224,6 +225,72 @@ static struct {
     int test_ntypes, test_cap;
 } G;
 
+/* With --interval-ms: every lag with when its gap began, so the report can give the lag of the
+   events that came once every stream had its first event (after the connection storm). */
+typedef struct {
+    uint64_t t;
+    float gap;
+} timed_gap_t;
+static timed_gap_t *g_gaps;
+static size_t g_ngaps, g_capgaps;
+static uint64_t g_last_first; /* when the last stream got its first event */
+/* When each stream got its first event: how many started within the same 10 ms (they tick
+   together from then on). */
+static uint64_t *g_firsts;
+static size_t g_nfirsts, g_capfirsts;
+
+static void first_push(uint64_t t)
+{
+    if (g_nfirsts == g_capfirsts) {
+        if (g_capfirsts >= GAP_LIMIT)
+            return;
+        size_t nc = g_capfirsts ? g_capfirsts * 2 : 4096;
+        uint64_t *nf = realloc(g_firsts, nc * sizeof *nf);
+        if (!nf)
+            die("out of memory (first events)");
+        g_firsts = nf;
+        g_capfirsts = nc;
+    }
+    g_firsts[g_nfirsts++] = t;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* The most first events within any 10 ms. */
+static size_t busiest_first_events(void)
+{
+    qsort(g_firsts, g_nfirsts, sizeof *g_firsts, cmp_u64);
+    size_t most = 0, from = 0;
+    for (size_t i = 0; i < g_nfirsts; i++) {
+        while (g_firsts[i] - g_firsts[from] >= 10000000ull)
+            from++;
+        if (i - from + 1 > most)
+            most = i - from + 1;
+    }
+    return most;
+}
+
+static void timed_gap_push(uint64_t t, float gap)
+{
+    if (g_ngaps == g_capgaps) {
+        if (g_capgaps >= GAP_LIMIT)
+            return; /* beyond: later gaps are left out of this figure */
+        size_t nc = g_capgaps ? g_capgaps * 2 : 4096;
+        timed_gap_t *ng = realloc(g_gaps, nc * sizeof *ng);
+        if (!ng)
+            die("out of memory (gaps)");
+        g_gaps = ng;
+        g_capgaps = nc;
+    }
+    g_gaps[g_ngaps].t = t;
+    g_gaps[g_ngaps].gap = gap;
+    g_ngaps++;
+}
+
 static volatile sig_atomic_t g_stop;
 static void on_signal(int sig)
 {
@@ -390,6 +457,10 @@ static void sse_dispatch(conn_t *c, uint64_t t)
         c->got_first = 1;
         double d = t > c->t_written ? (double)(t - c->t_written) / 1e6 : 0.0;
         samples_push(&G.ttfe, (float)d);
+        if (t > g_last_first)
+            g_last_first = t;
+        if (G.has_interval)
+            first_push(t);
     } else {
         double gap = t > c->t_last ? (double)(t - c->t_last) / 1e6 : 0.0;
         if (G.has_interval) {
@@ -398,6 +469,8 @@ static void sse_dispatch(conn_t *c, uint64_t t)
                 gap = 0;
         }
         samples_push(&G.lag, (float)gap);
+        if (G.has_interval)
+            timed_gap_push(c->t_last, (float)gap);
     }
     c->t_last = t;
 }
@@ -1012,6 +1085,13 @@ static void print_report(uint64_t tend)
     double tt[4], lg[4];
     samples_pct(&G.ttfe, tt);
     samples_pct(&G.lag, lg);
+    /* The gaps that began once every stream had its first event (0 of them without --interval-ms). */
+    samples_t settled = {0};
+    for (size_t i = 0; i < g_ngaps; i++)
+        if (g_gaps[i].t >= g_last_first)
+            samples_push(&settled, g_gaps[i].gap);
+    double ls[4];
+    samples_pct(&settled, ls);
 
     printf("{\"requests_ok\":%llu,\"requests_failed\":%llu,\"errors\":{",
            (unsigned long long)G.ok, (unsigned long long)G.failed);
@@ -1034,10 +1114,13 @@ static void print_report(uint64_t tend)
            "\"events_per_s\":%.1f,\"requests_per_s\":%.1f,"
            "\"ttfe_ms\":{\"p50\":%.3f,\"p90\":%.3f,\"p99\":%.3f,\"max\":%.3f},"
            "\"lag_ms\":{\"p50\":%.3f,\"p90\":%.3f,\"p99\":%.3f,\"max\":%.3f},"
+           "\"lag_after_all_started_ms\":{\"p50\":%.3f,\"p90\":%.3f,\"p99\":%.3f,\"max\":%.3f,"
+           "\"count\":%llu},\"most_first_events_in_10ms\":%zu,"
            "\"bytes\":%llu}\n",
            (unsigned long long)G.events, (unsigned long long)G.heartbeats, elapsed,
-           eps, rps, tt[0], tt[1], tt[2], tt[3], lg[0], lg[1], lg[2], lg[3],
-           (unsigned long long)G.bytes);
+           eps, rps, tt[0], tt[1], tt[2], tt[3], lg[0], lg[1], lg[2], lg[3], ls[0], ls[1], ls[2],
+           ls[3], (unsigned long long)settled.seen, busiest_first_events(), (unsigned long long)G.bytes);
+    free(settled.v);
     fflush(stdout);
 }
 
