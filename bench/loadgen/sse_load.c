@@ -225,6 +225,23 @@ static struct {
     int test_ntypes, test_cap;
 } G;
 
+/* Makes room for one more element in a growing array of `n` elements; false once it holds
+   GAP_LIMIT (the caller then leaves the rest out). */
+static int reserve_one(void **items, size_t n, size_t *cap, size_t size, const char *what)
+{
+    if (n < *cap)
+        return 1;
+    if (*cap >= GAP_LIMIT)
+        return 0;
+    size_t nc = *cap ? *cap * 2 : 4096;
+    void *grown = realloc(*items, nc * size);
+    if (!grown)
+        die(what);
+    *items = grown;
+    *cap = nc;
+    return 1;
+}
+
 /* With --interval-ms: every lag with when its gap began, so the report can give the lag of the
    events that came once every stream had its first event (after the connection storm). */
 typedef struct {
@@ -241,17 +258,14 @@ static size_t g_nfirsts, g_capfirsts;
 
 static void first_push(uint64_t t)
 {
-    if (g_nfirsts == g_capfirsts) {
-        if (g_capfirsts >= GAP_LIMIT)
-            return;
-        size_t nc = g_capfirsts ? g_capfirsts * 2 : 4096;
-        uint64_t *nf = realloc(g_firsts, nc * sizeof *nf);
-        if (!nf)
-            die("out of memory (first events)");
-        g_firsts = nf;
-        g_capfirsts = nc;
-    }
-    g_firsts[g_nfirsts++] = t;
+    if (reserve_one((void **)&g_firsts, g_nfirsts, &g_capfirsts, sizeof *g_firsts, "out of memory (first events)"))
+        g_firsts[g_nfirsts++] = t;
+}
+
+static void timed_gap_push(uint64_t t, float gap)
+{
+    if (reserve_one((void **)&g_gaps, g_ngaps, &g_capgaps, sizeof *g_gaps, "out of memory (gaps)"))
+        g_gaps[g_ngaps++] = (timed_gap_t){t, gap};
 }
 
 static int cmp_u64(const void *a, const void *b)
@@ -272,23 +286,6 @@ static size_t busiest_first_events(void)
             most = i - from + 1;
     }
     return most;
-}
-
-static void timed_gap_push(uint64_t t, float gap)
-{
-    if (g_ngaps == g_capgaps) {
-        if (g_capgaps >= GAP_LIMIT)
-            return; /* beyond: later gaps are left out of this figure */
-        size_t nc = g_capgaps ? g_capgaps * 2 : 4096;
-        timed_gap_t *ng = realloc(g_gaps, nc * sizeof *ng);
-        if (!ng)
-            die("out of memory (gaps)");
-        g_gaps = ng;
-        g_capgaps = nc;
-    }
-    g_gaps[g_ngaps].t = t;
-    g_gaps[g_ngaps].gap = gap;
-    g_ngaps++;
 }
 
 static volatile sig_atomic_t g_stop;
