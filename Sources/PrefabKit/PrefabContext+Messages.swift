@@ -102,7 +102,11 @@ extension PrefabContext {
 
     /// Sleeps without holding a thread; throws as soon as the invocation is cancelled.
     public func sleep(for duration: Duration) async throws {
-        try await waiting { try await Task.sleep(for: duration) }
+        if let sleeper {
+            try await waiting { try await sleeper(duration) }
+        } else {
+            try await waiting { try await Task.sleep(for: duration) }
+        }
     }
 
     /// Runs a wait of an async function; a cancelled task throws the invocation's cancel reason.

@@ -25,6 +25,8 @@ public final class PrefabContext: Sendable {
     private let makeOutputDirectory: @Sendable (URL) throws -> Void
     private let sink: Sink
     private let asyncSink: AsyncSink?
+    /// How an async function's `sleep` waits; nil is `Task.sleep`.
+    let sleeper: (@Sendable (Duration) async throws -> Void)?
     private let cancelled = Atomic<Bool>(false)
     /// Set with the terminal event; an atomic keeps the per-event check off the lock.
     private let ended = Atomic<Bool>(false)
@@ -65,14 +67,18 @@ public final class PrefabContext: Sendable {
     /// The output directory's URL is made only when the function asks for it: most calls write no
     /// file, and making a URL cost a short call several thousand instructions.
     /// `makeOutputDirectory` makes the folder at that URL on first use (by default one `mkdir`).
+    /// `sleeper` is how an async function's ``sleep(for:)`` waits (a gateway's timer of the
+    /// thread the function runs on), instead of `Task.sleep`.
     package init(
         invocationId: String,
         outputDirectory: @escaping @Sendable () -> URL,
         makeOutputDirectory: (@Sendable (URL) throws -> Void)? = nil,
         questionTimeout: Duration? = nil,
         sink: @escaping Sink,
-        asyncSink: AsyncSink? = nil
+        asyncSink: AsyncSink? = nil,
+        sleeper: (@Sendable (Duration) async throws -> Void)? = nil
     ) {
+        self.sleeper = sleeper
         self.invocationId = invocationId
         self.outputURL = outputDirectory
         self.makeOutputDirectory = makeOutputDirectory ?? Self.makeDirectory

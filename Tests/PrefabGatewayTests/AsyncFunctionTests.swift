@@ -3,6 +3,7 @@ import Foundation
 import HTTPTypes
 import PrefabGateway
 import PrefabKit
+import Synchronization
 import Testing
 
 /// Async streaming functions (`try await context.yield`, `context.sleep`): they hold no function
@@ -90,6 +91,67 @@ import Testing
             // counted stuck.
             let health = try await gateway.request(.get, "/health").json
             #expect(health?["stuck_functions"] == 0)
+        }
+    }
+
+    /// The shortest sleep any call measured.
+    final class ShortestSleep: Sendable {
+        private let shortest = Mutex(Duration.seconds(3600))
+        func record(_ slept: Duration) { shortest.withLock { $0 = min($0, slept) } }
+        var value: Duration { shortest.withLock { $0 } }
+    }
+
+    /// Sleeps `n` times for `sleep_ms` and records the shortest sleep it measured.
+    static func napper(shortest: ShortestSleep) -> TestPrefab {
+        .asyncStreaming(
+            "napper",
+            parameters: [
+                ParameterManifest(name: "n", type: .integer, defaultValue: 3),
+                ParameterManifest(name: "sleep_ms", type: .integer, defaultValue: 15),
+            ]
+        ) { inputs, context in
+            let n = try inputs.int("n")
+            let sleep = Duration.milliseconds(try inputs.int("sleep_ms"))
+            for i in 1...n {
+                let before = ContinuousClock.now
+                try await context.sleep(for: sleep)
+                let slept = ContinuousClock.now - before
+                shortest.record(slept)
+                try await context.yield(.progress(current: i, total: n))
+            }
+        }
+    }
+
+    /// Many streams' sleeps end in the same milliseconds (the gateway wakes them together from
+    /// one timer of their connection's event loop): every one of them wakes, every stream ends
+    /// with `done`, and no sleep ends early. The bound is the sleep itself, exactly: timers
+    /// grouped by the millisecond they end in, rounded down instead of up, wake about half of
+    /// these sleeps up to 1 ms early.
+    @Test func manyAsyncSleepsEndingTogetherAllWakeAndNoneEarly() async throws {
+        let shortest = ShortestSleep()
+        // 50 at once: with 200, under the whole suite's load, one connection in a few runs was not
+        // served within the client's 10 s (before this change too: the suite's tests crowd the
+        // cooperative threads that accept connections).
+        let streams = 50
+        try await LiveGateway.run([Self.napper(shortest: shortest)]) { gateway in
+            var connections: [RawConnection] = []
+            for _ in 0..<streams {
+                let connection = try RawConnection(port: gateway.port)
+                try connection.sendPost(
+                    "/invoke/napper", json: #"{"inputs": {"n": 3, "sleep_ms": 15}}"#, headers: "Connection: close\r\n")
+                connections.append(connection)
+            }
+            let answers = try await withThrowingTaskGroup(of: String.self) { group in
+                for connection in connections { group.addTask { try await connection.readToEnd() } }
+                return try await group.reduce(into: [String]()) { $0.append($1) }
+            }
+            #expect(answers.count == streams)
+            for answer in answers {
+                #expect(answer.components(separatedBy: #""type":"progress""#).count - 1 == 3, "\(answer)")
+                #expect(answer.contains(#"{"type":"done"}"#), "\(answer)")
+            }
+            let measured = shortest.value
+            #expect(measured >= .milliseconds(15), "a sleep of 15 ms ended after \(measured)")
         }
     }
 

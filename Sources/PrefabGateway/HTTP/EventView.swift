@@ -34,7 +34,7 @@ extension Gateway {
         let invocation = try makeInvocation(
             function, inputs, baseURL: baseURL(for: request), owner: context.apiKey, flowControl: true, format: format)
         let reader = invocation.events.attach()
-        guard start(invocation) else {
+        guard start(invocation, on: context.channel.eventLoop) else {
             reader.detach()
             abandon(invocation)
             throw overloaded

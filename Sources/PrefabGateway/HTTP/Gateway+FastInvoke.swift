@@ -94,7 +94,8 @@ extension Gateway {
 
     /// Checks the inputs, admits and starts the call; nil, with nothing started, when any of it
     /// fails or would have to wait (Hummingbird then takes the request and says why, or queues it).
-    func startFastCall(_ call: FastCall) -> FastAnswer? {
+    /// An async function runs on `loop`, the connection's.
+    func startFastCall(_ call: FastCall, on loop: any EventLoop) -> FastAnswer? {
         let function = call.function
         guard let inputs = try? validatedInputs(of: function, call: call.body),
             admissions.tryAdmit(function.manifest.name, limit: function.manifest.maxConcurrency)
@@ -105,7 +106,7 @@ extension Gateway {
                 flowControl: true, format: .sse)
         else { return nil }
         let reader = invocation.events.attach()
-        guard start(invocation) else {
+        guard start(invocation, on: loop) else {
             abandon(invocation)
             return nil
         }

@@ -144,7 +144,7 @@ extension Gateway {
         context: GatewayRequestContext
     ) async throws -> Response {
         let reader = invocation.events.attach()
-        guard start(invocation) else {
+        guard start(invocation, on: context.channel.eventLoop) else {
             abandon(invocation)
             throw overloaded
         }
@@ -157,8 +157,10 @@ extension Gateway {
     /// Starts the invocation's call: its events, then the `files` event, then the terminal event
     /// (a non-streaming function's result becomes the `done` event). False when too many are
     /// running.
-    func start(_ invocation: Invocation) -> Bool {
-        launch(invocation, call(of: invocation))
+    /// Starts the invocation's call. An async function runs on `loop`, the event loop of the
+    /// connection it answers, when there is one (`EventLoopExecutor`).
+    func start(_ invocation: Invocation, on loop: (any EventLoop)? = nil) -> Bool {
+        launch(invocation, on: loop, call(of: invocation))
     }
 
     /// The invocation's call: a synchronous function runs on a function thread, an async one in a
@@ -199,6 +201,7 @@ extension Gateway {
     /// stuck until it returns, and what it yields meanwhile is dropped.
     private func launch(
         _ invocation: Invocation,
+        on loop: (any EventLoop)? = nil,
         onEnd: @escaping @Sendable (CallEnd) -> Void = { _ in },
         _ work: CallWork
     ) -> Bool {
@@ -233,7 +236,8 @@ extension Gateway {
         case .async(let work):
             // Detached: it needs none of the request's task-locals, whose copy would cost it
             // memory for its whole life.
-            let task = Task.detached { [self] in
+            let executor: (any TaskExecutor)? = loop.map { EventLoopExecutor.of($0) }
+            let task = Task.detached(executorPreference: executor) { [self] in
                 let timer = timeLimit(invocation)
                 let outcome = await work()
                 timer.cancel()
@@ -385,7 +389,8 @@ extension Gateway {
         let ownClient = invocation.events.attach()
         defer { ownClient.detach() }
         let promise = context.channel.eventLoop.makePromise(of: CallEnd.self)
-        guard launch(invocation, onEnd: { promise.succeed($0) }, call(of: invocation)) else {
+        guard launch(invocation, on: context.channel.eventLoop, onEnd: { promise.succeed($0) }, call(of: invocation))
+        else {
             abandon(invocation)
             promise.fail(overloaded)
             throw overloaded

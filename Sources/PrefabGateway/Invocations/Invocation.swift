@@ -64,7 +64,8 @@ final class Invocation: Sendable {
                 try await events.send { sequence, bytes in
                     Self.appendMessage(event, sequence: sequence, id: id, to: &bytes)
                 }
-            }
+            },
+            sleeper: { try await EventLoopExecutor.sleep(for: $0) }
         )
         context.onCancel { [events] in events.stopProducer() }
     }

@@ -73,7 +73,11 @@ final class RawConnection: @unchecked Sendable {
                                 recv(self.socketFD, $0.baseAddress, $0.count, 0)
                             }
                             if count == 0 || (count < 0 && errno == ECONNRESET) { break }
-                            guard count > 0 else { throw RawConnectionError("no answer and no close within 10 s") }
+                            guard count > 0 else {
+                                throw RawConnectionError(
+                                    "no answer and no close within 10 s, after \(received.count) bytes: "
+                                        + String(decoding: received.suffix(300), as: UTF8.self))
+                            }
                             received += chunk[0..<count]
                         }
                         return String(decoding: received, as: UTF8.self)

@@ -103,7 +103,7 @@ final class InvokeFastPath: ChannelDuplexHandler, RemovableChannelHandler {
 
     /// Starts the call, or hands the request to Hummingbird when it cannot start here.
     private func start(_ call: FastCall, context: ChannelHandlerContext) {
-        guard let started = gateway.startFastCall(call) else {
+        guard let started = gateway.startFastCall(call, on: context.eventLoop) else {
             passThrough(call.parts + [.end(nil)], context: context)
             return
         }
