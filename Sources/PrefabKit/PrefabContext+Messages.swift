@@ -102,10 +102,8 @@ extension PrefabContext {
 
     /// Sleeps without holding a thread; throws as soon as the invocation is cancelled.
     public func sleep(for duration: Duration) async throws {
-        if let sleeper {
-            try await waiting { try await sleeper(duration) }
-        } else {
-            try await waiting { try await Task.sleep(for: duration) }
+        try await waiting {
+            if let sleeper { try await sleeper(duration) } else { try await Task.sleep(for: duration) }
         }
     }
 

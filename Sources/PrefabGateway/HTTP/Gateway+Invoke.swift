@@ -156,9 +156,8 @@ extension Gateway {
 
     /// Starts the invocation's call: its events, then the `files` event, then the terminal event
     /// (a non-streaming function's result becomes the `done` event). False when too many are
-    /// running.
-    /// Starts the invocation's call. An async function runs on `loop`, the event loop of the
-    /// connection it answers, when there is one (`EventLoopExecutor`).
+    /// running. An async function runs on `loop`, the event loop of the connection it answers,
+    /// when there is one (`EventLoopExecutor`).
     func start(_ invocation: Invocation, on loop: (any EventLoop)? = nil) -> Bool {
         launch(invocation, on: loop, call(of: invocation))
     }
