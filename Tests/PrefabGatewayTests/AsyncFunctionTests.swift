@@ -155,6 +155,24 @@ import Testing
         }
     }
 
+    /// A sleep far past any real deadline (a prefab's "wait until cancelled") is a wait, not a
+    /// crash: its nanoseconds would overflow, so the timer clamps them, and a cancel ends it.
+    @Test func aSleepOfCenturiesWaitsUntilTheCancel() async throws {
+        let prefab = TestPrefab.asyncStreaming("forever") { _, context in
+            try await context.yield(.content("waiting"))
+            try await context.sleep(for: .seconds(Int64.max))
+        }
+        try await LiveGateway.run([prefab]) { gateway in
+            var stream = try await gateway.openStream("forever")
+            #expect(try await stream.nextEvent() == .content("waiting"))
+            let id = try #require(stream.response.headers.first(name: "X-Invocation-Id"))
+            #expect(try await gateway.request(.delete, "/invocations/\(id)").status == .accepted)
+            let last = try await stream.rest().compactMap(\.prefabEvent).last
+            #expect(last?.errorCode == "CANCELLED")
+            #expect(try await gateway.request(.get, "/health").status == .ok)
+        }
+    }
+
     /// Yields until `yield` throws.
     static func endless(_ probe: Probe, name: String, payload: String) -> TestPrefab {
         .asyncStreaming(name) { _, context in

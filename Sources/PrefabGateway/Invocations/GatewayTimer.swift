@@ -68,12 +68,7 @@ final class TimerHeap: @unchecked Sendable {  // all state is guarded by `mutex`
     }
 
     func schedule(after delay: Duration, _ action: @escaping @Sendable () -> Void) -> Entry {
-        // Clamped to [0, 100 years]: "no limit" callers pass huge durations.
-        let (seconds, attoseconds) = delay.components
-        let nanoseconds =
-            UInt64(min(max(seconds, 0), 100 * 365 * 86_400)) * 1_000_000_000
-            + UInt64(max(attoseconds, 0) / 1_000_000_000)
-        let entry = Entry(deadline: Self.now() + nanoseconds, action: action)
+        let entry = Entry(deadline: Self.now() + delay.clampedNanoseconds, action: action)
         pthread_mutex_lock(mutex)
         entry.index = entries.count
         entries.append(entry)
@@ -166,5 +161,15 @@ final class TimerHeap: @unchecked Sendable {  // all state is guarded by `mutex`
         entries.swapAt(first, second)
         entries[first].index = first
         entries[second].index = second
+    }
+}
+
+extension Duration {
+    /// Nanoseconds, clamped to [0, 100 years]: "no limit" callers pass huge durations, whose
+    /// nanoseconds would overflow.
+    var clampedNanoseconds: UInt64 {
+        let (seconds, attoseconds) = components
+        return UInt64(min(max(seconds, 0), 100 * 365 * 86_400)) * 1_000_000_000
+            + UInt64(max(attoseconds, 0) / 1_000_000_000)
     }
 }

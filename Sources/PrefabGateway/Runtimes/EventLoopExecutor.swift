@@ -66,10 +66,8 @@ final class EventLoopExecutor: TaskExecutor {
 
     /// On `loop`: wakes `wake` once `duration` has passed.
     private func add(_ wake: Wake, after duration: Duration) {
-        let (seconds, attoseconds) = duration.components
-        let nanoseconds = max(0, seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
-        let now = NIODeadline.now().uptimeNanoseconds
-        let millisecond = Int64((now + UInt64(nanoseconds) + 999_999) / 1_000_000)
+        let end = NIODeadline.now().uptimeNanoseconds + duration.clampedNanoseconds
+        let millisecond = Int64((end + 999_999) / 1_000_000)
         if sleeps[millisecond]?.append(wake) != nil { return }
         sleeps[millisecond] = [wake]
         loop.scheduleTask(deadline: .uptimeNanoseconds(UInt64(millisecond) * 1_000_000)) {
