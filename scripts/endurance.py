@@ -2,9 +2,11 @@
 """Endurance: ONE gateway, rounds of mixed work, and what it holds after each round.
 
 Each round runs, at the same time: large bursts (10,000 events, streamed and as JSON), `echo` at
-64 connections, Python calls (streams, a failing one), wizards answered over
+64 connections, hundreds of concurrent `ticker` streams (an async function that sleeps on its
+connection's event loop), Python calls (streams, a failing one), wizards answered over
 POST /invocations/<id>/messages and wizards abandoned mid-question, cancels (DELETE), clients
-hanging up mid-stream, and calls that write files (fetched once). After each round the script
+hanging up mid-stream (a burst's and a sleeping ticker's), and calls that write files (fetched
+once). After each round the script
 waits for the calls to end and records the gateway's RSS, threads, descriptors, child processes
 and output folders.
 
@@ -15,6 +17,7 @@ before the first round (within the slack below, after idle threads had time to e
 
 Usage: python3 scripts/endurance.py [--rounds N | --minutes N] [--release] [--no-build]."""
 import argparse
+import asyncio
 import json
 import pathlib
 import random
@@ -40,6 +43,9 @@ THREAD_IDLE_WAIT = 32
 THREAD_SLACK = 8
 FD_SLACK = 8
 ECHO_CONNECTIONS = 64
+TICKER_STREAMS = 150  # concurrent `ticker` streams per unit of --scale
+TICKER_EVENTS = 5
+TICKER_INTERVAL_MS = 40
 
 tally = Tally("endurance")
 record = tally.record
@@ -52,7 +58,7 @@ def prefabs_folder():
     for source in sorted((live_gateway.ROOT / "prefabs").iterdir()):
         if source.is_dir():
             shutil.copytree(source, folder / source.name, ignore=shutil.ignore_patterns("__pycache__", "tests"))
-    for name in ("bench_burst", "py_burst"):
+    for name in ("bench_burst", "bench_ticker", "py_burst"):
         shutil.copytree(live_gateway.ROOT / "bench/prefabs" / name, folder / name,
                         ignore=shutil.ignore_patterns("__pycache__"))
     return folder
@@ -195,12 +201,13 @@ def cancel(gateway):
         stream.close()
 
 
-def hang_up(gateway, name, inputs):
-    """Reads the start of a long stream and hangs up; the call must end as cancelled."""
+def hang_up(gateway, name, inputs, read_bytes=64 * 1024):
+    """Reads the start of a long stream (its first event, then up to `read_bytes`) and hangs up; the
+    call must end as cancelled."""
     stream = SSEConnection(gateway, name, inputs)
     first = stream.next_event()
     invocation = first["invocation_id"]
-    while stream.received < 64 * 1024 and stream.next_event():
+    while stream.received < read_bytes and stream.next_event():
         pass
     stream.close()
     deadline = time.monotonic() + 15
@@ -211,6 +218,42 @@ def hang_up(gateway, name, inputs):
             break
         time.sleep(0.05)
     record(f"hang_up_{name}", state == "cancelled", f"state {state} after the hang-up")
+
+
+async def ticker_stream(port):
+    """One `ticker` call on its own connection, read to its end (chunked framing undone): the
+    events, or the reason it went wrong."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        inputs = {"n": TICKER_EVENTS, "interval_ms": TICKER_INTERVAL_MS}
+        writer.write(live_gateway.invoke_request("ticker", inputs))
+        head = await reader.readuntil(b"\r\n\r\n")
+        if not head.startswith(b"HTTP/1.1 200") or b"chunked" not in head.lower():
+            return f"answer {head[:200]!r}"
+        parser, messages = live_gateway.SSEParser(), []
+        while True:
+            size = int((await reader.readuntil(b"\r\n")).strip(), 16)
+            chunk = await reader.readexactly(size + 2)
+            if size == 0:
+                break
+            messages += parser.feed(chunk[:-2])
+        return live_gateway.events(messages)
+    finally:
+        writer.close()
+
+
+def tickers(gateway, count):
+    """`count` concurrent `ticker` streams; each must carry its progress events in order, then done."""
+
+    async def all_streams():
+        return await asyncio.wait_for(asyncio.gather(*(ticker_stream(gateway.port) for _ in range(count)),
+                                                     return_exceptions=True), 120)
+
+    for outcome in asyncio.run(all_streams()):
+        progress = [event["data"].get("current") for event in outcome if event["type"] == "progress"] \
+            if isinstance(outcome, list) else None
+        record("ticker", progress == list(range(1, TICKER_EVENTS + 1)) and outcome[-1]["type"] == "done",
+               f"{outcome!r:.300}")
 
 
 def files(gateway):
@@ -229,6 +272,7 @@ def round_of_work(gateway, scale, seed):
     rng = random.Random(seed)
     work = [lambda: bursts(gateway, 10 * scale)]
     work += [lambda: echoes(gateway, 25 * scale) for _ in range(ECHO_CONNECTIONS)]
+    work += [lambda: tickers(gateway, TICKER_STREAMS * scale)]
 
     def mixed():
         for _ in range(scale):
@@ -239,6 +283,8 @@ def round_of_work(gateway, scale, seed):
             cancel(gateway)
             hang_up(gateway, "burst", {"n": 100_000_000})
             hang_up(gateway, "burst_py", {"n": 10_000_000})
+            # Hangs up while the function sleeps on its event loop's timer: nothing is being written.
+            hang_up(gateway, "ticker", {"n": 1000, "interval_ms": 60_000}, read_bytes=0)
             files(gateway)
 
     work += [mixed, mixed]
