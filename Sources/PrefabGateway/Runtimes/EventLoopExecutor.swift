@@ -37,8 +37,17 @@ final class EventLoopExecutor: TaskExecutor {
         loop.execute { job.runSynchronously(on: self.asUnownedTaskExecutor()) }
     }
 
+    /// The sleeps ending in one millisecond, and the loop's task that wakes them.
+    private struct Millisecond {
+        var wakes: [Wake]
+        var timer: Scheduled<Void>?
+    }
+
     /// The sleeps of tasks on this loop, by the millisecond they end in. Only touched on `loop`.
-    private nonisolated(unsafe) var sleeps: [Int64: [Wake]] = [:]
+    private nonisolated(unsafe) var sleeps: [Int64: Millisecond] = [:]
+
+    /// Sleeps waiting on this loop's timers (for tests). Only on `loop`.
+    var pendingSleeps: Int { sleeps.values.reduce(0) { $0 + $1.wakes.count } }
 
     /// An async function's `context.sleep`: on an event loop, a timer of that loop, which resumes
     /// the task where it runs (`Task.sleep` would wake dispatch's timer thread, then a
@@ -61,6 +70,8 @@ final class EventLoopExecutor: TaskExecutor {
             }
         } onCancel: {
             wake.resume(cancelled: true)
+            // Runs after `add`, which ran in the loop's current job.
+            executor.loop.execute { executor.remove(wake) }
         }
     }
 
@@ -68,16 +79,34 @@ final class EventLoopExecutor: TaskExecutor {
     private func add(_ wake: Wake, after duration: Duration) {
         let end = NIODeadline.now().uptimeNanoseconds + duration.clampedNanoseconds
         let millisecond = Int64((end + 999_999) / 1_000_000)
-        if sleeps[millisecond]?.append(wake) != nil { return }
-        sleeps[millisecond] = [wake]
-        loop.scheduleTask(deadline: .uptimeNanoseconds(UInt64(millisecond) * 1_000_000)) {
-            for wake in self.sleeps.removeValue(forKey: millisecond) ?? [] { wake.resume(cancelled: false) }
+        wake.millisecond = millisecond
+        if sleeps[millisecond]?.wakes.append(wake) != nil { return }
+        sleeps[millisecond] = Millisecond(wakes: [wake])
+        sleeps[millisecond]?.timer = loop.scheduleTask(deadline: .uptimeNanoseconds(UInt64(millisecond) * 1_000_000)) {
+            for wake in self.sleeps.removeValue(forKey: millisecond)?.wakes ?? [] { wake.resume(cancelled: false) }
+        }
+    }
+
+    /// On `loop`: forgets a cancelled sleep at once, and its millisecond's timer when it was the
+    /// last there. Otherwise a cancelled sleep of an hour kept its wake, and the loop its
+    /// scheduled task, for that hour (for ever, for a sleep of centuries).
+    private func remove(_ wake: Wake) {
+        guard let millisecond = wake.millisecond, var sleepers = sleeps[millisecond] else { return }
+        sleepers.wakes.removeAll { $0 === wake }
+        if sleepers.wakes.isEmpty {
+            sleepers.timer?.cancel()
+            sleeps[millisecond] = nil
+        } else {
+            sleeps[millisecond] = sleepers
         }
     }
 
     /// One sleep's end: its timer or its task's cancel, whichever comes first (the cancel may come
     /// before the continuation is stored). A cancelled sleep stays in its millisecond until then.
     private final class Wake: Sendable {
+        /// The millisecond it ends in. Only touched on the loop.
+        nonisolated(unsafe) var millisecond: Int64?
+
         private struct State {
             var continuation: UnsafeContinuation<Void, any Error>?
             /// Whether it ended by a cancel, once it has ended.
