@@ -102,7 +102,7 @@ final class EventLoopExecutor: TaskExecutor {
     }
 
     /// One sleep's end: its timer or its task's cancel, whichever comes first (the cancel may come
-    /// before the continuation is stored). A cancelled sleep stays in its millisecond until then.
+    /// before the continuation is stored).
     private final class Wake: Sendable {
         /// The millisecond it ends in. Only touched on the loop.
         nonisolated(unsafe) var millisecond: Int64?
