@@ -79,6 +79,12 @@ def load_average():
         return float(file.read().split()[0])
 
 
+def steal_percent(since, wall):
+    """The share of the CPUs' time that the host stole since `steal_seconds()` was `since`, over
+    `wall` seconds."""
+    return 100 * (steal_seconds() - since) / (wall * (os.cpu_count() or 1))
+
+
 def steal_seconds():
     """CPU time the hypervisor gave to other guests while this machine's CPUs wanted to run, summed
     over the CPUs (`/proc/stat`, in clock ticks). On a shared host it is what moves the ticker
@@ -225,7 +231,7 @@ class Sampler:
         return {"peak_rss_mb": self.peak, "peak_rss_with_children_mb": self.peak_tree, "wall_s": wall,
                 "cpu_percent": 100 * (self.server.cpu_seconds() - self.cpu_start) / wall,
                 "load_average_max": self.load_max,
-                "steal_percent": 100 * (steal_seconds() - self.steal_start) / (wall * (os.cpu_count() or 1))}
+                "steal_percent": steal_percent(self.steal_start, wall)}
 
 
 def load(port, path, body, connections, requests, expect=None, keepalive=False, interval=None, timeout=120,
@@ -664,7 +670,8 @@ def judge(results, peers):
         cells = per_kind("echo_ttfe", ttfe_cell)
         if gateway:
             cells["gateway"] += steal_suffix(gateway)
-        add("echo_ttfe", "`echo` time to first event, p50 / p99 (one keep-alive connection)", cells, ratio, f"≤ {ECHO_TTFE_P50} / ≤ {ECHO_TTFE_P99:g} ms", checks)
+        add("echo_ttfe", "`echo` time to first event, p50 / p99 (one keep-alive connection)", cells, ratio,
+            f"≤ {ECHO_TTFE_P50} / ≤ {ECHO_TTFE_P99:g} ms", checks)
 
     if "py_echo_rate" in scenarios:
         rate_row("py_echo_rate", "Python `echo_py` at 64 keep-alive connections: requests/s (peer: its `echo`)",
@@ -783,21 +790,17 @@ def columns(peers):
     return [("gateway", "gateway")] + [(f"peer{w}", f"peer, {w} worker{'s' if w > 1 else ''}") for w in peers]
 
 
-def steal_suffix(figures, separator=";"):
-    """The host's steal during a scenario, after the gateway's figure: when it is high the figure
-    says more about the host than about the gateway. Older results have no such reading."""
-    return f"{separator} host steal {figures['steal_percent']:.0f}%" if "steal_percent" in figures else ""
-
-
-def steal_text(meta):
-    return f", host steal {meta['steal_percent']:.1f}%" if "steal_percent" in meta else ""
+def steal_suffix(figures, separator=";", digits=0):
+    """The host's steal during a scenario (or the run), after the gateway's figure: when it is high
+    the figure says more about the host than about the gateway. Older results have no such reading."""
+    return f"{separator} host steal {figures['steal_percent']:.{digits}f}%" if "steal_percent" in figures else ""
 
 
 def markdown(results, rows, peers):
     meta = results["meta"]
     lines = [f"<!-- bench/run.py {meta['date']}, commit {meta['commit']}, {meta['mode']}, {meta['duration_s']:.0f} s, "
              f"load average {meta['load_average_start']:.1f} at the start, {meta['load_average_max']:.1f} at most"
-             f"{steal_text(meta)} -->",
+             f"{steal_suffix(meta, ',', 1)} -->",
              "| scenario | " + " | ".join(title for _, title in columns(peers)) + " | ratio | target | met |",
              "| --- " * (len(columns(peers)) + 4) + "|"]
     for row in rows:
@@ -811,7 +814,7 @@ def print_table(results, rows, peers):
     print(f"\nload client ceiling (against its own trivial server): {ceiling['events_per_s']:,.0f} events/s on one "
           f"stream, {ceiling['requests_per_s']:,.0f} requests/s at 64 connections")
     print(f"{meta['mode']}; load average {meta['load_average_start']:.1f} at the start, "
-          f"{meta['load_average_max']:.1f} at most, {meta['load_average_end']:.1f} at the end{steal_text(meta)}; "
+          f"{meta['load_average_max']:.1f} at most, {meta['load_average_end']:.1f} at the end{steal_suffix(meta, ',', 1)}; "
           f"{meta['duration_s']:.0f} s\n")
     for row in rows:
         print(f"{row['label']}")
@@ -988,8 +991,7 @@ def run_benchmark(options):
                            figures.get("load_average_max", 0) for row in scenarios.values()
                            for figures in row.values()]),
                        "duration_s": time.time() - started,
-                       "steal_percent": 100 * (steal_seconds() - steal_start)
-                       / ((time.time() - started) * (os.cpu_count() or 1))}
+                       "steal_percent": steal_percent(steal_start, time.time() - started)}
     return results, failures, peers
 
 

@@ -40,7 +40,7 @@ final class EventLoopExecutor: TaskExecutor {
     /// The sleeps ending in one millisecond, and the loop's task that wakes them.
     private struct Millisecond {
         var wakes: [Wake]
-        var timer: Scheduled<Void>?
+        let timer: Scheduled<Void>
     }
 
     /// The sleeps of tasks on this loop, by the millisecond they end in. Only touched on `loop`.
@@ -81,24 +81,19 @@ final class EventLoopExecutor: TaskExecutor {
         let millisecond = Int64((end + 999_999) / 1_000_000)
         wake.millisecond = millisecond
         if sleeps[millisecond]?.wakes.append(wake) != nil { return }
-        sleeps[millisecond] = Millisecond(wakes: [wake])
-        sleeps[millisecond]?.timer = loop.scheduleTask(deadline: .uptimeNanoseconds(UInt64(millisecond) * 1_000_000)) {
+        let timer = loop.scheduleTask(deadline: .uptimeNanoseconds(UInt64(millisecond) * 1_000_000)) {
             for wake in self.sleeps.removeValue(forKey: millisecond)?.wakes ?? [] { wake.resume(cancelled: false) }
         }
+        sleeps[millisecond] = Millisecond(wakes: [wake], timer: timer)
     }
 
     /// On `loop`: forgets a cancelled sleep at once, and its millisecond's timer when it was the
     /// last there. Otherwise a cancelled sleep of an hour kept its wake, and the loop its
     /// scheduled task, for that hour (for ever, for a sleep of centuries).
     private func remove(_ wake: Wake) {
-        guard let millisecond = wake.millisecond, var sleepers = sleeps[millisecond] else { return }
-        sleepers.wakes.removeAll { $0 === wake }
-        if sleepers.wakes.isEmpty {
-            sleepers.timer?.cancel()
-            sleeps[millisecond] = nil
-        } else {
-            sleeps[millisecond] = sleepers
-        }
+        guard let millisecond = wake.millisecond else { return }
+        sleeps[millisecond]?.wakes.removeAll { $0 === wake }
+        if sleeps[millisecond]?.wakes.isEmpty == true { sleeps.removeValue(forKey: millisecond)?.timer.cancel() }
     }
 
     /// One sleep's end: its timer or its task's cancel, whichever comes first (the cancel may come
