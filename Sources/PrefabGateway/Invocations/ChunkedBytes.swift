@@ -15,6 +15,12 @@ struct ChunkedBytes {
     var capacity: Int { chunks.reduce(0) { $0 + $1.capacity } + chunks.capacity * MemoryLayout<[UInt8]>.stride }
 
     mutating func append(_ bytes: [UInt8]) {
+        end += bytes.count
+        // The common case, an event that fits in the last chunk: no slices of it.
+        if let last = chunks.indices.last, chunks[last].count + bytes.count <= Self.chunkSize {
+            chunks[last].append(contentsOf: bytes)
+            return
+        }
         var rest = bytes[...]
         while !rest.isEmpty {
             if chunks.isEmpty || chunks[chunks.count - 1].count == Self.chunkSize {
@@ -28,7 +34,6 @@ struct ChunkedBytes {
             chunks[chunks.count - 1].append(contentsOf: piece)
             rest = rest.dropFirst(piece.count)
         }
-        end += bytes.count
     }
 
     /// Appends the bytes from offset `from` (not yet dropped) to `to` to `out`.

@@ -28,7 +28,9 @@ final class EventLog: @unchecked Sendable {
     /// One reader's position, guarded by the log's lock.
     final class Reader: @unchecked Sendable {
         fileprivate var after: Int
-        fileprivate var waiter: ReaderWaiter?
+        fileprivate var waiter: ReaderWaiter? {
+            didSet { log.parkedReaders += (waiter == nil ? 0 : 1) - (oldValue == nil ? 0 : 1) }
+        }
         fileprivate var detached = false
         fileprivate var wakeRequested = false
         fileprivate var activeSinceHeartbeat = false
@@ -103,6 +105,8 @@ final class EventLog: @unchecked Sendable {
     /// after them is refused, so nothing ever follows the terminal event.
     private var closed = false
     private var readers: [ObjectIdentifier: Reader] = [:]
+    /// Readers with a `waiter`: an event appended while none waits looks at no reader.
+    fileprivate var parkedReaders = 0
     /// Who waits for a quick answer (`whenFinished`), and the timer that ends its wait.
     private var completionWaiter: CompletionWaiter?
     /// Async producers waiting for room under flow control.
@@ -545,6 +549,7 @@ final class EventLog: @unchecked Sendable {
     }
 
     private func takeWaiters() -> [ReaderWaiter] {
+        guard parkedReaders > 0 else { return [] }
         var waiters: [ReaderWaiter] = []
         for reader in readers.values {
             if let waiter = reader.waiter {
