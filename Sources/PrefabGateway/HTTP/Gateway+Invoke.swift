@@ -592,6 +592,14 @@ extension Gateway {
         return entries.isEmpty ? nil : .files(entries)
     }
 
+    /// `duration` in milliseconds with one decimal ("5.7"), from integers: Foundation's
+    /// `String(format: "%.1f")` was a third of the log line's cost (perf, `echo` at 64 connections
+    /// at the default level, info).
+    static func millisecondsText(_ duration: Duration) -> String {
+        let tenths = Int((max(0, duration.seconds) * 10_000).rounded())
+        return "\(tenths / 10).\(tenths % 10)"
+    }
+
     /// One line per invocation (id, function, outcome, events, duration), and its metrics.
     private func log(_ invocation: Invocation, outcome terminal: PrefabEvent, events: Int) {
         let cancelled = terminal.errorCode == PrefabError.Code.cancelled.rawValue
@@ -602,13 +610,12 @@ extension Gateway {
         // The line is built only when it is written: formatting it cost a short call more than
         // its metrics (the default level, warning, drops it).
         guard logger.logLevel <= .info else { return }
-        let milliseconds = duration.seconds * 1000
         var metadata: Logger.Metadata = [
             "invocation": "\(invocation.id)",
             "function": "\(invocation.function.manifest.name)",
             "outcome": "\(outcome)",
             "events": "\(events)",
-            "duration_ms": "\(String(format: "%.1f", milliseconds))",
+            "duration_ms": "\(Self.millisecondsText(duration))",
         ]
         if let code = terminal.errorCode, !cancelled { metadata["error_code"] = "\(code)" }
         logger.info("invocation", metadata: metadata)
