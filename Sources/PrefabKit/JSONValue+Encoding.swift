@@ -148,12 +148,14 @@ extension JSONValue {
         members.sorted { $0.key < $1.key }
     }
 
-    private static func appendASCII(_ text: StaticString, to bytes: inout [UInt8]) {
+    /// Appends a literal's bytes: a `StaticString` is copied in one go, where a `String`'s `utf8`
+    /// view goes through the generic append (perf: 3% of a `burst` stream's gateway time).
+    static func appendASCII(_ text: StaticString, to bytes: inout [UInt8]) {
         text.withUTF8Buffer { bytes.append(contentsOf: $0) }
     }
 
     /// Writes decimal digits without going through `String`, since integers are frequent in events.
-    private static func appendInteger(_ value: Int, to bytes: inout [UInt8]) {
+    static func appendInteger(_ value: Int, to bytes: inout [UInt8]) {
         var magnitude = value.magnitude
         if value < 0 { bytes.append(UInt8(ascii: "-")) }
         if magnitude < 10 {

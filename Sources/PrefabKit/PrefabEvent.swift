@@ -166,12 +166,12 @@ extension PrefabEvent {
     /// One-line JSON with `type` first and the other members in sorted order.
     public func appendJSON(to bytes: inout [UInt8]) {
         bytes.append(UInt8(ascii: "{"))
-        bytes.append(contentsOf: #""type":"#.utf8)
+        JSONValue.appendASCII(#""type":"#, to: &bytes)
         JSONValue.appendJSONString(type, to: &bytes)
         if otherFields.isEmpty {
             // The common case: `data` alone, or nothing.
             if let data {
-                bytes.append(contentsOf: #","data":"#.utf8)
+                JSONValue.appendASCII(#","data":"#, to: &bytes)
                 data.appendJSON(to: &bytes)
             }
         } else {

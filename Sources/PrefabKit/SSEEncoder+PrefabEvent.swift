@@ -3,10 +3,10 @@ extension SSEEncoder {
     ///
     /// Compact JSON escapes every line break, so the event is written straight into `bytes`.
     public static func appendEvent(_ event: PrefabEvent, id: Int, to bytes: inout [UInt8]) {
-        bytes.append(contentsOf: "id: ".utf8)
-        bytes.append(contentsOf: String(id).utf8)
-        bytes.append(contentsOf: "\ndata: ".utf8)
+        JSONValue.appendASCII("id: ", to: &bytes)
+        JSONValue.appendInteger(id, to: &bytes)
+        JSONValue.appendASCII("\ndata: ", to: &bytes)
         event.appendJSON(to: &bytes)
-        bytes.append(contentsOf: "\n\n".utf8)
+        JSONValue.appendASCII("\n\n", to: &bytes)
     }
 }
