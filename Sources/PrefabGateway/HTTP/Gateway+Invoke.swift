@@ -594,7 +594,7 @@ extension Gateway {
 
     /// `duration` in milliseconds with one decimal ("5.7"), from integers: Foundation's
     /// `String(format: "%.1f")` was a third of the log line's cost (perf, `echo` at 64 connections
-    /// at the default level, info).
+    /// at `info`, the default level).
     static func millisecondsText(_ duration: Duration) -> String {
         let tenths = Int((max(0, duration.seconds) * 10_000).rounded())
         return "\(tenths / 10).\(tenths % 10)"
@@ -608,7 +608,7 @@ extension Gateway {
         metrics.invocationEnded(
             function: invocation.function.manifest.name, outcome: outcome, duration: duration, events: events)
         // The line is built only when it is written: formatting it cost a short call more than
-        // its metrics (the default level, warning, drops it).
+        // its metrics (`--log-level warning` drops it; `info`, the default, writes it).
         guard logger.logLevel <= .info else { return }
         var metadata: Logger.Metadata = [
             "invocation": "\(invocation.id)",
