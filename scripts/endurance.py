@@ -189,7 +189,9 @@ def wizard(gateway, name, abandon):
 
 
 def cancel(gateway):
-    stream = SSEConnection(gateway, "chat_stream", {"prompt": "cancel me", "delay_ms": 30})
+    # A token a second: the DELETE must come while the call runs. With 30 ms the 18-token reply
+    # once ended before it (409) on a loaded machine; a cancel wakes the sleep, so it costs nothing.
+    stream = SSEConnection(gateway, "chat_stream", {"prompt": "cancel me", "delay_ms": 1000})
     try:
         first = stream.next_event()
         status, _, _ = gateway.request("DELETE", f"/invocations/{first['invocation_id']}")
