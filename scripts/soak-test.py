@@ -134,7 +134,9 @@ def call(gateway, rng):
                     break
                 rest += chunk
             return status, rest
-        received = stream_then(gateway, "chat_stream", {"prompt": "cancel me", "delay_ms": 30}, cancel)
+        # A token a second, as in endurance.py: the DELETE must come while the call runs (with 30 ms
+        # the 18-token reply can end first on a loaded machine); a cancel wakes the sleep at once.
+        received = stream_then(gateway, "chat_stream", {"prompt": "cancel me", "delay_ms": 1000}, cancel)
         record(kind, b'"error_code":"CANCELLED"' in received, f"{received[-200:]!r}")
     return kind
 
