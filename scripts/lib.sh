@@ -61,9 +61,17 @@ as_root() {
 }
 
 # build_gateway: builds the prefab-gateway executable, showing the build's output only if it fails.
+# A build killed by a signal is tried once more: swift-build itself once crashed (SIGSEGV in
+# libdispatch) on an up-to-date tree in a fresh-clone CI run; a compile error fails at once.
 build_gateway() {
-    local output
-    if ! output=$(swift build --product prefab-gateway 2>&1); then
+    local output status=0
+    output=$(swift build --product prefab-gateway 2>&1) || status=$?
+    if [ "$status" -gt 128 ]; then
+        echo "$script: swift build died by signal $((status - 128)); building once more"
+        status=0
+        output=$(swift build --product prefab-gateway 2>&1) || status=$?
+    fi
+    if [ "$status" -ne 0 ]; then
         echo "$output"
         echo "$script: the build failed"
         return 1
