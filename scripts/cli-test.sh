@@ -10,7 +10,15 @@ command -v tmux >/dev/null || { as_root apt-get update -qq && as_root apt-get in
 port=$(free_port)
 work=$(mktemp -d)
 session=prefab-cli-$$
-trap 'tmux kill-session -t $session 2>/dev/null || true; stop_gateways; rm -rf "$work"' EXIT
+# A private tmux server kept up by an idle session: killing the last session stops a tmux server,
+# and a new-session that connects while it stops fails with "server exited unexpectedly" (a
+# fresh-clone CI run failed so between two windows).
+socket=$work/tmux.sock
+tmux() { command tmux -S "$socket" "$@"; }
+export -f tmux
+export socket
+trap 'tmux kill-server 2>/dev/null || true; stop_gateways; rm -rf "$work"' EXIT
+tmux new-session -d -s keeper "sleep 100000"
 build_gateway
 binary=$(pwd)/.build/debug/prefab-gateway
 start_gateway "$port" "$work/gateway.log" --data "$work/data"
