@@ -18,6 +18,7 @@ public final class Gateway: Sendable {
     let outputOwners = OutputOwners()
     let pool: FunctionThreadPool
     let shortCalls: ShortCalls
+    let eventLoopCalls: EventLoopCalls
     let invocations: InvocationStore
     let runningCalls = RunningCalls()
     let admissions: AdmissionControl
@@ -67,6 +68,15 @@ public final class Gateway: Sendable {
             functions: catalog.functions.filter { $0.value.runtime == "swift" }.keys,
             slots: configuration.shortCallSlots
         )
+        // Synchronous Swift functions only: an async one runs on the loop anyway, as a task.
+        self.eventLoopCalls = EventLoopCalls(
+            functions: catalog.functions.values.compactMap { function in
+                if case .streaming = function.implementation, function.runtime == "swift" {
+                    function.manifest
+                } else {
+                    nil
+                }
+            })
         self.admissions = AdmissionControl(
             maxRunning: configuration.maxConcurrentInvocations,
             maxQueued: configuration.maxQueuedInvocations,

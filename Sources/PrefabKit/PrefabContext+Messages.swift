@@ -13,6 +13,7 @@ extension PrefabContext {
         id: String? = nil,
         timeout: Duration? = nil
     ) throws -> JSONValue {
+        try checkMayWait()
         let questionId = id ?? inbox.nextQuestionId()
         try yield(.question(text, id: questionId, options: options))
         let limit = timeout ?? questionTimeout
@@ -24,7 +25,8 @@ extension PrefabContext {
     /// comes within `timeout` (nil: wait until one comes). Throws once cancelled.
     @available(*, noasync, message: "an async function uses 'try await context.nextMessage', which holds no thread")
     public func nextMessage(timeout: Duration? = nil) throws -> PrefabEvent? {
-        try inbox.take(until: timeout.map { .now + $0 })
+        try checkMayWait()
+        return try inbox.take(until: timeout.map { .now + $0 })
     }
 
     /// The caller's messages in order, for a function that serves them one by one:
@@ -36,6 +38,7 @@ extension PrefabContext {
     /// Sleeps like `Thread.sleep`, but throws as soon as the invocation is cancelled.
     @available(*, noasync, message: "an async function uses 'try await context.sleep', which holds no thread")
     public func sleep(for duration: Duration) throws {
+        try checkMayWait()
         try inbox.sleep(for: duration)
     }
 

@@ -34,6 +34,9 @@ public final class PrefabContext: Sendable {
     let inbox = MessageInbox()
     /// How long `ask` waits for an answer when it is given no timeout; nil waits until cancelled.
     public let questionTimeout: Duration?
+    /// Set when the function runs where it must not block (an event loop): a synchronous `ask`,
+    /// `nextMessage` or `sleep` cancels the call with it and throws it instead of waiting.
+    package let waitRefusal: PrefabError?
 
     private struct State {
         var terminal: PrefabEvent?
@@ -76,9 +79,11 @@ public final class PrefabContext: Sendable {
         questionTimeout: Duration? = nil,
         sink: @escaping Sink,
         asyncSink: AsyncSink? = nil,
-        sleeper: (@Sendable (Duration) async throws -> Void)? = nil
+        sleeper: (@Sendable (Duration) async throws -> Void)? = nil,
+        waitRefusal: PrefabError? = nil
     ) {
         self.sleeper = sleeper
+        self.waitRefusal = waitRefusal
         self.invocationId = invocationId
         self.outputURL = outputDirectory
         self.makeOutputDirectory = makeOutputDirectory ?? Self.makeDirectory
@@ -158,9 +163,19 @@ public final class PrefabContext: Sendable {
         return true
     }
 
+    /// Before a synchronous wait: where the function must not block, the call ends here with
+    /// `waitRefusal` (a cancel, so that a function that catches it stops at its next `yield`).
+    func checkMayWait() throws {
+        guard let waitRefusal else { return }
+        cancel(waitRefusal)
+        throw waitRefusal
+    }
+
     /// A cancel that wakes a `yield` waiting in the sink says why, not just "cancelled".
+    /// A sink that refuses to wait (`waitRefusal`) ends the call, as `checkMayWait` does.
     private func sinkError(_ error: any Error) -> any Error {
-        cancelReason ?? error
+        if let waitRefusal, let refused = error as? PrefabError, refused == waitRefusal { cancel(waitRefusal) }
+        return cancelReason ?? error
     }
 
     /// The directory for output files, `data/outputs/<invocation>/` under the gateway; created on

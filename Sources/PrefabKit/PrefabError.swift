@@ -30,6 +30,9 @@ public struct PrefabError: Error, Sendable, Hashable, CustomStringConvertible {
         public static let tooManyMessages: Code = "TOO_MANY_MESSAGES"
         /// A message for an invocation that has already ended.
         public static let invocationFinished: Code = "INVOCATION_FINISHED"
+        /// A function that runs on the event loop (``FunctionManifest/runsOnEventLoop``) tried to
+        /// wait: to `ask`, `sleep` or read a message, or to yield past the stream buffer.
+        public static let cannotWaitOnEventLoop: Code = "CANNOT_WAIT_ON_EVENT_LOOP"
     }
 
     /// The stable code, which clients receive unchanged.

@@ -128,6 +128,19 @@ private struct ManifestReader {
                 fail("\(path).max_concurrency", "must be a positive integer")
             }
         }
+        var runsOnEventLoop = false
+        if let value = object["runs_on_event_loop"] {
+            if let flag = value.boolValue {
+                runsOnEventLoop = flag
+                if flag && !streaming {
+                    fail(
+                        "\(path).runs_on_event_loop",
+                        "only a streaming function (\"streaming\": true) runs on the event loop")
+                }
+            } else {
+                fail("\(path).runs_on_event_loop", "must be a boolean")
+            }
+        }
         if let annotations = object["annotations"] { self.annotations(annotations, at: "\(path).annotations") }
         var parameters: [ParameterManifest] = []
         if let list = object["parameters"] {
@@ -155,6 +168,7 @@ private struct ManifestReader {
             timeoutSeconds: timeoutSeconds,
             maxConcurrency: maxConcurrency,
             chat: chat,
+            runsOnEventLoop: runsOnEventLoop,
             json: json
         )
     }

@@ -53,6 +53,11 @@ public struct FunctionManifest: Sendable, Hashable {
     /// How a conversation reaches the function, as its manifest's `chat` block says; nil when it
     /// has none (``chatInput`` then applies the naming rule).
     public var chat: ChatInput?
+    /// The function never waits and returns within moments (`"runs_on_event_loop": true`): the
+    /// gateway may run its calls on the event loop of the connection that asked, without handing
+    /// them to a thread and back. It cannot `ask`, `sleep` or wait for a message or for its
+    /// client there (``PrefabError/Code/cannotWaitOnEventLoop``).
+    public var runsOnEventLoop: Bool
     /// The function's entry as written, served by `GET /manifest`.
     public var json: JSONValue
 
@@ -68,6 +73,7 @@ public struct FunctionManifest: Sendable, Hashable {
         timeoutSeconds: Double? = nil,
         maxConcurrency: Int? = nil,
         chat: ChatInput? = nil,
+        runsOnEventLoop: Bool = false,
         json: JSONValue? = nil
     ) {
         self.name = name
@@ -78,11 +84,13 @@ public struct FunctionManifest: Sendable, Hashable {
         self.timeoutSeconds = timeoutSeconds
         self.maxConcurrency = maxConcurrency
         self.chat = chat
+        self.runsOnEventLoop = runsOnEventLoop
         self.json = json ?? Self.synthesizedJSON(name, description, streaming, parameters, returns)
         if json == nil, var object = self.json.objectValue {
             if let timeoutSeconds { object["timeout_seconds"] = .double(timeoutSeconds) }
             if let maxConcurrency { object["max_concurrency"] = .int(maxConcurrency) }
             if let chat { object["chat"] = chat.jsonValue }
+            if runsOnEventLoop { object["runs_on_event_loop"] = .bool(true) }
             self.json = .object(object)
         }
     }

@@ -58,6 +58,19 @@ import Testing
             ])
     }
 
+    /// A process prefab's call waits on its process: it cannot run on an event loop.
+    @Test func aProcessPrefabThatAsksForTheEventLoopIsReported() throws {
+        defer { try? FileManager.default.removeItem(at: root) }
+        try LiveGateway.writeManifest(
+            #"{"functions": [{"name": "py", "streaming": true, "runs_on_event_loop": true}]}"#, folder: "py", in: root)
+        try "def py(inputs, context):\n    yield {'type': 'done'}\n".write(
+            to: root.appendingPathComponent("py/main.py"), atomically: true, encoding: .utf8)
+        let catalog = PrefabCatalog.load(from: root, compiled: [:])
+        #expect(catalog.functions.isEmpty)
+        #expect(catalog.problems.first?.path == "$.functions[0].runs_on_event_loop")
+        #expect(catalog.problems.first?.reason.contains("only a compiled Swift function") == true)
+    }
+
     @Test func aStreamingFlagThatDiffersFromTheBuildIsReported() throws {
         defer { try? FileManager.default.removeItem(at: root) }
         let catalog = try load(

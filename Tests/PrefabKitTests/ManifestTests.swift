@@ -256,6 +256,18 @@ struct ManifestProblemTests {
             reason: "must be a positive number"
         ),
         ProblemCase(
+            label: "runs_on_event_loop not a bool",
+            json: ["functions": [["name": "f", "streaming": true, "runs_on_event_loop": "yes"]]],
+            path: "$.functions[0].runs_on_event_loop",
+            reason: "must be a boolean"
+        ),
+        ProblemCase(
+            label: "runs_on_event_loop on a function that does not stream",
+            json: ["functions": [["name": "f", "runs_on_event_loop": true]]],
+            path: "$.functions[0].runs_on_event_loop",
+            reason: "only a streaming function (\"streaming\": true) runs on the event loop"
+        ),
+        ProblemCase(
             label: "annotations not an object",
             json: ["functions": [["name": "f", "annotations": true]]],
             path: "$.functions[0].annotations",

@@ -222,6 +222,18 @@ extension Gateway {
                 shortCalls.record(name, ran: .now - began)
                 returned(invocation, outcome, onEnd: onEnd)
             }
+            // Its manifest says it is quick: no hand-off at all (see `EventLoopCalls`).
+            if invocation.runsOnEventLoop, let loop, loop.inEventLoop {
+                let began = ContinuousClock.now
+                run()
+                let took = ContinuousClock.now - began
+                if eventLoopCalls.ran(name, for: took) {
+                    logger.warning(
+                        "a call of a function that runs on the event loop took \(Self.millisecondsText(took)) ms, over \(Self.millisecondsText(EventLoopCalls.overrunLimit)) ms: the function runs on function threads from now on",
+                        metadata: ["invocation": "\(invocation.id)", "function": "\(name)"])
+                }
+                return true
+            }
             // A function that has proven short runs as a task, on the thread that serves
             // requests: no hand-off to a function thread and back (see `ShortCalls`).
             if shortCalls.begin(name) {
@@ -494,9 +506,11 @@ extension Gateway {
         owner: Int?,
         flowControl: Bool,
         format: WireFormat,
+        onEventLoop: Bool = false,
         sink: (@Sendable (PrefabEvent) throws -> Void)? = nil
     ) throws(GatewayError) -> Invocation {
         let id = InvocationID.make()
+        let waitRefusal = onEventLoop ? EventLoopCalls.waitRefusal(function.manifest.name) : nil
         var mirror: (@Sendable (Int, [UInt8]) -> Void)?
         if let store {
             mirror = { sequence, message in store.appended(id, sequence: sequence, message: message) }
@@ -514,9 +528,11 @@ extension Gateway {
                 maxEvents: configuration.streamBufferEvents,
                 maxBytes: configuration.streamBufferBytes,
                 historyBytes: configuration.eventHistoryBytes,
+                waitRefusal: waitRefusal,
                 mirror: mirror
             ),
             questionTimeout: configuration.questionTimeout,
+            waitRefusal: waitRefusal,
             sink: sink
         )
         guard runningCalls.add(invocation) else {

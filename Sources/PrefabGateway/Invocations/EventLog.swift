@@ -113,6 +113,9 @@ final class EventLog: @unchecked Sendable {
     private var roomWaiters: [CheckedContinuation<Void, Never>] = []
 
     private let flowControl: Bool
+    /// Set when the producer runs on an event loop, where it must not wait for room: a `send`
+    /// that would wait throws it instead (the loop it would wait on serves its reader).
+    private let waitRefusal: PrefabError?
     private let maxEvents: Int
     private let maxBytes: Int
     private let historyBytes: Int
@@ -135,9 +138,11 @@ final class EventLog: @unchecked Sendable {
 
     init(
         flowControl: Bool, maxEvents: Int, maxBytes: Int, historyBytes: Int,
+        waitRefusal: PrefabError? = nil,
         mirror: (@Sendable (_ sequence: Int, _ message: [UInt8]) -> Void)? = nil
     ) {
         self.mirror = mirror
+        self.waitRefusal = waitRefusal
         self.flowControl = flowControl
         self.maxEvents = max(1, maxEvents)
         self.maxBytes = max(1, maxBytes)
@@ -159,6 +164,10 @@ final class EventLog: @unchecked Sendable {
             defer { if producer.scratch.capacity > Self.scratchKeptBytes { producer.scratch = [] } }
             condition.lock()
             while flowControl && !producerStopped && !closed && isFull {
+                if let waitRefusal {
+                    condition.unlock()
+                    throw waitRefusal
+                }
                 condition.wait()
             }
             if producerStopped || closed {

@@ -20,6 +20,8 @@ final class Invocation: Sendable {
     let startedAt = Date()
     let context: PrefabContext
     let events: EventLog
+    /// The call runs on the event loop of the connection that asked (`EventLoopCalls`).
+    var runsOnEventLoop: Bool { context.waitRefusal != nil }
     private let state = Mutex(State())
     /// Set by whoever ends the call (its function thread, or the gateway for a stuck function).
     private let ended = Atomic<Bool>(false)
@@ -42,6 +44,7 @@ final class Invocation: Sendable {
         makeOutputDirectory: (@Sendable (URL) throws -> Void)? = nil,
         events: EventLog,
         questionTimeout: Duration?,
+        waitRefusal: PrefabError? = nil,
         sink: (@Sendable (PrefabEvent) throws -> Void)? = nil
     ) {
         self.id = id
@@ -65,7 +68,8 @@ final class Invocation: Sendable {
                     Self.appendMessage(event, sequence: sequence, id: id, to: &bytes)
                 }
             },
-            sleeper: { try await EventLoopExecutor.sleep(for: $0) }
+            sleeper: { try await EventLoopExecutor.sleep(for: $0) },
+            waitRefusal: waitRefusal
         )
         context.onCancel { [events] in events.stopProducer() }
     }

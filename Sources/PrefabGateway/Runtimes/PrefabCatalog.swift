@@ -126,6 +126,13 @@ public struct PrefabCatalog: Sendable {
                 continue
             }
             if let launch {
+                if function.runsOnEventLoop {
+                    let reason =
+                        "only a compiled Swift function runs on the event loop: a \(launch.kind.rawValue) prefab's call"
+                        + " waits on its process"
+                    problems.append(LoadProblem(file: file, path: "\(path).runs_on_event_loop", reason: reason))
+                    continue
+                }
                 let implementation = processes.function(launch, name: function.name, streaming: function.streaming)
                 functions[function.name] = LoadedFunction(
                     prefab: prefab,

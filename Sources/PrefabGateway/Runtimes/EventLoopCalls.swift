@@ -1,0 +1,53 @@
+import PrefabKit
+import Synchronization
+
+/// Which calls run on the event loop of the connection that asked: those of synchronous Swift
+/// functions whose manifest says `"runs_on_event_loop": true`, until one of them runs too long.
+///
+/// Handing a call to a thread and back costs two thread wake-ups, which were half of `echo`'s
+/// time at 64 connections. A call run on the loop costs none, but while it runs the loop serves
+/// none of its other connections. So the manifest has to say so (the gateway cannot tell a
+/// function that is always quick from one that was quick so far), such a call cannot wait
+/// (`waitRefusal`), and a function one of whose calls runs past `overrunLimit` runs on function
+/// threads from then on, for the rest of the process's life.
+final class EventLoopCalls: Sendable {
+    /// Longer than a quick function takes (`echo`: a few microseconds), short enough that other
+    /// connections of the loop notice a stall of this length only in their slowest answers. The
+    /// host stealing the CPU mid-call can push a quick call past it: that costs the function its
+    /// place on the loop, never a call.
+    static let overrunLimit = Duration.milliseconds(10)
+
+    /// Whether a function's calls still run on the loop.
+    private final class Place: Sendable {
+        let kept = Atomic<Bool>(true)
+    }
+
+    private let places: [String: Place]
+
+    init(functions: some Sequence<FunctionManifest>) {
+        var places: [String: Place] = [:]
+        for function in functions where function.runsOnEventLoop { places[function.name] = Place() }
+        self.places = places
+    }
+
+    /// True when a call of `function` runs on the event loop that serves its request.
+    func mayRun(_ function: String) -> Bool {
+        places[function]?.kept.load(ordering: .relaxed) ?? false
+    }
+
+    /// Records how long a call run on the loop took; true the first time one ran past
+    /// `overrunLimit`, which sends its function to function threads from now on.
+    func ran(_ function: String, for duration: Duration) -> Bool {
+        guard duration > Self.overrunLimit, let place = places[function] else { return false }
+        return place.kept.exchange(false, ordering: .relaxed)
+    }
+
+    /// What a call run on the loop gets instead of waiting.
+    static func waitRefusal(_ function: String) -> PrefabError {
+        PrefabError(
+            .cannotWaitOnEventLoop,
+            "'\(function)' runs on the event loop (\"runs_on_event_loop\": true in its manifest), where it cannot"
+                + " wait: not to ask, sleep or read a message, nor for its client once it has yielded a stream"
+                + " buffer's worth; remove the flag to run it on a function thread")
+    }
+}

@@ -1,0 +1,128 @@
+import Foundation
+import NIOPosix
+import PrefabGateway
+import PrefabKit
+import Testing
+
+/// A synchronous function whose manifest says `"runs_on_event_loop": true` runs on the event loop
+/// of the connection that asked. There it cannot wait: each way of waiting ends its call with
+/// `CANNOT_WAIT_ON_EVENT_LOOP` instead of holding the loop, and a call that runs too long sends
+/// the function to function threads.
+@Suite(.timeLimit(.minutes(1))) struct EventLoopCallTests {
+    /// Its first event names the thread it runs on; then `mode` says what it does.
+    static let onLoop = TestPrefab(
+        folder: "on_loop",
+        manifest: FunctionManifest(
+            name: "on_loop", streaming: true,
+            parameters: [
+                ParameterManifest(name: "mode", type: .string, required: true),
+                ParameterManifest(name: "n", type: .integer, defaultValue: 0),
+            ],
+            runsOnEventLoop: true),
+        implementation: .streaming { inputs, context in
+            try context.yield(.content(threadName()))
+            let n = try inputs.int("n")
+            switch try inputs.string("mode") {
+            case "ask": _ = try context.ask("Which?", id: "which")
+            case "ask-and-carry-on":
+                // A function that swallows the error still ends with it, not with `done`.
+                _ = try? context.ask("Which?", id: "which")
+                try? context.yield(.content("after the refusal"))
+            case "sleep": try context.sleep(for: .milliseconds(n))
+            case "message": _ = try context.nextMessage(timeout: .seconds(1))
+            case "flood":
+                for index in 1...n { try context.yield(.content("\(index) " + String(repeating: "x", count: 1000))) }
+            case "spin":
+                let until = ContinuousClock.now + .milliseconds(n)
+                while ContinuousClock.now < until {}
+            default: break
+            }
+        })
+
+    /// The same function without the flag.
+    static let offLoop = TestPrefab.streaming("off_loop") { _, context in
+        try context.yield(.content(threadName()))
+    }
+
+    /// Where the calling thread belongs: an event loop, or not (a function thread, whose kernel
+    /// name is that of the loop that started it).
+    static func threadName() -> String {
+        MultiThreadedEventLoopGroup.currentEventLoop == nil ? "function thread" : "event loop"
+    }
+
+    static func call(_ gateway: LiveGateway, _ mode: String, n: Int = 0) async throws -> [PrefabEvent] {
+        try await gateway.invoke("on_loop", #"{"inputs": {"mode": "\#(mode)", "n": \#(n)}}"#).events
+    }
+
+    static func ranOnALoop(_ events: [PrefabEvent]) -> Bool {
+        events.first?["data"] == "event loop"
+    }
+
+    @Test func itsCallsRunOnTheEventLoopFromTheFirstAndStreamAsAnyOther() async throws {
+        try await LiveGateway.run([Self.onLoop, Self.offLoop]) { gateway in
+            for _ in 0..<20 {
+                let events = try await Self.call(gateway, "quick")
+                #expect(events.map(\.type) == ["content", "done"])
+                #expect(Self.ranOnALoop(events), "\(events)")
+            }
+            let other = try await gateway.invoke("off_loop").events
+            #expect(other.first?["data"] == "function thread")
+            // Its finished events are there to resume from, as any call's.
+            let reply = try await gateway.invoke("on_loop", #"{"inputs": {"mode": "quick"}}"#)
+            let id = try #require(reply.headers[.init("X-Invocation-Id")!])
+            #expect(try await gateway.request(.get, "/invocations/\(id)/events?after=1").events.map(\.type) == ["done"])
+        }
+    }
+
+    /// Each of them would hold the loop, which may be the one that serves the answer, the message
+    /// or the client: the call ends with the refusal, whose message names the flag.
+    @Test(arguments: ["ask", "ask-and-carry-on", "sleep", "message"])
+    func waitingEndsTheCallWithAClearError(mode: String) async throws {
+        try await LiveGateway.run([Self.onLoop]) { gateway in
+            let events = try await Self.call(gateway, mode, n: 5)
+            #expect(Self.ranOnALoop(events))
+            let terminal = try #require(events.last)
+            #expect(terminal.errorCode == "CANNOT_WAIT_ON_EVENT_LOOP")
+            #expect(terminal["data"]?.stringValue?.contains("runs_on_event_loop") == true)
+            #expect(events.filter(\.isTerminal).count == 1)
+            #expect(!events.contains { $0["data"] == "after the refusal" })
+            // The loop was not held: the next call is answered, on it.
+            #expect(Self.ranOnALoop(try await Self.call(gateway, "quick")))
+        }
+    }
+
+    /// Past the stream buffer (16 KB here) a `yield` would wait for the client, whose writes the
+    /// same loop makes: the call ends there. Every event yielded before is delivered, in order.
+    @Test func yieldingPastTheStreamBufferEndsTheCallAndKeepsWhatCameBefore() async throws {
+        try await LiveGateway.run([Self.onLoop], configure: { $0.streamBufferBytes = 16 << 10 }) { gateway in
+            let events = try await Self.call(gateway, "flood", n: 200)
+            #expect(events.last?.errorCode == "CANNOT_WAIT_ON_EVENT_LOOP")
+            let numbers = events.dropFirst().dropLast().compactMap {
+                $0["data"]?.stringValue?.split(separator: " ").first.flatMap { Int($0) }
+            }
+            // About 16 of the 1 KB events fit; none is lost or out of order before the error.
+            #expect(numbers == Array(1...max(1, numbers.count)))
+            #expect((8...17).contains(numbers.count), "\(numbers.count) events before the error")
+            // Within the buffer, a flood is whole.
+            let whole = try await Self.call(gateway, "flood", n: 8)
+            #expect(whole.count == 10 && whole.last?.type == "done")
+        }
+    }
+
+    /// 30 ms of work on the loop, over the 10 ms limit: that call ends as usual, and the function's
+    /// calls run on function threads from then on.
+    @Test func aCallThatRunsTooLongSendsItsFunctionToFunctionThreads() async throws {
+        try await LiveGateway.run([Self.onLoop]) { gateway in
+            let long = try await Self.call(gateway, "spin", n: 30)
+            #expect(Self.ranOnALoop(long))
+            #expect(long.last?.type == "done")
+            for _ in 0..<5 {
+                let events = try await Self.call(gateway, "quick")
+                #expect(events.first?["data"] == "function thread")
+                #expect(events.last?.type == "done")
+            }
+            // And there it may wait.
+            #expect(try await Self.call(gateway, "sleep", n: 5).last?.type == "done")
+        }
+    }
+}
