@@ -76,7 +76,7 @@ public final class Gateway: Sendable {
                 } else {
                     nil
                 }
-            })
+            }, overrunLimit: configuration.eventLoopOverrunLimit)
         self.admissions = AdmissionControl(
             maxRunning: configuration.maxConcurrentInvocations,
             maxQueued: configuration.maxQueuedInvocations,

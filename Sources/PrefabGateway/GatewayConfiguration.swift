@@ -38,6 +38,9 @@ public struct GatewayConfiguration: Sendable {
     /// done by then is answered whole on a kept-alive connection. The first events of a longer
     /// function are held back this long at most.
     public var quickAnswerWindow: Duration = .milliseconds(2)
+    /// How long a call of a function that runs on the event loop (`runs_on_event_loop`) may take
+    /// before the function is sent to function threads for good.
+    public var eventLoopOverrunLimit: Duration = .milliseconds(10)
     /// Events held between a function and a slow client before `yield` blocks.
     public var streamBufferEvents = 16384
     /// Bytes held between a function and a slow client before `yield` blocks.

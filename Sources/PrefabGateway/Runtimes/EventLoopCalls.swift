@@ -11,11 +11,11 @@ import Synchronization
 /// (`waitRefusal`), and a function one of whose calls runs past `overrunLimit` runs on function
 /// threads from then on, for the rest of the process's life.
 final class EventLoopCalls: Sendable {
-    /// Longer than a quick function takes (`echo`: a few microseconds), short enough that other
-    /// connections of the loop notice a stall of this length only in their slowest answers. The
-    /// host stealing the CPU mid-call can push a quick call past it: that costs the function its
-    /// place on the loop, never a call.
-    static let overrunLimit = Duration.milliseconds(10)
+    /// By default 10 ms: longer than a quick function takes (`echo`: a few microseconds), short
+    /// enough that other connections of the loop notice a stall of this length only in their
+    /// slowest answers. The host stealing the CPU mid-call can push a quick call past it: that
+    /// costs the function its place on the loop, never a call.
+    let overrunLimit: Duration
 
     /// Whether a function's calls still run on the loop.
     private final class Place: Sendable {
@@ -24,7 +24,8 @@ final class EventLoopCalls: Sendable {
 
     private let places: [String: Place]
 
-    init(functions: some Sequence<FunctionManifest>) {
+    init(functions: some Sequence<FunctionManifest>, overrunLimit: Duration) {
+        self.overrunLimit = overrunLimit
         var places: [String: Place] = [:]
         for function in functions where function.runsOnEventLoop { places[function.name] = Place() }
         self.places = places
@@ -38,7 +39,7 @@ final class EventLoopCalls: Sendable {
     /// Records how long a call run on the loop took; true the first time one ran past
     /// `overrunLimit`, which sends its function to function threads from now on.
     func ran(_ function: String, for duration: Duration) -> Bool {
-        guard duration > Self.overrunLimit, let place = places[function] else { return false }
+        guard duration > overrunLimit, let place = places[function] else { return false }
         return place.kept.exchange(false, ordering: .relaxed)
     }
 
