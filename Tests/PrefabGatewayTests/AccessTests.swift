@@ -13,10 +13,12 @@ import Testing
     static let bob = "bob-0123456789abcdef"
 
     /// Writes a file and waits for one message, so that its invocation can be reached while it runs.
+    /// It waits up to 50 s, near the test's time limit: a CI run of the whole suite took over 10 s
+    /// (the wait before) for the test's requests, and the call had ended when the message came.
     static let writer = TestPrefab.streaming("writer") { _, context in
         try Data("hello".utf8).write(to: try context.outputDirectory.appendingPathComponent("note.txt"))
         try context.yield(.start())
-        _ = try context.nextMessage(timeout: .seconds(10))
+        _ = try context.nextMessage(timeout: .seconds(50))
     }
 
     static func withKeys(_ test: @Sendable (LiveGateway) async throws -> Void) async throws {
