@@ -100,12 +100,15 @@ extension Gateway {
         guard let inputs = try? validatedInputs(of: function, call: call.body),
             admissions.tryAdmit(function.manifest.name, limit: function.manifest.maxConcurrency)
         else { return nil }
-        var onEventLoop = false
-        if case .streaming = function.implementation { onEventLoop = eventLoopCalls.mayRun(function.manifest.name) }
+        // A synchronous function with `runs_on_event_loop` runs on `loop` (`EventLoopCalls`).
+        var waitRefusal: PrefabError?
+        if case .streaming = function.implementation {
+            waitRefusal = eventLoopCalls.refusal(for: function.manifest.name)
+        }
         guard
             let invocation = try? makeInvocation(
                 function, inputs, baseURL: baseURL(forAuthority: call.head.authority), owner: call.owner,
-                flowControl: true, format: .sse, onEventLoop: onEventLoop)
+                flowControl: true, format: .sse, waitRefusal: waitRefusal)
         else { return nil }
         let reader = invocation.events.attach()
         guard start(invocation, on: loop) else {

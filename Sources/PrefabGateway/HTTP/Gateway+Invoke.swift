@@ -506,11 +506,10 @@ extension Gateway {
         owner: Int?,
         flowControl: Bool,
         format: WireFormat,
-        onEventLoop: Bool = false,
+        waitRefusal: PrefabError? = nil,
         sink: (@Sendable (PrefabEvent) throws -> Void)? = nil
     ) throws(GatewayError) -> Invocation {
         let id = InvocationID.make()
-        let waitRefusal = onEventLoop ? EventLoopCalls.waitRefusal(function.manifest.name) : nil
         var mirror: (@Sendable (Int, [UInt8]) -> Void)?
         if let store {
             mirror = { sequence, message in store.appended(id, sequence: sequence, message: message) }
