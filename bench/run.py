@@ -680,12 +680,8 @@ def judge(results, peers):
 
     # The same echo handed to a thread and back: reported beside the peer, no target.
     if "echo_threads_rate" in scenarios:
-        gateway, peer = figures("echo_threads_rate", "gateway"), figures("echo_rate", "peer2")
-        cells = per_kind("echo_rate", lambda f: number(f["requests_per_s"]))
-        cells["gateway"] = number(gateway["requests_per_s"]) + steal_suffix(gateway) if gateway else "—"
-        ratio = f"{gateway['requests_per_s'] / peer['requests_per_s']:.1f}×" if gateway and peer else ""
-        add("echo_threads_rate", "`echo_threads` (the same, on function threads) at 64 keep-alive connections: "
-            "requests/s", cells, ratio, "report", [], ["echo_threads_rate", "echo_rate"])
+        rate_row("echo_threads_rate", "`echo_threads` (the same, on function threads) at 64 keep-alive connections: "
+                 "requests/s", "requests_per_s", "echo_rate", "peer2", None, "report")
     if "echo_threads_ttfe" in scenarios:
         gateway = figures("echo_threads_ttfe", "gateway")
         peer = best_peer("echo_ttfe", lambda f: f["ttfe_ms"]["p50"], lowest=True)
