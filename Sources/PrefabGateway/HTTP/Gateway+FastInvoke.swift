@@ -100,11 +100,9 @@ extension Gateway {
         guard let inputs = try? validatedInputs(of: function, call: call.body),
             admissions.tryAdmit(function.manifest.name, limit: function.manifest.maxConcurrency)
         else { return nil }
-        // A synchronous function with `runs_on_event_loop` runs on `loop` (`EventLoopCalls`).
-        var waitRefusal: PrefabError?
-        if case .streaming = function.implementation {
-            waitRefusal = eventLoopCalls.refusal(for: function.manifest.name)
-        }
+        // A synchronous function with `runs_on_event_loop` runs on `loop` (`EventLoopCalls` holds
+        // no other kind).
+        let waitRefusal = eventLoopCalls.refusal(for: function.manifest.name)
         guard
             let invocation = try? makeInvocation(
                 function, inputs, baseURL: baseURL(forAuthority: call.head.authority), owner: call.owner,
