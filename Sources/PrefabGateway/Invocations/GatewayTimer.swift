@@ -61,8 +61,10 @@ final class TimerHeap: @unchecked Sendable {  // all state is guarded by `mutex`
         #endif
         pthread_cond_init(condition, &attributes)
         pthread_condattr_destroy(&attributes)
-        let thread = Thread { [self] in run() }
-        thread.name = "prefab-timers"
+        let thread = Thread { [self] in
+            ThreadName.setCurrent("prefab-timers")
+            run()
+        }
         thread.stackSize = 256 << 10
         thread.start()
     }

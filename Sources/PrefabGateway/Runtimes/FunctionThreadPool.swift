@@ -56,9 +56,11 @@ final class FunctionThreadPool: @unchecked Sendable {
         // not the work itself, or the thread's first call (its invocation, all its events) would
         // be kept for as long as the thread lives.
         let first = WorkBox(work)
-        let thread = Thread { [self] in self.runLoop(first: first) }
+        let thread = Thread { [self] in
+            ThreadName.setCurrent("prefab-function")
+            self.runLoop(first: first)
+        }
         thread.stackSize = stackSize
-        thread.name = "prefab-function"
         thread.start()
         return true
     }

@@ -28,8 +28,10 @@ final class ChildReaper: Sendable {
 
     private init() {
         epoll = prefab_epoll_create()
-        let thread = Thread { [self] in waitForExits() }
-        thread.name = "prefab-gateway.reaper"
+        let thread = Thread { [self] in
+            ThreadName.setCurrent("prefab-reaper")
+            waitForExits()
+        }
         thread.start()
     }
 

@@ -27,13 +27,13 @@ final class ProcessSpawner: Sendable {
         // gateway's children instead of init's, so a call's end can find and stop them.
         _ = prefab_become_subreaper()
         let thread = Thread { [self] in
+            ThreadName.setCurrent("prefab-spawner")
             while true {
                 jobCount.wait()
                 let job = jobs.withLock { $0.removeFirst() }
                 job()
             }
         }
-        thread.name = "prefab-gateway.spawner"
         thread.start()
     }
 

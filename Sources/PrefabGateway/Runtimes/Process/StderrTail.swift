@@ -53,6 +53,7 @@ final class StderrTail: Sendable {
     /// thread for each was one more context switch per call.
     func drain(_ descriptor: Int32) {
         let thread = Thread { [self] in
+            ThreadName.setCurrent("prefab-stderr")
             defer { close(descriptor) }
             var reader = LineReader(
                 fileDescriptor: descriptor, maxLineBytes: 64 * 1024, pauseAfterShortRead: Self.pause)

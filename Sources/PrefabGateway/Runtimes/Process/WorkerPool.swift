@@ -282,6 +282,7 @@ final class WorkerPool: Sendable {
     /// worker then goes to a waiting call or joins the idle ones. Counted as starting already.
     private func startWorker() {
         Thread.detachNewThread { [self] in
+            ThreadName.setCurrent("prefab-starter")
             var outcome: Outcome
             var ready = false
             do {
