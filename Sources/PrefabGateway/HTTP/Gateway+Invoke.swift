@@ -169,12 +169,12 @@ extension Gateway {
         case .streaming(let function):
             return .blocking { [self] in
                 let terminal = invocation.context.run(function, inputs: invocation.inputs)
-                return CallOutcome(terminal: checkedOutput(invocation, terminal))
+                return checkedOutcome(invocation, terminal)
             }
         case .asyncStreaming(let function):
             return .async { [self] in
                 let terminal = await invocation.context.run(function, inputs: invocation.inputs)
-                return CallOutcome(terminal: checkedOutput(invocation, terminal))
+                return checkedOutcome(invocation, terminal)
             }
         case .result(let function):
             return .blocking { [self] in result(of: invocation, function) }
@@ -186,8 +186,11 @@ extension Gateway {
         var result = invocation.context.run(function, inputs: invocation.inputs)
         var failure: PrefabError.Code?
         if case .failure(let error) = result { failure = error.code }
-        if let tooLarge = discardOversizedOutput(invocation, code: failure) { result = .failure(tooLarge) }
-        return CallOutcome(result: result)
+        let output = checkOutput(invocation, code: failure)
+        if let tooLarge = output.tooLarge { result = .failure(tooLarge) }
+        var outcome = CallOutcome(result: result)
+        outcome.outputHasFiles = output.hasFiles
+        return outcome
     }
 
     /// Runs `work` (the call) on a function thread — or as a task when its function has proven
@@ -289,7 +292,7 @@ extension Gateway {
     /// terminal event, and the record of its end. Nil when the gateway has already ended it.
     private func end(_ invocation: Invocation, _ outcome: CallOutcome) -> CallEnd? {
         guard invocation.claimEnd() else { return nil }
-        let files = filesEvent(invocation)
+        let files = filesEvent(invocation, hasFiles: outcome.outputHasFiles)
         if let files { invocation.sendClosing(files) }
         invocation.sendClosing(outcome.terminal)
         complete(invocation, terminal: outcome.terminal)
@@ -577,34 +580,49 @@ extension Gateway {
         }
     }
 
-    /// The terminal event, or `OUTPUT_TOO_LARGE` when the call's output folder is over the limit.
-    private func checkedOutput(_ invocation: Invocation, _ terminal: PrefabEvent) -> PrefabEvent {
+    /// The outcome of a streaming call: its terminal event, or `OUTPUT_TOO_LARGE` when the call's
+    /// output folder is over the limit.
+    private func checkedOutcome(_ invocation: Invocation, _ terminal: PrefabEvent) -> CallOutcome {
         let code = terminal.type == PrefabEvent.error ? terminal.errorCode.map { PrefabError.Code(rawValue: $0) } : nil
-        return discardOversizedOutput(invocation, code: code).map { .error($0) } ?? terminal
+        let output = checkOutput(invocation, code: code)
+        var outcome = CallOutcome(terminal: output.tooLarge.map { .error($0) } ?? terminal)
+        outcome.outputHasFiles = output.hasFiles
+        return outcome
     }
 
-    /// `OUTPUT_TOO_LARGE` when the call's output folder is over the limit, or the call already
-    /// ended with that code (a Python child whose write was refused); the folder is deleted then, so
-    /// nothing of it is listed, served or kept.
-    private func discardOversizedOutput(_ invocation: Invocation, code: PrefabError.Code?) -> PrefabError? {
-        guard let directory = invocation.context.usedOutputDirectory else { return nil }
+    /// The call's output folder once its function has returned: whether it holds anything (nil
+    /// when the function never asked for it, or the folder is gone), and `OUTPUT_TOO_LARGE` when
+    /// it is over the limit or the call already ended with that code (a Python child whose write
+    /// was refused); the folder is deleted then, so nothing of it is listed, served or kept.
+    private func checkOutput(
+        _ invocation: Invocation, code: PrefabError.Code?
+    ) -> (hasFiles: Bool?, tooLarge: PrefabError?) {
+        guard let directory = invocation.context.usedOutputDirectory else { return (nil, nil) }
+        let hasFiles = OutputStore.hasEntries(directory.path)
         let limit = configuration.maxOutputBytes
-        guard code == .outputTooLarge || (!OutputStore.isEmpty(directory) && OutputStore.size(of: directory) > limit)
-        else { return nil }
+        guard code == .outputTooLarge || (hasFiles == true && OutputStore.size(of: directory) > limit)
+        else { return (hasFiles, nil) }
         try? FileManager.default.removeItem(at: directory)
-        return .outputTooLarge(limit: limit)
+        return (nil, .outputTooLarge(limit: limit))
     }
 
-    /// The `files` event for what the function wrote, if it wrote anything.
-    private func filesEvent(_ invocation: Invocation) -> PrefabEvent? {
+    /// The `files` event for what the function wrote, if it wrote anything. `hasFiles`: what
+    /// `checkOutput` saw when the function returned (the folder is read once a call, not twice),
+    /// nil to look now.
+    private func filesEvent(_ invocation: Invocation, hasFiles: Bool?) -> PrefabEvent? {
         guard let directory = invocation.context.usedOutputDirectory else { return nil }
         outputOwners.record(invocation.id, owner: invocation.owner)
-        if outputs.spares.keepIfEmpty(directory) { return nil }
-        outputs.markEnded(directory)
-        let entries =
-            OutputStore.isEmpty(directory)
-            ? [] : outputs.fileEntries(in: directory, invocationId: invocation.id, baseURL: invocation.baseURL)
-        return entries.isEmpty ? nil : .files(entries)
+        switch hasFiles ?? OutputStore.hasEntries(directory.path) {
+        case false?:
+            outputs.spares.keep(directory)
+            return nil
+        case nil:
+            return nil
+        case true?:
+            outputs.markEnded(directory)
+            let entries = outputs.fileEntries(in: directory, invocationId: invocation.id, baseURL: invocation.baseURL)
+            return entries.isEmpty ? nil : .files(entries)
+        }
     }
 
     /// `duration` in milliseconds with one decimal ("5.7"), from integers: Foundation's
@@ -647,6 +665,8 @@ enum CallWork {
 struct CallOutcome: Sendable {
     var terminal: PrefabEvent
     var result: Result<JSONValue, PrefabError>?
+    /// Whether the output folder held anything when the function returned; nil when unknown.
+    var outputHasFiles: Bool?
 
     init(terminal: PrefabEvent) {
         self.terminal = terminal

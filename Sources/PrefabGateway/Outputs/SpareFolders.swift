@@ -36,17 +36,16 @@ final class SpareFolders: Sendable {
         try PrefabContext.makeDirectory(url)
     }
 
-    /// Keeps `directory` for a later call if it holds nothing; true when it was taken.
-    func keepIfEmpty(_ directory: URL) -> Bool {
-        guard OutputStore.hasEntries(directory.path) == false else { return false }
+    /// Keeps `directory`, which its call left empty, for a later call: renamed to a spare, or left
+    /// where it is (for the sweep) when there are enough.
+    func keep(_ directory: URL) {
         let name: String? = state.withLock { state in
             guard state.names.count < Self.capacity else { return nil }
             state.made += 1
             return prefix + String(state.made)
         }
-        guard let name, rename(directory.path, root + "/" + name) == 0 else { return false }
+        guard let name, rename(directory.path, root + "/" + name) == 0 else { return }
         state.withLock { $0.names.append(name) }
-        return true
     }
 
     /// Removes the spare folders earlier processes left (a running gateway's own are not

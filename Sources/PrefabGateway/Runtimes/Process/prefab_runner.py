@@ -717,6 +717,20 @@ def describe(error):
 
 
 _ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+
+
+def _one_shot_encode():
+    """_ENCODER.encode without the C encoder json.encoder builds anew for every value: 0.8 against
+    1.9 us a small event. It has no check for circular values: one ends in RecursionError, which
+    EventWriter.encode reports as it does a circular value's ValueError."""
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:
+        return _ENCODER.encode
+    encoder = make(None, _ENCODER.default, json.encoder.encode_basestring, None, ":", ",", False, False, False)
+    return lambda value: "".join(encoder(value, 0))
+
+
+_encode = _one_shot_encode()
 _TERMINAL = ("done", "error")
 
 
@@ -763,7 +777,7 @@ class EventWriter:
         """The value as one line of UTF-8 JSON (without its newline), or None after an error event."""
         try:
             # encode() also refuses a lone surrogate ("\ud800"), which has no UTF-8 form.
-            return _ENCODER.encode(value).encode("utf-8")
+            return _encode(value).encode("utf-8")
         except (TypeError, ValueError, RecursionError) as error:
             path, problem = find_unserialisable(value, "") or ("", f"not serialisable ({error})")
             self.error(f"{what} cannot be sent as JSON: field '{path.lstrip('.')}' is {problem}", "NOT_SERIALIZABLE")
@@ -796,7 +810,7 @@ class EventWriter:
         """Writes what was held back and the end line, which the gateway never relays; `leaving`:
         the worker ends after it."""
         held, self.held = self.held, b""
-        end = b'{"end":' + _ENCODER.encode(number).encode() + (b',"exit":true}\n' if leaving else b"}\n")
+        end = b'{"end":' + _encode(number).encode() + (b',"exit":true}\n' if leaving else b"}\n")
         self.send(held + end)
 
 
