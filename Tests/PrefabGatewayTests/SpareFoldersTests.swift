@@ -35,20 +35,68 @@ import Testing
         try await LiveGateway.run([Self.folder]) { gateway in
             let outputs = gateway.dataDirectory.appendingPathComponent("outputs")
             let first = try await Self.call(gateway)
-            // Left empty: no folder of its id stays.
+            // Left empty: no folder of its id stays; it became a spare, named for a call to come.
             #expect(!FileManager.default.fileExists(atPath: outputs.appendingPathComponent(first.id).path))
+            let spares = try FileManager.default.contentsOfDirectory(atPath: outputs.path)
+            #expect(spares.count == 1 && spares.allSatisfy { InvocationID.isValid($0) })
             let second = try await Self.call(gateway, file: "kept.txt")
             #expect(second.inode != nil && second.inode == first.inode)
             // With a file: its folder stays and serves it.
             #expect(FileManager.default.fileExists(atPath: outputs.appendingPathComponent(second.id).path))
             #expect(try await gateway.request(.get, "/files/\(second.id)/kept.txt").text == "x")
-            // No spare now: the next folder is a new one.
+            // No spare now: the next folder is a new one, and a spare after its call.
             let third = try await Self.call(gateway)
             #expect(third.inode != second.inode)
             let names = try FileManager.default.contentsOfDirectory(atPath: outputs.path)
-            #expect(names.filter { $0.hasPrefix(".spare-") }.count == 1)
-            #expect(names.filter { InvocationID.isValid($0) } == [second.id])
+            #expect(names.count == 2 && names.contains(second.id))
+            #expect(names.allSatisfy { InvocationID.isValid($0) && $0 != first.id && $0 != third.id })
         }
+    }
+
+    /// A Python call's folder is made before it runs: the call takes a spare's id as its own, so
+    /// its folder is there without a rename, and its own becomes the next spare.
+    @Test func aPythonCallTakesTheIdOfASpareFolder() async throws {
+        let code = """
+            import os
+            def folder_py():
+                path = os.environ["PREFAB_OUTPUT_DIR"]
+                yield {"type": "content", "data": {"name": os.path.basename(path), "inode": os.stat(path).st_ino}}
+            """
+        try await ProcessRuntimeTests.run(ProcessRuntimeTests.python(.worker, "folder_py", code)) { gateway in
+            let outputs = gateway.dataDirectory.appendingPathComponent("outputs")
+            func call() async throws -> (id: String, name: String?, inode: Int?) {
+                let reply = try await gateway.invoke("folder_py")
+                let id = try #require(reply.headers[.init("X-Invocation-Id")!])
+                let data = reply.events.first { $0.type == "content" }?.data
+                return (id, data?["name"]?.stringValue, data?["inode"]?.intValue)
+            }
+            let first = try await call()
+            #expect(first.name == first.id)
+            let spares = try FileManager.default.contentsOfDirectory(atPath: outputs.path)
+            #expect(spares.count == 1 && spares.first != first.id)
+            let second = try await call()
+            #expect([second.id] == spares && second.name == second.id)
+            #expect(second.inode != nil && second.inode == first.inode)
+        }
+    }
+
+    /// The sweep leaves spare folders and the folders of taken ids alone, however old; a taken
+    /// id's folder is swept as any other once its call no longer holds it.
+    @Test func theSweepLeavesSparesAlone() throws {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("spares-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: root) }
+        try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
+        let store = OutputStore(root: root)
+        let ended = store.directory(for: InvocationID.make())
+        try PrefabContext.makeDirectory(ended)
+        store.spares.keep(ended)
+        let later = Date().addingTimeInterval(3600)
+        let spare = try #require(try FileManager.default.contentsOfDirectory(atPath: root.path).first)
+        #expect(store.removeExpired(retention: .seconds(1), now: later) { _ in false } == 0)
+        #expect(store.spares.take() == spare)
+        #expect(store.removeExpired(retention: .seconds(1), now: later) { _ in false } == 0)
+        store.spares.settle(spare)
+        #expect(store.removeExpired(retention: .seconds(1), now: later) { _ in false } == 1)
     }
 
     /// Spares left by a gateway that has ended are removed; a running one's are kept.

@@ -512,10 +512,19 @@ extension Gateway {
         waitRefusal: PrefabError? = nil,
         sink: (@Sendable (PrefabEvent) throws -> Void)? = nil
     ) throws(GatewayError) -> Invocation {
-        let id = InvocationID.make()
+        // A process call needs its folder before it runs: its id is that of a spare folder.
+        let spare = function.runtime == "swift" ? nil : outputs.spares.take()
+        defer { if let spare { outputs.spares.settle(spare) } }
+        let id = spare ?? InvocationID.make()
         var mirror: (@Sendable (Int, [UInt8]) -> Void)?
         if let store {
             mirror = { sequence, message in store.appended(id, sequence: sequence, message: message) }
+        }
+        let makeFolder: @Sendable (URL) throws -> Void
+        if spare == nil {
+            makeFolder = { [spares = outputs.spares] url in try spares.make(url) }
+        } else {
+            makeFolder = { url in try SpareFolders.ensure(url) }
         }
         let invocation = Invocation(
             id: id,
@@ -524,7 +533,7 @@ extension Gateway {
             baseURL: baseURL,
             owner: owner,
             outputDirectory: { [outputs] in outputs.directory(for: id) },
-            makeOutputDirectory: { [spares = outputs.spares] url in try spares.make(url) },
+            makeOutputDirectory: makeFolder,
             events: EventLog(
                 flowControl: flowControl,
                 maxEvents: configuration.streamBufferEvents,

@@ -11,7 +11,7 @@ import PrefabKit
 /// files, how their URLs look, and the one safe way to find a file for `GET /files/...`.
 struct OutputStore: Sendable {
     let root: URL
-    /// Empty folders of ended calls, made the next calls' folders.
+    /// Empty folders of ended calls, named after the ids of calls to come.
     let spares: SpareFolders
 
     init(root: URL) {
@@ -115,8 +115,9 @@ struct OutputStore: Sendable {
         else { return 0 }
         var removed = 0
         for entry in entries where InvocationID.isValid(entry.lastPathComponent) {
-            // Running first, then the date: a call that ends in between has marked its end by then.
-            guard !isRunning(entry.lastPathComponent) else { continue }
+            // Spares and taken ids first (a taken one is running before it is let go), then
+            // running, then the date: a call that ends in between has marked its end by then.
+            guard !spares.holds(entry.lastPathComponent), !isRunning(entry.lastPathComponent) else { continue }
             let attributes = try? FileManager.default.attributesOfItem(atPath: entry.path)
             if let modified = attributes?[.modificationDate] as? Date, modified < cutoff,
                 (try? FileManager.default.removeItem(at: entry)) != nil

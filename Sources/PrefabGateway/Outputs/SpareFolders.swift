@@ -12,47 +12,88 @@ import Synchronization
 /// it runs, and most calls leave it empty. Making a folder allocates an inode, and after many
 /// deletions (the retention sweep's, or a folder per call) ext4 searches past every recently
 /// deleted one: `mkdir` took half the gateway's time at 64 connections of `echo_py`. An empty
-/// folder is instead renamed to `.spare-<pid>-<n>` when its call ends and renamed to the next
-/// call's id, which reuses its inode. A late write by its old path finds nothing there, as if the
-/// folder had been removed.
+/// folder is instead renamed when its call ends, which keeps its inode, to a new invocation id:
+/// a process call takes that id as its own and finds its folder made (`take`); a Swift function
+/// that asks for its folder gets one renamed to its id (`make`). One rename a process call, where
+/// a spare name in between took two. A late write by the old call's path finds nothing there, as
+/// if the folder had been removed; the sweep leaves spares and taken ids alone (`holds`).
 final class SpareFolders: Sendable {
+    private struct State {
+        /// Ids whose folder is made and empty, for the next calls.
+        var ready: [String] = []
+        /// `ready`, and the ids taken by calls not yet counted as running.
+        var held: Set<String> = []
+    }
+
     private let root: String
-    private let prefix: String
-    private let state = Mutex<(names: [String], made: Int)>(([], 0))
+    private let state = Mutex(State())
 
     /// The most kept; past it an empty folder stays where it is, for the sweep.
     static let capacity = 256
 
     init(root: URL) {
         self.root = root.path
-        self.prefix = ".spare-\(getpid())-"
+    }
+
+    /// An id whose output folder is already made, for a call that needs its folder before it
+    /// runs; nil when there is none. It stays held until `settle`, once the call counts as running.
+    func take() -> String? {
+        state.withLock { $0.ready.popLast() }
+    }
+
+    /// The call of `id` (from `take`) counts as running, or never will: the sweep's rules apply.
+    func settle(_ id: String) {
+        _ = state.withLock { $0.held.remove(id) }
+    }
+
+    /// Whether the folder named `name` is a spare or a taken one the sweep must leave alone.
+    func holds(_ name: String) -> Bool {
+        state.withLock { $0.held.contains(name) }
     }
 
     /// Makes the folder at `url`, from a spare one when there is one.
     func make(_ url: URL) throws {
-        while let spare = state.withLock({ $0.names.popLast() }) {
+        while let spare = state.withLock({ state -> String? in
+            guard let spare = state.ready.popLast() else { return nil }
+            state.held.remove(spare)
+            return spare
+        }) {
             if rename(root + "/" + spare, url.path) == 0 { return }
         }
         try PrefabContext.makeDirectory(url)
     }
 
-    /// Keeps `directory`, which its call left empty, for a later call: renamed to a spare, or left
-    /// where it is (for the sweep) when there are enough.
-    func keep(_ directory: URL) {
-        let name: String? = state.withLock { state in
-            guard state.names.count < Self.capacity else { return nil }
-            state.made += 1
-            return prefix + String(state.made)
-        }
-        guard let name, rename(directory.path, root + "/" + name) == 0 else { return }
-        state.withLock { $0.names.append(name) }
+    /// Makes sure the folder of a taken id is there (it was made when it became a spare; this
+    /// makes it again only if something removed it).
+    static func ensure(_ url: URL) throws {
+        #if canImport(Glibc) || canImport(Darwin)
+            if mkdir(url.path, 0o777) == 0 || errno == EEXIST { return }
+        #endif
+        try PrefabContext.makeDirectory(url)
     }
 
-    /// Removes the spare folders earlier processes left (a running gateway's own are not
-    /// touched: their names carry its process id).
+    /// Keeps `directory`, which its call left empty, for a later call: renamed to a new id, or
+    /// left where it is (for the sweep) when there are enough.
+    func keep(_ directory: URL) {
+        let id = InvocationID.make()
+        let room: Bool = state.withLock { state in
+            guard state.ready.count < Self.capacity else { return false }
+            state.held.insert(id)  // before the rename: the sweep must not take it for an old folder
+            return true
+        }
+        guard room else { return }
+        if rename(directory.path, root + "/" + id) == 0 {
+            state.withLock { $0.ready.append(id) }
+        } else {
+            settle(id)
+        }
+    }
+
+    /// Removes the `.spare-<pid>-<n>` folders that earlier versions of the gateway kept, once
+    /// their gateway has ended.
     func removeLeftovers() {
         guard let names = try? FileManager.default.contentsOfDirectory(atPath: root) else { return }
-        for name in names where name.hasPrefix(".spare-") && !name.hasPrefix(prefix) {
+        for name in names where name.hasPrefix(".spare-") {
             let owner = name.dropFirst(".spare-".count).prefix { $0 != "-" }
             if let pid = pid_t(owner), kill(pid, 0) == 0 { continue }  // another gateway's, alive
             _ = rmdir(root + "/" + name)
