@@ -370,6 +370,8 @@ def run(gateway, arguments):
                 f"threads {before['threads']} -> {after['threads']}")
     tally.check(after["children"] == 0, f"{after['children']} child processes remain")
     tally.check(after["output_folders"] == 0, f"{after['output_folders']} output folders remain")
+    # The gateway keeps at most 256 empty folders for later calls (SpareFolders.capacity).
+    tally.check(after["spare_folders"] <= 256, f"{after['spare_folders']} empty folders remain, past the 256 spares")
     tally.check(gateway.alive(), "the gateway is still running")
     if tally.failures:
         print(gateway.log_tail())

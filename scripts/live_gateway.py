@@ -172,10 +172,10 @@ class LiveGateway:
     def stats(self):
         """Resources the gateway holds now."""
         entries = list(self.outputs.iterdir()) if self.outputs.exists() else []
-        # Empty folders the gateway keeps for later calls (`.spare-<pid>-<n>`, at most 256) are
-        # counted apart: one is left whenever the last call to end left its folder empty. A spare
-        # that holds anything would be data kept past its retention, so it counts as an output.
-        spares = [entry for entry in entries if entry.name.startswith(".spare-") and is_empty_folder(entry)]
+        # Empty folders the gateway keeps for later calls (named after the ids of calls to come, at
+        # most 256) are counted apart: one is left whenever a call ends with its folder empty. A
+        # folder that holds anything is output, which the retention must remove.
+        spares = [entry for entry in entries if is_empty_folder(entry)]
         kinds = describe_fds(self.pid)
         return {
             "fds": sum(kinds.values()),

@@ -236,6 +236,8 @@ def main():
         tally.check(after["children"] == 0, f"{after['children']} child processes remain")
         tally.check(folders == 0 and after["output_folders"] == 0,
                     f"{folders} output folders remain {RETENTION + 2} s after the last call")
+        # The gateway keeps at most 256 empty folders for later calls (SpareFolders.capacity).
+        tally.check(after["spare_folders"] <= 256, f"{after['spare_folders']} empty folders remain, past the 256 spares")
         tally.check(rss <= warm["rss_mb"] + allowed_mb,
                     f"RSS {warm['rss_mb']} MB after the warm-up -> {rss} MB after {measured} more calls "
                     f"({(rss - warm['rss_mb']) * 1024 / max(1, measured):.2f} KB a call)")

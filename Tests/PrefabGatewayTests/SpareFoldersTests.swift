@@ -99,6 +99,27 @@ import Testing
         #expect(store.removeExpired(retention: .seconds(1), now: later) { _ in false } == 1)
     }
 
+    /// A taken spare is dated at its call's start, as a new folder would be: another gateway
+    /// sharing `--data` sweeps folders by age, and would take a running call's for an old one.
+    @Test func aTakenSpareIsDatedNow() throws {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("spares-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: root) }
+        try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
+        let store = OutputStore(root: root)
+        let ended = store.directory(for: InvocationID.make())
+        try PrefabContext.makeDirectory(ended)
+        let dayAgo = Date(timeIntervalSinceNow: -86_400)
+        try FileManager.default.setAttributes([.modificationDate: dayAgo], ofItemAtPath: ended.path)
+        store.spares.keep(ended)
+        let id = try #require(store.spares.take())
+        try SpareFolders.ensure(store.directory(for: id))
+        store.spares.settle(id)
+        let attributes = try FileManager.default.attributesOfItem(atPath: store.directory(for: id).path)
+        #expect(try #require(attributes[.modificationDate] as? Date) > Date(timeIntervalSinceNow: -60))
+        // Another gateway's sweep, with an hour's retention, leaves it.
+        #expect(OutputStore(root: root).removeExpired(retention: .seconds(3600)) { _ in false } == 0)
+    }
+
     /// Spares left by a gateway that has ended are removed; a running one's are kept.
     @Test func sparesOfAnEndedGatewayAreRemoved() throws {
         let root = FileManager.default.temporaryDirectory.appendingPathComponent("spares-\(UUID().uuidString)")

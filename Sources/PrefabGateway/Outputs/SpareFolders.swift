@@ -58,18 +58,27 @@ final class SpareFolders: Sendable {
             state.held.remove(spare)
             return spare
         }) {
-            if rename(root + "/" + spare, url.path) == 0 { return }
+            if rename(root + "/" + spare, url.path) == 0 {
+                Self.markStarted(url)
+                return
+            }
         }
         try PrefabContext.makeDirectory(url)
     }
 
-    /// Makes sure the folder of a taken id is there (it was made when it became a spare; this
-    /// makes it again only if something removed it).
+    /// Makes sure the folder of a taken id is there (made when it became a spare; made again if
+    /// something removed it), dated now.
     static func ensure(_ url: URL) throws {
-        #if canImport(Glibc) || canImport(Darwin)
-            if mkdir(url.path, 0o777) == 0 || errno == EEXIST { return }
-        #endif
+        if markStarted(url) { return }
         try PrefabContext.makeDirectory(url)
+    }
+
+    /// Dates a reused folder now, as a new one would be: a rename keeps a folder's time, and the
+    /// sweep of another gateway sharing `--data` removes folders by age (it does not see this
+    /// one's calls running). False when there is no folder at `url`.
+    @discardableResult
+    private static func markStarted(_ url: URL) -> Bool {
+        utimensat(AT_FDCWD, url.path, nil, 0) == 0
     }
 
     /// Keeps `directory`, which its call left empty, for a later call: renamed to a new id, or
