@@ -80,18 +80,24 @@ import Testing
         }
     }
 
-    /// The sweep leaves spare folders and the folders of taken ids alone, however old; a taken
-    /// id's folder is swept as any other once its call no longer holds it.
-    @Test func theSweepLeavesSparesAlone() throws {
+    /// An output store in a new temporary folder, with the (empty) folder of an ended call.
+    static func storeWithAnEndedCall() throws -> (store: OutputStore, ended: URL) {
         let root = FileManager.default.temporaryDirectory.appendingPathComponent("spares-\(UUID().uuidString)")
-        defer { try? FileManager.default.removeItem(at: root) }
         try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
         let store = OutputStore(root: root)
         let ended = store.directory(for: InvocationID.make())
         try PrefabContext.makeDirectory(ended)
+        return (store, ended)
+    }
+
+    /// The sweep leaves spare folders and the folders of taken ids alone, however old; a taken
+    /// id's folder is swept as any other once its call no longer holds it.
+    @Test func theSweepLeavesSparesAlone() throws {
+        let (store, ended) = try Self.storeWithAnEndedCall()
+        defer { try? FileManager.default.removeItem(at: store.root) }
         store.spares.keep(ended)
         let later = Date().addingTimeInterval(3600)
-        let spare = try #require(try FileManager.default.contentsOfDirectory(atPath: root.path).first)
+        let spare = try #require(try FileManager.default.contentsOfDirectory(atPath: store.root.path).first)
         #expect(store.removeExpired(retention: .seconds(1), now: later) { _ in false } == 0)
         #expect(store.spares.take() == spare)
         #expect(store.removeExpired(retention: .seconds(1), now: later) { _ in false } == 0)
@@ -102,12 +108,8 @@ import Testing
     /// A taken spare is dated at its call's start, as a new folder would be: another gateway
     /// sharing `--data` sweeps folders by age, and would take a running call's for an old one.
     @Test func aTakenSpareIsDatedNow() throws {
-        let root = FileManager.default.temporaryDirectory.appendingPathComponent("spares-\(UUID().uuidString)")
-        defer { try? FileManager.default.removeItem(at: root) }
-        try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
-        let store = OutputStore(root: root)
-        let ended = store.directory(for: InvocationID.make())
-        try PrefabContext.makeDirectory(ended)
+        let (store, ended) = try Self.storeWithAnEndedCall()
+        defer { try? FileManager.default.removeItem(at: store.root) }
         let dayAgo = Date(timeIntervalSinceNow: -86_400)
         try FileManager.default.setAttributes([.modificationDate: dayAgo], ofItemAtPath: ended.path)
         store.spares.keep(ended)
@@ -117,7 +119,7 @@ import Testing
         let attributes = try FileManager.default.attributesOfItem(atPath: store.directory(for: id).path)
         #expect(try #require(attributes[.modificationDate] as? Date) > Date(timeIntervalSinceNow: -60))
         // Another gateway's sweep, with an hour's retention, leaves it.
-        #expect(OutputStore(root: root).removeExpired(retention: .seconds(3600)) { _ in false } == 0)
+        #expect(OutputStore(root: store.root).removeExpired(retention: .seconds(3600)) { _ in false } == 0)
     }
 
     /// Spares left by a gateway that has ended are removed; a running one's are kept.
