@@ -122,6 +122,23 @@ import Testing
         #expect(OutputStore(root: store.root).removeExpired(retention: .seconds(3600)) { _ in false } == 0)
     }
 
+    /// However many calls end at once, at most `capacity` folders become spares; the rest stay
+    /// where they are, for the sweep.
+    @Test func atMostTheCapacityIsKept() throws {
+        let (store, first) = try Self.storeWithAnEndedCall()
+        defer { try? FileManager.default.removeItem(at: store.root) }
+        var ended = [first]
+        for _ in 1..<300 {
+            ended.append(store.directory(for: InvocationID.make()))
+            try PrefabContext.makeDirectory(ended[ended.count - 1])
+        }
+        let folders = ended
+        DispatchQueue.concurrentPerform(iterations: folders.count) { index in store.spares.keep(folders[index]) }
+        let names = Set(try FileManager.default.contentsOfDirectory(atPath: store.root.path))
+        #expect(names.count == 300)
+        #expect(names.subtracting(ended.map(\.lastPathComponent)).count == SpareFolders.capacity)
+    }
+
     /// Spares left by a gateway that has ended are removed; a running one's are kept.
     @Test func sparesOfAnEndedGatewayAreRemoved() throws {
         let root = FileManager.default.temporaryDirectory.appendingPathComponent("spares-\(UUID().uuidString)")

@@ -23,6 +23,8 @@ final class SpareFolders: Sendable {
         var ready: [String] = []
         /// `ready`, and the ids taken by calls not yet counted as running.
         var held: Set<String> = []
+        /// Folders being renamed into `ready`: counted against the capacity already.
+        var arriving = 0
     }
 
     private let root: String
@@ -86,15 +88,16 @@ final class SpareFolders: Sendable {
     func keep(_ directory: URL) {
         let id = InvocationID.make()
         let room: Bool = state.withLock { state in
-            guard state.ready.count < Self.capacity else { return false }
+            guard state.ready.count + state.arriving < Self.capacity else { return false }
+            state.arriving += 1
             state.held.insert(id)  // before the rename: the sweep must not take it for an old folder
             return true
         }
         guard room else { return }
-        if rename(directory.path, root + "/" + id) == 0 {
-            state.withLock { $0.ready.append(id) }
-        } else {
-            settle(id)
+        let renamed = rename(directory.path, root + "/" + id) == 0
+        state.withLock { state in
+            state.arriving -= 1
+            if renamed { state.ready.append(id) } else { state.held.remove(id) }
         }
     }
 
