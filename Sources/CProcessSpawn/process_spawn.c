@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -94,6 +95,14 @@ int prefab_pidfd_open(pid_t pid) {
     return (int)syscall(SYS_pidfd_open, pid, 0);
 }
 
+int prefab_set_thread_name(const char *name) {
+    return pthread_setname_np(pthread_self(), name);
+}
+
+int prefab_thread_name(char *name, size_t size) {
+    return pthread_getname_np(pthread_self(), name, size);
+}
+
 int prefab_become_subreaper(void) {
     return prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
 }
@@ -101,29 +110,26 @@ int prefab_become_subreaper(void) {
 /// The main thread's children file, opened once: every call's end lists it, and opening it (a
 /// /proc path walk, then fopen's stat and buffer) was 3% of a short Python call's CPU. A /proc
 /// list read from offset 0 again is made anew, so `pread` at 0 sees the present children.
-static _Atomic int main_children_fd = -1;
+static _Atomic int adopted_fd = -1;
 
-static int children_file(pid_t tid) {
-    char path[64];
-    snprintf(path, sizeof path, "/proc/self/task/%d/children", (int)tid);
-    if (tid != getpid()) {
-        return open(path, O_RDONLY | O_CLOEXEC);
-    }
-    int fd = atomic_load(&main_children_fd);
+static int adopted_file(void) {
+    int fd = atomic_load(&adopted_fd);
     if (fd >= 0) {
         return fd;
     }
+    char path[64];
+    snprintf(path, sizeof path, "/proc/self/task/%d/children", (int)getpid());
     fd = open(path, O_RDONLY | O_CLOEXEC);
     int expected = -1;
-    if (fd >= 0 && !atomic_compare_exchange_strong(&main_children_fd, &expected, fd)) {
+    if (fd >= 0 && !atomic_compare_exchange_strong(&adopted_fd, &expected, fd)) {
         close(fd);  // another thread opened it first
         fd = expected;
     }
     return fd;
 }
 
-int prefab_list_children(pid_t tid, pid_t *children, int capacity) {
-    int fd = children_file(tid);
+int prefab_list_adopted(pid_t *children, int capacity) {
+    int fd = adopted_file();
     if (fd < 0) {
         return -1;
     }
@@ -139,9 +145,6 @@ int prefab_list_children(pid_t tid, pid_t *children, int capacity) {
         if (count > 0) {
             length += (size_t)count;
         }
-    }
-    if (tid != getpid()) {
-        close(fd);
     }
     if (text == NULL || count < 0) {
         if (text != small) {

@@ -21,9 +21,15 @@ int prefab_pidfd_open(pid_t pid);
 /// 0, or -1 with errno.
 int prefab_become_subreaper(void);
 
-/// The children of thread `tid` of this process, as listed by /proc (at most `capacity`); the
-/// count, or -1.
-int prefab_list_children(pid_t tid, pid_t *children, int capacity);
+/// The children of this process's main thread, as listed by /proc: the orphans it adopted as a
+/// subreaper (at most `capacity`); the count, or -1.
+int prefab_list_adopted(pid_t *children, int capacity);
+
+/// Names the calling thread (Linux keeps 15 bytes); 0, or an error number.
+int prefab_set_thread_name(const char *name);
+
+/// The calling thread's name, into `name` of `size` bytes; 0, or an error number.
+int prefab_thread_name(char *name, size_t size);
 
 /// An epoll instance (close-on-exec), or -1.
 int prefab_epoll_create(void);

@@ -71,7 +71,7 @@ final class ChildLife: Sendable {
     /// the adopted orphans that have already ended (zombies nobody else waits for).
     static func endEscaped(mark: String) {
         let needle = Array("\(ChildProcess.markVariable)=\(mark)\0".utf8)
-        for orphan in children(ofThread: getpid()) where !ChildReaper.shared.isWatched(orphan) {
+        for orphan in adopted() where !ChildReaper.shared.isWatched(orphan) {
             if isZombie(orphan) {
                 var status: Int32 = 0
                 _ = waitpid(orphan, &status, WNOHANG)
@@ -108,16 +108,16 @@ final class ChildLife: Sendable {
         return found
     }
 
-    /// The children a thread of this process started or adopted (orphans go to the main thread).
-    private static func children(ofThread tid: pid_t) -> [pid_t] {
+    /// The orphans the gateway adopted (they go to its main thread).
+    private static func adopted() -> [pid_t] {
         // A short list first: a 256 KB buffer, zeroed, on every call's end cost more than the read.
-        let few = children(ofThread: tid, atMost: 256)
-        return few.count < 256 ? few : children(ofThread: tid, atMost: 65_536)
+        let few = adopted(atMost: 256)
+        return few.count < 256 ? few : adopted(atMost: 65_536)
     }
 
-    private static func children(ofThread tid: pid_t, atMost capacity: Int) -> [pid_t] {
+    private static func adopted(atMost capacity: Int) -> [pid_t] {
         [pid_t](unsafeUninitializedCapacity: capacity) { buffer, initialized in
-            initialized = max(0, Int(prefab_list_children(tid, buffer.baseAddress, Int32(capacity))))
+            initialized = max(0, Int(prefab_list_adopted(buffer.baseAddress, Int32(capacity))))
         }
     }
 
