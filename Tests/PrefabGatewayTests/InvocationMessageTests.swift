@@ -12,7 +12,7 @@ import Testing
     @Test func messagesToAFunctionThatReadsNoneAreBoundedWith429() async throws {
         let deaf = TestPrefab.streaming("deaf") { _, context in
             try context.yield(.start())
-            try context.sleep(for: .seconds(30))
+            try context.sleep(for: .seconds(3600))
         }
         try await LiveGateway.run([deaf], configure: { $0.resumeGrace = .seconds(10) }) { gateway in
             var stream = try await gateway.openStream("deaf")
