@@ -103,6 +103,10 @@ int prefab_thread_name(char *name, size_t size) {
     return pthread_getname_np(pthread_self(), name, size);
 }
 
+ssize_t prefab_random_bytes(void *buffer, size_t size) {
+    return syscall(SYS_getrandom, buffer, size, 0);
+}
+
 int prefab_become_subreaper(void) {
     return prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
 }

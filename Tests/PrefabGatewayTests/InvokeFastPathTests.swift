@@ -162,4 +162,41 @@ struct InvokeFastPathTests {
             #expect(answer.contains("PAYLOAD_TOO_LARGE"))
         }
     }
+
+    /// A connection's `Host` is checked once while it stays the same; a different one on the same
+    /// connection is checked again: refused with 421, the function not run.
+    @Test func aConnectionThatChangesItsHostIsCheckedAgain() async throws {
+        try await LiveGateway.run([Self.echo]) { gateway in
+            let connection = try RawConnection(port: gateway.port)
+            let second = #"{"inputs": {"text": "second"}}"#
+            let rebound =
+                "POST /invoke/echo HTTP/1.1\r\nHost: rebound.example\r\nContent-Type: application/json\r\n"
+                + "Content-Length: \(second.utf8.count)\r\n\r\n\(second)"
+            let requests =
+                Self.post("/invoke/echo", #"{"inputs": {"text": "first"}}"#)
+                + Self.post("/invoke/echo", #"{"inputs": {"text": "again"}}"#) + rebound
+            try connection.sendRaw(Array(requests.utf8))
+            let text = try await connection.readOffPool(until: "HOST_NOT_ALLOWED")
+            #expect(text.contains(#""data":"first""#))
+            #expect(text.contains(#""data":"again""#))
+            #expect(text.contains("HTTP/1.1 421 Misdirected Request"))
+            #expect(!text.contains(#""data":"second""#))
+        }
+    }
+
+    /// Repeated header fields count joined, as Hummingbird's router reads them: an `Accept` of
+    /// JSON in a second field gets the collected JSON answer, not a stream.
+    @Test func repeatedHeaderFieldsAreReadJoined() async throws {
+        try await LiveGateway.run([Self.echo]) { gateway in
+            let connection = try RawConnection(port: gateway.port)
+            let request = Self.post(
+                "/invoke/echo", #"{"inputs": {"text": "joined"}}"#,
+                headers: "Accept: text/plain\r\nAccept: application/json\r\n")
+            try connection.sendRaw(Array(request.utf8))
+            let text = try await connection.readOffPool(until: "joined")
+            #expect(text.hasPrefix("HTTP/1.1 200 OK"))
+            #expect(text.lowercased().contains("content-type: application/json"))
+            #expect(!text.contains("data: "))
+        }
+    }
 }

@@ -31,6 +31,10 @@ int prefab_set_thread_name(const char *name);
 /// The calling thread's name, into `name` of `size` bytes; 0, or an error number.
 int prefab_thread_name(char *name, size_t size);
 
+/// Fills `buffer` with `size` bytes from the kernel's generator (getrandom), in one call for up
+/// to 256 bytes; the count filled, or -1 with errno.
+ssize_t prefab_random_bytes(void *buffer, size_t size);
+
 /// An epoll instance (close-on-exec), or -1.
 int prefab_epoll_create(void);
 

@@ -1,8 +1,9 @@
+import CProcessSpawn
+
 /// Invocation ids: 128 random bits as 32 lowercase hex digits, so they cannot be guessed.
 enum InvocationID {
     static func make() -> String {
-        var generator = SystemRandomNumberGenerator()
-        let bits = (generator.next() as UInt64, generator.next() as UInt64)
+        let bits = randomBits()
         // Written straight into the string: one allocation, no intermediate strings.
         return String(unsafeUninitializedCapacity: 32) { digits in
             for nibble in 0..<32 {
@@ -12,6 +13,17 @@ enum InvocationID {
             }
             return 32
         }
+    }
+
+    /// 128 bits from the kernel's generator in one `getrandom` call
+    /// (`SystemRandomNumberGenerator` makes one for each 64).
+    private static func randomBits() -> (UInt64, UInt64) {
+        var bits: (UInt64, UInt64) = (0, 0)
+        let filled = withUnsafeMutableBytes(of: &bits) { prefab_random_bytes($0.baseAddress, $0.count) }
+        if filled == MemoryLayout.size(ofValue: bits) { return bits }
+        var generator = SystemRandomNumberGenerator()
+        bits = (generator.next(), generator.next())
+        return bits
     }
 
     static func isValid(_ text: some StringProtocol) -> Bool {
