@@ -24,8 +24,12 @@ extension FunctionManifest {
     public func validate(_ inputs: PrefabInputs) -> Result<PrefabInputs, PrefabError> {
         var problems: [InputProblem] = []
         var validated = PrefabInputs()
+        // Inputs that name a parameter: when that is all of them, none is unknown.
+        var named = 0
         for parameter in parameters {
-            guard let value = inputs[parameter.name], !value.isNull else {
+            let given = inputs[parameter.name]
+            if given != nil { named += 1 }
+            guard let value = given, !value.isNull else {
                 if let defaultValue = parameter.defaultValue {
                     validated[parameter.name] = defaultValue
                 } else if parameter.required {
@@ -53,9 +57,11 @@ extension FunctionManifest {
             }
             validated[parameter.name] = normalized
         }
-        let known = Set(parameters.map(\.name))
-        for name in inputs.values.keys.sorted() where !known.contains(name) {
-            problems.append(InputProblem(parameter: name, reason: "is not a parameter of '\(self.name)'"))
+        if named < inputs.values.count {
+            let known = Set(parameters.map(\.name))
+            for name in inputs.values.keys.sorted() where !known.contains(name) {
+                problems.append(InputProblem(parameter: name, reason: "is not a parameter of '\(self.name)'"))
+            }
         }
         guard problems.isEmpty else {
             let summary = problems.count == 1 ? "1 input is invalid" : "\(problems.count) inputs are invalid"

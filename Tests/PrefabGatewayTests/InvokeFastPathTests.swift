@@ -199,4 +199,30 @@ struct InvokeFastPathTests {
             #expect(!text.contains("data: "))
         }
     }
+
+    /// Thousands of quick calls sent in one go: each answered, in order. A call that ends as it
+    /// starts is answered at once only when it is the first of its event loop's tick, so an answer
+    /// does not answer the next pipelined request from within itself, nested once per request.
+    @Test func thousandsOfPipelinedQuickCallsAreAnsweredInOrder() async throws {
+        try await LiveGateway.run([Self.echo]) { gateway in
+            let connection = try RawConnection(port: gateway.port)
+            let count = 3000
+            // Kept alive: under the whole suite's load a call can outlast the quick-answer window,
+            // and a streamed answer closes a connection that did not ask to be kept alive.
+            let requests = (1...count).map {
+                Self.post("/invoke/echo", #"{"inputs": {"text": "n\#($0)"}}"#, headers: "Connection: keep-alive\r\n")
+            }
+            // Read while sending: a client that reads nothing until it has sent everything fills
+            // both directions' buffers, and the gateway drops it as a client that reads nothing.
+            async let received = connection.readOffPool(until: #""data":"n\#(count)""#, limit: 16 << 20)
+            try connection.sendRaw(Array(requests.joined().utf8))
+            let text = try await received
+            #expect(text.components(separatedBy: "HTTP/1.1 200 OK").count - 1 == count)
+            var searchFrom = text.startIndex
+            for index in [1, 2, count / 2, count - 1, count] {
+                let found = try #require(text.range(of: #""data":"n\#(index)""#, range: searchFrom..<text.endIndex))
+                searchFrom = found.upperBound
+            }
+        }
+    }
 }

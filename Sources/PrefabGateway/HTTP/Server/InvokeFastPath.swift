@@ -2,6 +2,7 @@ import HTTPTypes
 import HummingbirdCore
 import NIOCore
 import NIOHTTPTypes
+import NIOPosix
 import PrefabKit
 
 /// Serves the common call, `POST /invoke/<name>` answered as SSE, from the connection's
@@ -112,6 +113,14 @@ final class InvokeFastPath: ChannelDuplexHandler, RemovableChannelHandler {
             return
         }
         state = .answering(started)
+        // A call that ended as it started (a function on the event loop) may be answered now: its
+        // bytes go out before the rest of this read's handling (`channelReadComplete`, the loop's
+        // tasks: about 15,000 instructions, a tenth of an `echo` call). One a tick (`LoopTick`),
+        // so pipelined requests drained by an answer wait for their turn instead of nesting.
+        if started.invocation.events.finalCount != nil, LoopTick.answersAtOnce(on: context.eventLoop) {
+            answer(context: context)
+            return
+        }
         let handler = NIOLoopBound((self, context), eventLoop: context.eventLoop)
         started.invocation.events.whenFinished(within: gateway.configuration.quickAnswerWindow) {
             handler.eventLoop.execute {
@@ -213,11 +222,13 @@ final class InvokeFastPath: ChannelDuplexHandler, RemovableChannelHandler {
         headers.append(HTTPField(name: .server, value: Gateway.serverName))
         var first: [UInt8] = []
         if answer.reader.takeAvailable(into: &first) {
-            answer.release()
             headers.append(HTTPField(name: .contentLength, value: String(first.count)))
             context.write(wrapOutboundOut(.head(HTTPResponse(status: .ok, headerFields: headers))), promise: nil)
             context.write(wrapOutboundOut(.body(ByteBuffer(bytes: first))), promise: nil)
-            answered(end: context.writeAndFlush(wrapOutboundOut(.end(nil))), context: context)
+            let end = context.writeAndFlush(wrapOutboundOut(.end(nil)))
+            // Once the answer is on its way: it has taken every event.
+            answer.release()
+            answered(end: end, context: context)
             return
         }
         if !answer.keepAlive {
@@ -328,6 +339,29 @@ final class InvokeFastPath: ChannelDuplexHandler, RemovableChannelHandler {
         case .idle, .reading: true
         default: false
         }
+    }
+}
+
+/// Whether a call was answered at once in the present tick of an event loop (one pass over its
+/// ready connections, then its tasks). Only the first quick call of a tick is: a lone client's
+/// first event goes out at once, while a loop that serves many connections writes their answers
+/// after it has read all of their requests, as tasks at the tick's end. Answering each at once
+/// woke the load client for each answer: `echo` at 64 connections fell from about 25,000 to
+/// 20,000 requests/s.
+private final class LoopTick: @unchecked Sendable {
+    /// Only touched on its loop's thread.
+    private var answeredAtOnce = false
+
+    private static let current = ThreadSpecificVariable<LoopTick>()
+
+    /// True for the first call of `loop`'s present tick that asks; on `loop`'s thread.
+    static func answersAtOnce(on loop: any EventLoop) -> Bool {
+        let tick = current.currentValue ?? LoopTick()
+        if current.currentValue == nil { current.currentValue = tick }
+        guard !tick.answeredAtOnce else { return false }
+        tick.answeredAtOnce = true
+        loop.execute { tick.answeredAtOnce = false }
+        return true
     }
 }
 
