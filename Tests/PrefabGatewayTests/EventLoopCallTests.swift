@@ -1,8 +1,9 @@
 import Foundation
 import NIOPosix
-import PrefabGateway
 import PrefabKit
 import Testing
+
+@testable import PrefabGateway
 
 /// A synchronous function whose manifest says `"runs_on_event_loop": true` runs on the event loop
 /// of the connection that asked. There it cannot wait: each way of waiting ends its call with
@@ -123,13 +124,17 @@ import Testing
         }
     }
 
-    /// 30 ms of work on the loop, over the 10 ms limit: that call ends as usual, and the function's
-    /// calls run on function threads from then on.
-    @Test func aCallThatRunsTooLongSendsItsFunctionToFunctionThreads() async throws {
+    /// 30 ms of work on the loop, over the 10 ms limit: such a call ends as usual; the function
+    /// keeps its place after one and two of them (a busy host can delay a quick call that long:
+    /// the second and third still run on the loop), and its calls run on function threads after
+    /// the third within a minute.
+    @Test func callsThatRunTooLongSendTheirFunctionToFunctionThreads() async throws {
         try await LiveGateway.run([Self.onLoop]) { gateway in
-            let long = try await Self.call(gateway, "spin", n: 30)
-            #expect(Self.ranOnALoop(long))
-            #expect(long.last?.type == "done")
+            for overrun in 1...EventLoopCalls.overrunsToLeave {
+                let long = try await Self.call(gateway, "spin", n: 30)
+                #expect(Self.ranOnALoop(long), "overrun \(overrun)")
+                #expect(long.last?.type == "done")
+            }
             for _ in 0..<5 {
                 let events = try await Self.call(gateway, "quick")
                 #expect(events.first?["data"] == "function thread")
@@ -138,5 +143,25 @@ import Testing
             // And there it may wait.
             #expect(try await Self.call(gateway, "sleep", n: 5).last?.type == "done")
         }
+    }
+
+    /// Overruns count within a minute: two, then a third over a minute after the first, keep the
+    /// function on the loop; a third within the minute of the second and third sends it off.
+    @Test func onlyOverrunsWithinTheWindowCount() throws {
+        let manifest = FunctionManifest(name: "quick", streaming: true, runsOnEventLoop: true)
+        let calls = EventLoopCalls(functions: [manifest], overrunLimit: .milliseconds(10))
+        let start = ContinuousClock.now
+        let over = Duration.milliseconds(11)
+        #expect(!calls.ran("quick", for: .milliseconds(9), at: start))
+        #expect(!calls.ran("quick", for: over, at: start))
+        #expect(!calls.ran("quick", for: over, at: start + .seconds(30)))
+        #expect(calls.refusal(for: "quick") != nil)
+        // The first has left the window: two count.
+        #expect(!calls.ran("quick", for: over, at: start + .seconds(61)))
+        #expect(calls.refusal(for: "quick") != nil)
+        #expect(calls.ran("quick", for: over, at: start + .seconds(62)))
+        #expect(calls.refusal(for: "quick") == nil)
+        // Once only.
+        #expect(!calls.ran("quick", for: over, at: start + .seconds(63)))
     }
 }

@@ -232,7 +232,7 @@ extension Gateway {
                 let took = ContinuousClock.now - began
                 if eventLoopCalls.ran(name, for: took) {
                     logger.warning(
-                        "a call of a function that runs on the event loop took \(Self.millisecondsText(took)) ms, over \(Self.millisecondsText(eventLoopCalls.overrunLimit)) ms: the function runs on function threads from now on",
+                        "a call of a function that runs on the event loop took \(Self.millisecondsText(took)) ms, over \(Self.millisecondsText(eventLoopCalls.overrunLimit)) ms, and \(EventLoopCalls.overrunsToLeave) of its calls within \(Int(EventLoopCalls.overrunWindow.seconds)) s did: the function runs on function threads from now on",
                         metadata: ["invocation": "\(invocation.id)", "function": "\(name)"])
                 }
                 return true

@@ -2,26 +2,36 @@ import PrefabKit
 import Synchronization
 
 /// Which calls run on the event loop of the connection that asked: those of synchronous Swift
-/// functions whose manifest says `"runs_on_event_loop": true`, until one of them runs too long.
+/// functions whose manifest says `"runs_on_event_loop": true`, until their calls run too long.
 ///
 /// Handing a call to a thread and back costs two thread wake-ups, which were half of `echo`'s
 /// time at 64 connections. A call run on the loop costs none, but while it runs the loop serves
 /// none of its other connections. So the manifest has to say so (the gateway cannot tell a
 /// function that is always quick from one that was quick so far), such a call cannot wait
-/// (`waitRefusal`), and a function one of whose calls runs past `overrunLimit` runs on function
-/// threads from then on, for the rest of the process's life.
+/// (`waitRefusal`), and a function `overrunsToLeave` of whose calls within `overrunWindow` ran
+/// past `overrunLimit` runs on function threads from then on, for the rest of the process's life.
 final class EventLoopCalls: Sendable {
     /// By default 10 ms: longer than a quick function takes (`echo`: a few microseconds), short
     /// enough that other connections of the loop notice a stall of this length only in their
-    /// slowest answers. The host stealing the CPU mid-call can push a quick call past it: that
-    /// costs the function its place on the loop, never a call.
+    /// slowest answers.
     let overrunLimit: Duration
 
-    /// Whether a function's calls still run on the loop, and what they get instead of waiting
-    /// (made once: its message cost each call nearly 1% of `echo`'s time).
+    /// Three within a minute: the host stealing the CPU, or a busy machine preempting the loop,
+    /// pushes a quick call past the limit now and then (on this project's 2 cores with a load
+    /// client beside the gateway, one run of `echo` at 64 connections in four), and one such call
+    /// sent `echo` to function threads for good: a process that lives for weeks would lose every
+    /// such function's place sooner or later. A function that is slow itself overruns on call
+    /// after call and leaves on its third.
+    static let overrunsToLeave = 3
+    static let overrunWindow: Duration = .seconds(60)
+
+    /// Whether a function's calls still run on the loop, what they get instead of waiting (made
+    /// once: its message cost each call nearly 1% of `echo`'s time), and when its latest calls
+    /// overran.
     private final class Place: Sendable {
         let kept = Atomic<Bool>(true)
         let refusal: PrefabError
+        let overruns = Mutex<[ContinuousClock.Instant]>([])
         init(refusal: PrefabError) { self.refusal = refusal }
     }
 
@@ -43,11 +53,17 @@ final class EventLoopCalls: Sendable {
         return place.refusal
     }
 
-    /// Records how long a call run on the loop took; true the first time one ran past
-    /// `overrunLimit`, which sends its function to function threads from now on.
-    func ran(_ function: String, for duration: Duration) -> Bool {
+    /// Records how long a call run on the loop took; true once a call ran past `overrunLimit` for
+    /// the `overrunsToLeave`-th time within `overrunWindow`, which sends its function to function
+    /// threads from now on.
+    func ran(_ function: String, for duration: Duration, at now: ContinuousClock.Instant = .now) -> Bool {
         guard duration > overrunLimit, let place = places[function] else { return false }
-        return place.kept.exchange(false, ordering: .relaxed)
+        let leaves = place.overruns.withLock { overruns in
+            overruns.removeAll { now - $0 > Self.overrunWindow }
+            overruns.append(now)
+            return overruns.count >= Self.overrunsToLeave
+        }
+        return leaves && place.kept.exchange(false, ordering: .relaxed)
     }
 
     private static func waitRefusal(_ function: String) -> PrefabError {
