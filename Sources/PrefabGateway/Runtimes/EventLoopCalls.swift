@@ -18,10 +18,10 @@ final class EventLoopCalls: Sendable {
 
     /// Three within a minute: the host stealing the CPU, or a busy machine preempting the loop,
     /// pushes a quick call past the limit now and then (on this project's 2 cores with a load
-    /// client beside the gateway, one run of `echo` at 64 connections in four), and one such call
-    /// sent `echo` to function threads for good: a process that lives for weeks would lose every
-    /// such function's place sooner or later. A function that is slow itself overruns on call
-    /// after call and leaves on its third.
+    /// client beside the gateway, one of four short benchmark runs then served `echo` at function
+    /// threads' speed), and one such call sent the function off for good: a process that lives for
+    /// weeks would lose every such function's place sooner or later. A function that is slow
+    /// itself overruns on call after call and leaves on its third.
     static let overrunsToLeave = 3
     static let overrunWindow: Duration = .seconds(60)
 
