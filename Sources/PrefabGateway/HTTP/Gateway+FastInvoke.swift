@@ -150,11 +150,9 @@ extension Gateway {
             abandon(invocation)
             return nil
         }
-        let connection = call.connection ?? ""
         return FastAnswer(
-            invocation: invocation, reader: reader,
-            keepAlive: Self.contains(connection, "keep-alive", ignoringCase: true),
-            closesConnection: Self.contains(connection, "close", ignoringCase: true), gateway: self)
+            invocation: invocation, reader: reader, keepAlive: Self.asksToKeepAlive(connection: call.connection),
+            closesConnection: Self.contains(call.connection ?? "", "close", ignoringCase: true), gateway: self)
     }
 
     /// Writes the rest of a streamed answer through `sink`, from a task of its own, starting with

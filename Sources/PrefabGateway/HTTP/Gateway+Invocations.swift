@@ -198,11 +198,12 @@ extension Gateway {
     /// open for the next request. Other clients get `Connection: close` after a streamed answer,
     /// so that one reading the stream to the connection's end (a raw socket) sees it end.
     static func asksToKeepAlive(_ request: Request) -> Bool {
-        asksToKeepAlive(request.headers)
+        asksToKeepAlive(connection: request.headers[.connection])
     }
 
-    static func asksToKeepAlive(_ headers: HTTPFields) -> Bool {
-        contains(headers[.connection] ?? "", "keep-alive", ignoringCase: true)
+    /// The same from the request's `Connection` header.
+    static func asksToKeepAlive(connection: String?) -> Bool {
+        contains(connection ?? "", "keep-alive", ignoringCase: true)
     }
 
     func invocation(_ context: GatewayRequestContext) throws -> Invocation {

@@ -356,8 +356,13 @@ private final class LoopTick: @unchecked Sendable {
 
     /// True for the first call of `loop`'s present tick that asks; on `loop`'s thread.
     static func answersAtOnce(on loop: any EventLoop) -> Bool {
-        let tick = current.currentValue ?? LoopTick()
-        if current.currentValue == nil { current.currentValue = tick }
+        let tick: LoopTick
+        if let existing = current.currentValue {
+            tick = existing
+        } else {
+            tick = LoopTick()
+            current.currentValue = tick
+        }
         guard !tick.answeredAtOnce else { return false }
         tick.answeredAtOnce = true
         loop.execute { tick.answeredAtOnce = false }
