@@ -521,10 +521,16 @@ extension Gateway {
             mirror = { sequence, message in store.appended(id, sequence: sequence, message: message) }
         }
         let makeFolder: @Sendable (URL) throws -> Void
+        let folder: @Sendable () -> URL
         if spare == nil {
             makeFolder = { [spares = outputs.spares] url in try spares.make(url) }
+            folder = { [outputs] in outputs.directory(for: id) }
         } else {
             makeFolder = { url in try SpareFolders.ensure(url) }
+            // Asked for three times a process call: built once (a URL's path appended costs more
+            // than the folder's rename).
+            let url = outputs.directory(for: id)
+            folder = { url }
         }
         let invocation = Invocation(
             id: id,
@@ -532,7 +538,7 @@ extension Gateway {
             inputs: inputs,
             baseURL: baseURL,
             owner: owner,
-            outputDirectory: { [outputs] in outputs.directory(for: id) },
+            outputDirectory: folder,
             makeOutputDirectory: makeFolder,
             events: EventLog(
                 flowControl: flowControl,
