@@ -1,4 +1,5 @@
 import Foundation
+import NIOCore
 import Synchronization
 
 /// Threads for synchronous prefab functions, kept off the server's event loops.
@@ -15,8 +16,9 @@ final class FunctionThreadPool: Sendable {
     typealias Work = @Sendable () -> Void
 
     private struct State {
-        /// Threads waiting for work, the one that became idle last at the end.
-        var idle: [IdleThread] = []
+        /// Threads waiting for work, the one that became idle last at the end: the first is the
+        /// one whose idle time runs out first.
+        var idle = CircularBuffer<IdleThread>()
         var threads = 0
         var busy = 0
     }
@@ -95,8 +97,13 @@ final class FunctionThreadPool: Sendable {
             }
             if me.wake.wait(timeout: .now() + idleTimeout) == .timedOut {
                 let leaving = state.withLock { state -> Bool in
-                    guard let index = state.idle.firstIndex(where: { $0 === me }) else { return false }
-                    state.idle.remove(at: index)
+                    if state.idle.first === me {
+                        state.idle.removeFirst()
+                    } else if let index = state.idle.firstIndex(where: { $0 === me }) {
+                        state.idle.remove(at: index)
+                    } else {
+                        return false
+                    }
                     state.threads -= 1
                     return true
                 }
