@@ -52,14 +52,7 @@ import Testing
         let release = DispatchSemaphore(value: 0)
         let started = DispatchSemaphore(value: 0)
         let finished = DispatchSemaphore(value: 0)
-        for _ in 0..<2 {
-            #expect(
-                pool.submit {
-                    started.signal()
-                    release.wait()
-                    finished.signal()
-                })
-        }
+        Self.submitWaiting(2, to: pool, gate: release, started: started, done: finished)
         for _ in 0..<2 { #expect(started.wait(timeout: .now() + 10) == .success) }
         #expect(!pool.submit {})
         #expect(pool.running == 2)
@@ -83,13 +76,7 @@ import Testing
         let pool = FunctionThreadPool(maxThreads: 8, stackSize: 512 << 10, idleTimeout: 0.2)
         let gate = DispatchSemaphore(value: 0)
         let ran = DispatchSemaphore(value: 0)
-        for _ in 0..<4 {
-            #expect(
-                pool.submit {
-                    gate.wait()
-                    ran.signal()
-                })
-        }
+        Self.submitWaiting(4, to: pool, gate: gate, done: ran)
         for _ in 0..<4 { gate.signal() }
         for _ in 0..<4 { #expect(ran.wait(timeout: .now() + 10) == .success) }
         #expect(pool.threads == 4)
@@ -102,5 +89,24 @@ import Testing
         #expect(threads == 0)
         #expect(pool.submit { ran.signal() })
         #expect(ran.wait(timeout: .now() + 10) == .success)
+    }
+
+    /// Submits `count` pieces of work that each signal `started`, wait for `gate`, then signal
+    /// `done`; each must be accepted.
+    private static func submitWaiting(
+        _ count: Int,
+        to pool: FunctionThreadPool,
+        gate: DispatchSemaphore,
+        started: DispatchSemaphore? = nil,
+        done: DispatchSemaphore
+    ) {
+        for _ in 0..<count {
+            let accepted = pool.submit {
+                started?.signal()
+                gate.wait()
+                done.signal()
+            }
+            #expect(accepted)
+        }
     }
 }

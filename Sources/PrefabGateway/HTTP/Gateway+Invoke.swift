@@ -527,8 +527,7 @@ extension Gateway {
             folder = { [outputs] in outputs.directory(for: id) }
         } else {
             makeFolder = { url in try SpareFolders.ensure(url) }
-            // Asked for three times a process call: built once (a URL's path appended costs more
-            // than the folder's rename).
+            // Asked for three times a process call: built once (each build appends to a URL).
             let url = outputs.directory(for: id)
             folder = { url }
         }
