@@ -13,13 +13,15 @@ import http.client
 import json
 import pathlib
 import shutil
-import socket
 import statistics
 import subprocess
 import tempfile
+import sys
 import time
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
+from free_port import free_port  # noqa: E402  (below the ephemeral range: scripts/free_port.py)
 LOADGEN = ROOT / "bench" / "loadgen" / "sse_load"
 
 BURST_PY = '''
@@ -29,12 +31,6 @@ def burst_py(n: int = 1000):
         yield {"type": "content", "data": "x"}
     yield {"type": "done", "data": {"n": n}}
 '''
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def call(port, function, inputs):

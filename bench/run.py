@@ -28,7 +28,6 @@ import os
 import pathlib
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -37,6 +36,8 @@ import time
 import urllib.request
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
+from free_port import free_port  # noqa: E402  (below the ephemeral range: scripts/free_port.py)
 BENCH = ROOT / "bench"
 LOADGEN = BENCH / "loadgen" / "sse_load"
 VENV = BENCH / ".venv"
@@ -66,12 +67,6 @@ PYTHON_TTFE_FACTOR, PYTHON_RATE_RATIO, SLOW_IMPORT_TTFE = 1.5, 2, 5.0
 
 def log(message):
     print(message, file=sys.stderr, flush=True)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def load_average():

@@ -8,6 +8,8 @@
 
 # The script's name, for messages: smoke-test, api-fuzz, ...
 script=$(basename "$0" .sh)
+# This folder, absolute: the scripts change directory after sourcing this file.
+scripts_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 passed=0
 failed=0
@@ -43,34 +45,10 @@ checks_summary() {
     [ "$failed" -eq 0 ]
 }
 
-# free_port: prints a TCP port that is free on 127.0.0.1 now.
-# A port below the kernel's ephemeral range: a port the kernel picked (bind to port 0) is free only
-# until a connection takes it as its own end, and a server started a moment later then fails with
-# "Address already in use" (seen in CI: a cluster replica's port, taken by another replica's
-# connection to PostgreSQL).
+# free_port: prints a TCP port that is free on 127.0.0.1 now, below the kernel's ephemeral range
+# (free_port.py says why).
 free_port() {
-    python3 - <<'PY'
-import random, socket
-try:
-    low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
-except (OSError, ValueError, IndexError):
-    low = 0
-for _ in range(1000):
-    # No room below the range (or no Linux): the kernel's pick, as before.
-    port = random.randrange(10000, low) if low > 10000 else 0
-    probe = socket.socket()
-    try:
-        probe.bind(("127.0.0.1", port))
-        port = probe.getsockname()[1]
-    except OSError:
-        continue
-    finally:
-        probe.close()
-    print(port)
-    break
-else:
-    raise SystemExit("free_port: no free port below the ephemeral range")
-PY
+    python3 "$scripts_dir/free_port.py"
 }
 
 # as_root COMMAND...: runs COMMAND as root: directly, or through sudo when there is one.

@@ -8,12 +8,13 @@ import os
 import pathlib
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+
+from free_port import free_port  # below the ephemeral range: free_port.py says why
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 BINARY = ROOT / ".build/debug/prefab-gateway"
@@ -34,12 +35,6 @@ def build():
     """Builds the executable (quick when it is up to date)."""
     subprocess.run(["swift", "build", "--product", "prefab-gateway"], cwd=ROOT, check=True,
                    stdout=subprocess.DEVNULL)
-
-
-def free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def is_empty_folder(path):
