@@ -137,7 +137,8 @@ final class InvocationStore: Sendable {
         forgotten = []
         // glibc keeps freed memory in its arenas: once every finished invocation of a busy
         // spell was forgotten, an idle gateway still held what they had used (measured, 600
-        // bursts then idle: RSS 33 -> 111 -> 96 MB; with this, 35.8 MB).
-        if trim { Allocator.giveBackFreeMemory() }
+        // bursts then idle: RSS 33 -> 111 -> 96 MB; with this, 35.8 MB). Not here: a call's end
+        // may be on an event loop.
+        if trim { Allocator.giveBackFreeMemorySoon() }
     }
 }
