@@ -15,8 +15,8 @@ import pathlib
 import shutil
 import statistics
 import subprocess
-import tempfile
 import sys
+import tempfile
 import time
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent

@@ -10,9 +10,10 @@ long-lived peer per worker count (1 and 2 uvicorn workers):
   import takes 300 ms)
 
 so that the ticker peaks are those of a gateway that has already run the burst and echo
-scenarios, as issue 13 states them. `--fresh` starts a new server for each scenario instead. The cap scenarios need other
-flags and run on gateways of their own. Each server's RSS is recorded before and after every
-scenario (and the gateway's at the end, idle), its peak RSS and CPU sampled during it.
+scenarios, as issue 13 states them. `--fresh` starts a new server for each scenario instead. The
+cap scenarios need other flags and run on gateways of their own. Each server's RSS is recorded
+before and after every scenario (and the gateway's at the end, idle), its peak RSS and CPU sampled
+during it.
 
 Every row carries its target (issue 13's done-means, issue 4's burst and ticker targets) and a
 met/missed verdict. Prints the table, writes a PNG chart (bench/chart.py, default

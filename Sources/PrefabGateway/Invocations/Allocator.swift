@@ -18,7 +18,7 @@ public enum Allocator {
     }
 
     /// `giveBackFreeMemory` on a queue of its own, for callers on an event loop: a trim walks the
-    /// heap, 1–13 ms after the benchmark's bursts and tickers (timed per call), and run where a
+    /// heap (0.9–12.7 ms after the benchmark's bursts and tickers, timed per call), and where a
     /// call ended it held up every stream of that loop for as long.
     static func giveBackFreeMemorySoon() {
         trimQueue.async { giveBackFreeMemory() }
