@@ -109,6 +109,12 @@ private struct JSONParser {
 
     // MARK: - Values
 
+    /// Room for a few levels at the first container: grown one by one, the stack of a body like
+    /// `{"inputs": {...}}` was allocated twice.
+    private static func makeRoom(in stack: inout [OpenContainer]) {
+        if stack.capacity == 0 { stack.reserveCapacity(8) }
+    }
+
     /// Parses the value starting at `index` (whitespace already skipped) including everything nested in it.
     private mutating func parseValue() throws(JSONParseError) -> JSONValue {
         var stack: [OpenContainer] = []
@@ -125,6 +131,7 @@ private struct JSONParser {
                     value = .object([:])
                 } else {
                     let key = try parseMemberKey()
+                    Self.makeRoom(in: &stack)
                     stack.append(.object([:], pendingKey: key))
                     try skipWhitespace()
                     continue parsing
@@ -137,6 +144,7 @@ private struct JSONParser {
                     index += 1
                     value = .array([])
                 } else {
+                    Self.makeRoom(in: &stack)
                     stack.append(.array([]))
                     continue parsing
                 }

@@ -117,6 +117,8 @@ public final class PrefabContext: Sendable {
     public func onCancel(_ handler: @escaping @Sendable () -> Void) {
         let runNow = state.withLock { state -> Bool in
             if state.cancelReason != nil { return true }
+            // A gateway's call registers two or three: room for them at once, not grown twice.
+            if state.cancelHandlers.isEmpty { state.cancelHandlers.reserveCapacity(4) }
             state.cancelHandlers.append(handler)
             return false
         }

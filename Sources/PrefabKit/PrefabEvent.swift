@@ -186,6 +186,34 @@ extension PrefabEvent {
         bytes.append(UInt8(ascii: "}"))
     }
 
+    /// ``appendJSON(to:)`` of the event with one more member, `key` (not `type` or `data`), set
+    /// to `value`: the gateway adds `invocation_id` to a call's first event this way. Without
+    /// other members than `data`, written in place, without the copy and sort of a dictionary.
+    public func appendJSON(to bytes: inout [UInt8], adding key: String, _ value: JSONValue) {
+        guard otherFields.isEmpty, key != "type", key != "data" else {
+            var event = self
+            event[key] = value
+            event.appendJSON(to: &bytes)
+            return
+        }
+        bytes.append(UInt8(ascii: "{"))
+        JSONValue.appendASCII(#""type":"#, to: &bytes)
+        JSONValue.appendJSONString(type, to: &bytes)
+        // Members in sorted order, as `appendJSON(to:)` writes them.
+        let dataFirst = "data" < key
+        if dataFirst, let data { Self.appendMember("data", data, to: &bytes) }
+        Self.appendMember(key, value, to: &bytes)
+        if !dataFirst, let data { Self.appendMember("data", data, to: &bytes) }
+        bytes.append(UInt8(ascii: "}"))
+    }
+
+    private static func appendMember(_ key: String, _ value: JSONValue, to bytes: inout [UInt8]) {
+        bytes.append(UInt8(ascii: ","))
+        JSONValue.appendJSONString(key, to: &bytes)
+        bytes.append(UInt8(ascii: ":"))
+        value.appendJSON(to: &bytes)
+    }
+
     /// The event as one-line JSON, as ``appendJSON(to:)`` writes it.
     public var jsonString: String {
         var bytes: [UInt8] = []

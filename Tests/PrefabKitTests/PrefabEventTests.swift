@@ -136,6 +136,25 @@ struct PrefabEventJSONTests {
         #expect(String(decoding: bytes, as: UTF8.self) == #"data: {"type":"content","data":"a\nb"}"#)
     }
 
+    @Test(
+        "appendJSON(adding:) writes what the event with that member set writes",
+        arguments: [
+            PrefabEvent.start(), .start(["total": 3]), .content("hi"), .done(), .done(["ok": true]),
+            .error("it broke", code: "BROKEN"), PrefabEvent(type: "tool_call", fields: ["step": 2]),
+            PrefabEvent(type: "x", fields: ["invocation_id": "theirs", "data": 1]), PrefabEvent(type: ""),
+        ]
+    )
+    func appendJSONAdding(event: PrefabEvent) {
+        // Keys before "data", between "data" and the others, after them all, and the two it must not take.
+        for key in ["aaa", "invocation_id", "zzz", "type", "data"] {
+            var set = event
+            set[key] = "added"
+            var bytes = Array("data: ".utf8)
+            event.appendJSON(to: &bytes, adding: key, "added")
+            #expect(String(decoding: bytes, as: UTF8.self) == "data: " + set.jsonString, "adding \(key)")
+        }
+    }
+
     @Test("other event types pass through with all their fields")
     func passThrough() throws {
         let json = try JSONValue(parsing: #"{"type":"tool_call","tool_name":"x","step":2}"#)

@@ -4,6 +4,8 @@
 /// kept bytes, rounded up to a power of two: ~4 MB for an event log's 1.25 MiB.)
 struct ChunkedBytes {
     static let chunkSize = 64 * 1024
+    /// The first chunk's room: an `echo` call's three events (about 150 bytes) without growing.
+    static let firstChunkBytes = 256
 
     /// Every chunk but the last is full; `chunks[0]` starts at offset `start`.
     private var chunks: [[UInt8]] = []
@@ -25,8 +27,9 @@ struct ChunkedBytes {
         while !rest.isEmpty {
             if chunks.isEmpty || chunks[chunks.count - 1].count == Self.chunkSize {
                 var chunk: [UInt8] = []
-                // A small log's only chunk grows as it fills; later ones are needed whole.
-                if !chunks.isEmpty { chunk.reserveCapacity(Self.chunkSize) }
+                // A small log's only chunk grows as it fills, from room for a short call's
+                // events; later ones are needed whole.
+                chunk.reserveCapacity(chunks.isEmpty ? Self.firstChunkBytes : Self.chunkSize)
                 chunks.append(chunk)
             }
             let room = Self.chunkSize - chunks[chunks.count - 1].count

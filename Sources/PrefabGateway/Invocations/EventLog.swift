@@ -133,6 +133,9 @@ final class EventLog: @unchecked Sendable {
     private static let indexBytes = MemoryLayout<Int>.stride
     /// The largest scratch buffer kept between events.
     private static let scratchKeptBytes = 64 * 1024
+    /// Room for a usual message, reserved before one is encoded: grown from empty, the buffer
+    /// was allocated five times for an `echo` call's first event (callgrind).
+    private static let messageBytes = 256
     private static let afterTheEnd = PrefabError(
         .streamEnded, "the call has already ended: an event after its terminal event is dropped")
 
@@ -159,6 +162,7 @@ final class EventLog: @unchecked Sendable {
             // Encoding happens outside the readers' lock, into the producers' scratch buffer: that
             // lock is then held only for a copy, so readers rarely have to sleep on it.
             producer.scratch.removeAll(keepingCapacity: true)
+            producer.scratch.reserveCapacity(Self.messageBytes)
             encode(producer.sequence + 1, &producer.scratch)
             // One huge event does not leave its buffer behind for the invocation's lifetime.
             defer { if producer.scratch.capacity > Self.scratchKeptBytes { producer.scratch = [] } }
@@ -203,6 +207,7 @@ final class EventLog: @unchecked Sendable {
     private func trySend(_ encode: (_ sequence: Int, _ bytes: inout [UInt8]) -> Void) throws -> Bool {
         try producer.withLock { producer in
             producer.scratch.removeAll(keepingCapacity: true)
+            producer.scratch.reserveCapacity(Self.messageBytes)
             encode(producer.sequence + 1, &producer.scratch)
             defer { if producer.scratch.capacity > Self.scratchKeptBytes { producer.scratch = [] } }
             condition.lock()
@@ -235,6 +240,7 @@ final class EventLog: @unchecked Sendable {
     /// closes the log to the function's events.
     func sendClosing(_ encode: (_ sequence: Int, _ bytes: inout [UInt8]) -> Void) {
         var message: [UInt8] = []
+        message.reserveCapacity(Self.messageBytes)
         condition.lock()
         // Encoded under the lock, as its number is only known here; a producer waiting for room
         // wakes up to find the log closed.
@@ -285,6 +291,8 @@ final class EventLog: @unchecked Sendable {
     /// Appends `message` as the next event; returns whom to wake.
     private func append(_ message: [UInt8]) -> Wakeups {
         bytes.append(message)
+        // Room for a short call's events at once (grown from one, twice for `echo`'s three).
+        if ends.isEmpty { ends.reserveCapacity(8) }
         ends.append(bytes.end)
         last += 1
         mirror?(last, message)

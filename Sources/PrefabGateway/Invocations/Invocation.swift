@@ -85,9 +85,7 @@ final class Invocation: Sendable {
             SSEEncoder.appendEvent(event, id: sequence, to: &bytes)
             return
         }
-        var first = event
-        first["invocation_id"] = .string(id)
-        SSEEncoder.appendEvent(first, id: sequence, to: &bytes)
+        SSEEncoder.appendEvent(event, adding: "invocation_id", .string(id), id: sequence, to: &bytes)
     }
 
     var phase: Phase { state.withLock { $0.phase } }

@@ -217,6 +217,8 @@ final class InvokeFastPath: ChannelDuplexHandler, RemovableChannelHandler {
         // Appended, not set: none is among `eventStreamHeaders`, and a set by name searches the
         // fields first.
         var headers = Gateway.eventStreamHeaders
+        // The copy, with room for the fields added below: grown one by one, it was allocated twice.
+        headers.reserveCapacity(headers.count + 5)
         headers.append(HTTPField(name: .invocationId, value: answer.invocation.id))
         headers.append(HTTPField(name: .date, value: HTTPDate.now))
         headers.append(HTTPField(name: .server, value: Gateway.serverName))
