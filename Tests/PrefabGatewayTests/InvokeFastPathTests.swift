@@ -200,6 +200,23 @@ struct InvokeFastPathTests {
         }
     }
 
+    /// A connection's first read buffer is 512 bytes (`QuiescingChannel.readBuffers`): a request
+    /// many times larger, long headers and a long body, is read whole, and so is a short one after it.
+    @Test func aRequestLargerThanTheFirstReadBufferIsReadWhole() async throws {
+        try await LiveGateway.run([Self.echo]) { gateway in
+            let connection = try RawConnection(port: gateway.port)
+            let text = String(repeating: "abcdefgh", count: 4_000)
+            let headers = "X-Long: " + String(repeating: "c", count: 6_000) + "\r\nConnection: keep-alive\r\n"
+            let requests =
+                Self.post("/invoke/echo", #"{"inputs": {"text": "\#(text)"}}"#, headers: headers)
+                + Self.post("/invoke/echo", #"{"inputs": {"text": "after"}}"#)
+            try connection.sendRaw(Array(requests.utf8))
+            let answer = try await connection.readOffPool(until: #""data":"after""#, limit: 1 << 20)
+            #expect(answer.contains(#""data":"\#(text)""#))
+            #expect(answer.components(separatedBy: "HTTP/1.1 200 OK").count - 1 == 2)
+        }
+    }
+
     /// Thousands of quick calls sent in one go: each answered, in order. A call that ends as it
     /// starts is answered at once only when it is the first of its event loop's tick, so an answer
     /// does not answer the next pipelined request from within itself, nested once per request.

@@ -133,9 +133,10 @@ final class EventLog: @unchecked Sendable {
     private static let indexBytes = MemoryLayout<Int>.stride
     /// The largest scratch buffer kept between events.
     private static let scratchKeptBytes = 64 * 1024
-    /// Room for a usual message, reserved before one is encoded: grown from empty, the buffer
-    /// was allocated five times for an `echo` call's first event (callgrind).
-    private static let messageBytes = 256
+    /// Room for a usual message (a call's first event, a progress event: under 100 bytes),
+    /// reserved before one is encoded: grown from empty, the buffer was allocated five times for
+    /// an `echo` call's first event (callgrind). Kept while the call runs, so no more than that.
+    private static let messageBytes = 128
     private static let afterTheEnd = PrefabError(
         .streamEnded, "the call has already ended: an event after its terminal event is dropped")
 
@@ -265,6 +266,8 @@ final class EventLog: @unchecked Sendable {
         compact(force: true)
         condition.unlock()
         wake.resume()
+        // Nor the producers' scratch buffer: no event is appended after the end.
+        producer.withLock { $0.scratch = [] }
     }
 
     /// The function was cancelled: a blocked or later `send` throws. Readers stay.
