@@ -31,7 +31,6 @@ public final class PrefabContext: Sendable {
     /// Set with the terminal event; an atomic keeps the per-event check off the lock.
     private let ended = Atomic<Bool>(false)
     private let state = Mutex(State())
-    let inbox = MessageInbox()
     /// How long `ask` waits for an answer when it is given no timeout; nil waits until cancelled.
     public let questionTimeout: Duration?
     /// Set when the function runs where it must not block (an event loop): a synchronous `ask`,
@@ -43,6 +42,27 @@ public final class PrefabContext: Sendable {
         var outputDirectoryCreated = false
         var cancelReason: PrefabError?
         var cancelHandlers: [@Sendable () -> Void] = []
+        /// Made when first needed: most calls get no message, ask nothing and never sleep here,
+        /// and an inbox (its lock and condition) was four allocations of every call, kept for as
+        /// long as a finished call is.
+        var inbox: MessageInbox?
+        /// The function has returned: an inbox made from now on refuses messages at once.
+        var finished = false
+    }
+
+    /// The call's messages and questions. One made after a cancel, or once the function has
+    /// returned, starts out closed as the inbox then would have been.
+    var inbox: MessageInbox {
+        state.withLock { state in
+            if let inbox = state.inbox { return inbox }
+            let inbox = MessageInbox()
+            // Closed before anyone else can reach it (the inbox never takes this lock).
+            if let closedWith = state.cancelReason ?? (state.finished ? Self.finishedReason : nil) {
+                inbox.cancel(closedWith)
+            }
+            state.inbox = inbox
+            return inbox
+        }
     }
 
     /// A context for running a function outside the gateway: in a test, or in a host of its own.
@@ -101,14 +121,14 @@ public final class PrefabContext: Sendable {
     /// Stops the function at its next `yield`, which throws `reason`; the stream ends with an
     /// `error` event carrying it. The first reason given wins.
     public func cancel(_ reason: PrefabError = .cancelled) {
-        let handlers = state.withLock { state -> [@Sendable () -> Void] in
-            guard state.cancelReason == nil else { return [] }
+        let (handlers, inbox) = state.withLock { state -> ([@Sendable () -> Void], MessageInbox?) in
+            guard state.cancelReason == nil else { return ([], state.inbox) }
             state.cancelReason = reason
             defer { state.cancelHandlers = [] }
-            return state.cancelHandlers
+            return (state.cancelHandlers, state.inbox)
         }
         cancelled.store(true, ordering: .releasing)
-        inbox.cancel(reason)
+        inbox?.cancel(reason)
         for handler in handlers { handler() }
     }
 
@@ -212,8 +232,12 @@ public final class PrefabContext: Sendable {
     /// The function has returned: messages are refused from now on, and what its cancel
     /// handlers hold (a child process, say) is let go even though the context lives on.
     private func finished() {
-        inbox.cancel(Self.finishedReason)
-        state.withLock { $0.cancelHandlers = [] }
+        let inbox = state.withLock { state in
+            state.finished = true
+            state.cancelHandlers = []
+            return state.inbox
+        }
+        inbox?.cancel(Self.finishedReason)
     }
 
     private static let finishedReason = PrefabError(.invocationFinished, "the function has returned")

@@ -161,6 +161,23 @@ struct MessageTests {
         }
     }
 
+    /// The inbox is made on first use: one made after a cancel must start out closed.
+    @Test("cancelled before any message, ask or sleep: a message is refused, sleep throws the reason at once")
+    func cancelledBeforeFirstUse() throws {
+        let context = makeContext()
+        let reason = PrefabError(.cancelled, "stopped before anything was asked")
+        context.cancel(reason)
+        do {
+            try context.deliver(PrefabEvent("note", data: 1))
+            Issue.record("a cancelled invocation should refuse messages")
+        } catch {
+            #expect(error.code == .invocationFinished)
+        }
+        let started = ContinuousClock.now
+        #expect(throws: reason) { try context.sleep(for: .seconds(30)) }
+        #expect(ContinuousClock.now - started < .seconds(5))
+    }
+
     @Test("sleep returns after its duration, and throws at once when cancelled")
     func cancellableSleep() throws {
         let context = makeContext()

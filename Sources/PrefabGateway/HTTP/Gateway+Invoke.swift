@@ -168,12 +168,12 @@ extension Gateway {
         switch invocation.function.implementation {
         case .streaming(let function):
             return .blocking { [self] in
-                let terminal = invocation.context.run(function, inputs: invocation.inputs)
+                let terminal = invocation.context.run(function, inputs: invocation.takeInputs())
                 return checkedOutcome(invocation, terminal)
             }
         case .asyncStreaming(let function):
             return .async { [self] in
-                let terminal = await invocation.context.run(function, inputs: invocation.inputs)
+                let terminal = await invocation.context.run(function, inputs: invocation.takeInputs())
                 return checkedOutcome(invocation, terminal)
             }
         case .result(let function):
@@ -183,7 +183,7 @@ extension Gateway {
 
     /// Runs a non-streaming call on the current (function) thread.
     private func result(of invocation: Invocation, _ function: ResultFunction) -> CallOutcome {
-        var result = invocation.context.run(function, inputs: invocation.inputs)
+        var result = invocation.context.run(function, inputs: invocation.takeInputs())
         var failure: PrefabError.Code?
         if case .failure(let error) = result { failure = error.code }
         let output = checkOutput(invocation, code: failure)

@@ -11,7 +11,9 @@ final class Invocation: Sendable {
 
     let id: String
     let function: LoadedFunction
-    let inputs: PrefabInputs
+    /// Until the call takes them (`takeInputs`): a finished call is kept for minutes, its
+    /// inputs need not be.
+    private let inputs: Mutex<PrefabInputs?>
     /// The scheme, host and port that file URLs start with.
     let baseURL: String
     /// The API key that started the call, the only one that reaches it; nil when keys are off.
@@ -49,7 +51,7 @@ final class Invocation: Sendable {
     ) {
         self.id = id
         self.function = function
-        self.inputs = inputs
+        self.inputs = Mutex(inputs)
         self.baseURL = baseURL
         self.owner = owner
         self.events = events
@@ -72,6 +74,11 @@ final class Invocation: Sendable {
             waitRefusal: waitRefusal
         )
         context.onCancel { [events] in events.stopProducer() }
+    }
+
+    /// The inputs, for the call's one run; empty for any later caller.
+    func takeInputs() -> PrefabInputs {
+        inputs.withLock { $0.take() } ?? PrefabInputs()
     }
 
     /// Appends one of the gateway's closing events (`files`, the terminal event).

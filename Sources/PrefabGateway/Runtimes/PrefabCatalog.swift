@@ -2,13 +2,59 @@ import Foundation
 import PrefabKit
 
 /// A function the gateway serves: its manifest entry and its implementation.
+///
+/// Its fields live in one shared, immutable box: every call holds its function (an invocation
+/// is kept for minutes after it ends), and held inline they were about 180 bytes and eight
+/// reference counts to copy a call; a change makes a new box.
 public struct LoadedFunction: Sendable {
+    private final class Fields: Sendable {
+        let prefab: String
+        let runtime: String
+        let manifest: FunctionManifest
+        let implementation: PrefabFunction
+
+        init(prefab: String, runtime: String, manifest: FunctionManifest, implementation: PrefabFunction) {
+            self.prefab = prefab
+            self.runtime = runtime
+            self.manifest = manifest
+            self.implementation = implementation
+        }
+    }
+
+    private var fields: Fields
+
+    public init(prefab: String, runtime: String, manifest: FunctionManifest, implementation: PrefabFunction) {
+        fields = Fields(prefab: prefab, runtime: runtime, manifest: manifest, implementation: implementation)
+    }
+
     /// The prefab folder it came from.
-    public var prefab: String
+    public var prefab: String {
+        get { fields.prefab }
+        set {
+            self = LoadedFunction(
+                prefab: newValue, runtime: runtime, manifest: manifest, implementation: implementation)
+        }
+    }
+
     /// How it runs: `swift` (compiled in), `python` or `process`.
-    public var runtime: String
-    public var manifest: FunctionManifest
-    public var implementation: PrefabFunction
+    public var runtime: String {
+        get { fields.runtime }
+        set {
+            self = LoadedFunction(prefab: prefab, runtime: newValue, manifest: manifest, implementation: implementation)
+        }
+    }
+
+    public var manifest: FunctionManifest {
+        get { fields.manifest }
+        set {
+            self = LoadedFunction(prefab: prefab, runtime: runtime, manifest: newValue, implementation: implementation)
+        }
+    }
+
+    public var implementation: PrefabFunction {
+        get { fields.implementation }
+        set { self = LoadedFunction(prefab: prefab, runtime: runtime, manifest: manifest, implementation: newValue) }
+    }
 }
 
 /// Why something under the prefabs directory was not loaded: the file, the JSON path, the reason.
