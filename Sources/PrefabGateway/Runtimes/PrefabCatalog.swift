@@ -7,53 +7,51 @@ import PrefabKit
 /// is kept for minutes after it ends), and held inline they were about 180 bytes and eight
 /// reference counts to copy a call; a change makes a new box.
 public struct LoadedFunction: Sendable {
-    private final class Fields: Sendable {
-        let prefab: String
-        let runtime: String
-        let manifest: FunctionManifest
-        let implementation: PrefabFunction
-
-        init(prefab: String, runtime: String, manifest: FunctionManifest, implementation: PrefabFunction) {
-            self.prefab = prefab
-            self.runtime = runtime
-            self.manifest = manifest
-            self.implementation = implementation
-        }
+    private struct Fields {
+        var prefab: String
+        var runtime: String
+        var manifest: FunctionManifest
+        var implementation: PrefabFunction
     }
 
-    private var fields: Fields
+    private final class Box: Sendable {
+        let fields: Fields
+        init(_ fields: Fields) { self.fields = fields }
+    }
+
+    private var box: Box
 
     public init(prefab: String, runtime: String, manifest: FunctionManifest, implementation: PrefabFunction) {
-        fields = Fields(prefab: prefab, runtime: runtime, manifest: manifest, implementation: implementation)
+        box = Box(Fields(prefab: prefab, runtime: runtime, manifest: manifest, implementation: implementation))
+    }
+
+    /// A change makes a new box: the old one may be shared.
+    private mutating func change(_ update: (inout Fields) -> Void) {
+        var fields = box.fields
+        update(&fields)
+        box = Box(fields)
     }
 
     /// The prefab folder it came from.
     public var prefab: String {
-        get { fields.prefab }
-        set {
-            self = LoadedFunction(
-                prefab: newValue, runtime: runtime, manifest: manifest, implementation: implementation)
-        }
+        get { box.fields.prefab }
+        set { change { $0.prefab = newValue } }
     }
 
     /// How it runs: `swift` (compiled in), `python` or `process`.
     public var runtime: String {
-        get { fields.runtime }
-        set {
-            self = LoadedFunction(prefab: prefab, runtime: newValue, manifest: manifest, implementation: implementation)
-        }
+        get { box.fields.runtime }
+        set { change { $0.runtime = newValue } }
     }
 
     public var manifest: FunctionManifest {
-        get { fields.manifest }
-        set {
-            self = LoadedFunction(prefab: prefab, runtime: runtime, manifest: newValue, implementation: implementation)
-        }
+        get { box.fields.manifest }
+        set { change { $0.manifest = newValue } }
     }
 
     public var implementation: PrefabFunction {
-        get { fields.implementation }
-        set { self = LoadedFunction(prefab: prefab, runtime: runtime, manifest: manifest, implementation: newValue) }
+        get { box.fields.implementation }
+        set { change { $0.implementation = newValue } }
     }
 }
 
