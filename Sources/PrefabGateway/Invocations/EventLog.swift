@@ -126,8 +126,9 @@ final class EventLog: @unchecked Sendable {
     /// The most bytes a reader takes at once: what a stream holds in its write path (the batch, its
     /// copy for the socket, the write waiting for a slow client) is a few times this.
     static let batchBytes = 64 * 1024
-    /// What an invocation holds besides its events (its context, message inbox, locks, inputs),
-    /// counted with the events so that the bound on finished invocations' bytes covers it.
+    /// What an invocation holds besides its events (itself, its context, this log, its locks),
+    /// counted with the events so that the bound on finished invocations' bytes covers it. A
+    /// kept `echo` call measured about 2.1 KB of RSS in all, its events included.
     static let overheadBytes = 2048
     /// The index entry (end offset) kept per event, counted with the event's bytes in the bounds.
     private static let indexBytes = MemoryLayout<Int>.stride
