@@ -47,6 +47,28 @@ import Testing
         #expect(firedAfter < .seconds(5))
     }
 
+    /// With no timer left, the thread lingers 250 ms before it waits without a deadline, and a
+    /// timer due after the linger does not wake it: it still fires on time, once the linger ends.
+    /// Scheduled into an empty heap just after one fired, 400 ms out: without the linger's end
+    /// the thread would wait for a signal that never comes, and the timer would not fire at all;
+    /// 5 s is far above a loaded machine's delay.
+    @Test func aTimerDueAfterTheLingerFiresOnTime() async throws {
+        await withCheckedContinuation { continuation in
+            GatewayTimer.schedule(after: .milliseconds(1)) { continuation.resume() }
+        }
+        let start = ContinuousClock.now
+        final class Fired: Sendable { let at = Mutex<ContinuousClock.Instant?>(nil) }
+        let fired = Fired()
+        let timer = GatewayTimer.schedule(after: .milliseconds(400)) { fired.at.withLock { $0 = .now } }
+        defer { timer.cancel() }
+        // Polled, not awaited: a timer that never fires must fail the test, not hang it.
+        while fired.at.withLock({ $0 }) == nil, ContinuousClock.now - start < .seconds(5) {
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        let firedAfter = try #require(fired.at.withLock { $0 }) - start
+        #expect(firedAfter >= .milliseconds(400))
+    }
+
     /// A cancelled timer's action, and what it holds (an invocation and its events, say), is
     /// released at the cancel, not at the deadline.
     @Test func aCancelledTimerLetsGoOfItsActionAtOnce() {

@@ -55,6 +55,34 @@ struct InvokeFastPathTests {
         }
     }
 
+    /// Waits, yielding nothing, until `gate` opens, then yields "late".
+    static func held(_ gate: DispatchSemaphore) -> TestPrefab {
+        .streaming("held") { _, context in
+            _ = gate.wait(timeout: .now() + 30)
+            try context.yield(.content("late"))
+        }
+    }
+
+    /// The quick-answer window's end, a deadline of the connection's event loop, begins the
+    /// stream of a call that has yielded nothing yet: the client gets the head (with the call's id,
+    /// which it needs to cancel the call) while the function still waits. The gate opens only once
+    /// the head came: without the window's end the read would time out (10 s) instead.
+    @Test func aCallThatOutlivesTheQuickAnswerWindowSendsItsHeadBeforeItsFirstEvent() async throws {
+        let gate = DispatchSemaphore(value: 0)
+        defer { gate.signal() }
+        try await LiveGateway.run([Self.held(gate)]) { gateway in
+            let connection = try RawConnection(port: gateway.port)
+            try connection.sendPost("/invoke/held", json: #"{"inputs": {}}"#)
+            let head = try await connection.readOffPool(until: "\r\n\r\n")
+            #expect(head.hasPrefix("HTTP/1.1 200 OK"))
+            #expect(head.lowercased().contains("x-invocation-id: "))
+            #expect(!head.contains("data:"))
+            gate.signal()
+            let rest = try await connection.readOffPool(until: #""type":"done""#)
+            #expect(rest.contains(#""data":"late""#))
+        }
+    }
+
     /// Answered whole, that is: a wide quick-answer window, since a half-close counts as a hang-up
     /// for an answer that streams (the call is let go, as `HangUpHandler` does), and under the whole
     /// suite's load an echo once took longer than the default 2 ms and streamed.

@@ -459,17 +459,12 @@ final class EventLog: @unchecked Sendable {
     /// Runs `then` once, when the invocation has finished, `timeout` has passed, or so much waits
     /// untaken that it is no quick answer, whichever comes first. One caller at a time.
     func whenFinished(within timeout: Duration, then: @escaping @Sendable () -> Void) {
-        condition.lock()
-        if finished || bytes.end - head >= Self.streamWithoutWaitingBytes {
-            condition.unlock()
-            then()
-            return
-        }
-        completionWaiter = CompletionWaiter(then: then)
-        condition.unlock()
+        guard whenFinished(then: then) else { return }
         // A timer, not a sleeping task: cancelled before it fires (the usual case for a quick
         // function) it costs no wake-up at all.
-        let timer = GatewayTimer.schedule(after: timeout) { [self] in completionTimeout() }
+        let timer = GatewayTimer.schedule(after: timeout) { [self] in
+            if stopWaitingForFinish() { then() }
+        }
         condition.lock()
         let waiting = completionWaiter != nil
         if waiting { completionWaiter?.timer = timer }
@@ -477,11 +472,30 @@ final class EventLog: @unchecked Sendable {
         if !waiting { timer.cancel() }
     }
 
-    private func completionTimeout() {
+    /// Runs `then` once, when the invocation has finished or so much waits untaken that it is no
+    /// quick answer, unless `stopWaitingForFinish` comes first; at once (and false) when that is
+    /// so already. One caller at a time: an event loop keeps its own deadline for the wait.
+    @discardableResult
+    func whenFinished(then: @escaping @Sendable () -> Void) -> Bool {
+        condition.lock()
+        if finished || bytes.end - head >= Self.streamWithoutWaitingBytes {
+            condition.unlock()
+            then()
+            return false
+        }
+        completionWaiter = CompletionWaiter(then: then)
+        condition.unlock()
+        return true
+    }
+
+    /// Ends a `whenFinished` wait without running its action: true when it still waited, false
+    /// when its action has run or is about to.
+    func stopWaitingForFinish() -> Bool {
         condition.lock()
         let completion = completionWaiter.take()
         condition.unlock()
-        completion?.then()
+        completion?.timer?.cancel()
+        return completion != nil
     }
 
     /// A reader waiting for events: a task in `next`, or a `whenReady` callback.

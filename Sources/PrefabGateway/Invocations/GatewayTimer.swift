@@ -31,7 +31,8 @@ struct GatewayTimer: Sendable {
 /// within microseconds. NIO's scheduled tasks cost a promise, a wake-up of an event loop per
 /// task scheduled from another thread, and a linear search of the loop's deadlines per cancel
 /// (3% of a short call's instructions, plus the wake-ups). Here a timer is a heap entry: the
-/// thread is woken only when a new deadline comes first, and a cancel removes the entry.
+/// thread is woken only when a new deadline comes before the one it waits for, and a cancel
+/// removes the entry.
 final class TimerHeap: @unchecked Sendable {  // all state is guarded by `mutex`
     /// One timer; its `index` in the heap is -1 once it has fired or was cancelled.
     final class Entry: @unchecked Sendable {
@@ -50,6 +51,14 @@ final class TimerHeap: @unchecked Sendable {  // all state is guarded by `mutex`
     private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
     private let condition = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
     private var entries: [Entry] = []
+    /// When the thread wakes by itself next (`UInt64.max`: never); 0 while it is not waiting. A new
+    /// deadline before it must wake the thread, a later one need not.
+    private var waitingUntil: UInt64 = 0
+    /// How long the thread keeps waking by itself once the heap is empty, as if it held a deadline:
+    /// calls that come one at a time each arm their timers into an empty heap, and the wake-up
+    /// for each first deadline was a context switch per call (`echo_py`, one connection). The
+    /// output watch's 250 ms, the shortest common delay, so that no such call wakes the thread.
+    private static let linger: UInt64 = 250_000_000
 
     private init() {
         pthread_mutex_init(mutex, nil)
@@ -75,9 +84,9 @@ final class TimerHeap: @unchecked Sendable {  // all state is guarded by `mutex`
         entry.index = entries.count
         entries.append(entry)
         siftUp(entry.index)
-        let first = entry.index == 0
+        let wake = entry.deadline < waitingUntil
         pthread_mutex_unlock(mutex)
-        if first { pthread_cond_signal(condition) }
+        if wake { pthread_cond_signal(condition) }
         return entry
     }
 
@@ -93,12 +102,25 @@ final class TimerHeap: @unchecked Sendable {  // all state is guarded by `mutex`
 
     private func run() {
         pthread_mutex_lock(mutex)
+        /// Until when the thread lingers while the heap is empty; 0: it does not (any more).
+        var lingerUntil: UInt64 = 0
         while true {
+            let now = Self.now()
             guard let first = entries.first else {
-                pthread_cond_wait(condition, mutex)
+                if lingerUntil == 0 {
+                    lingerUntil = now + Self.linger
+                } else if now >= lingerUntil {
+                    waitingUntil = .max
+                    pthread_cond_wait(condition, mutex)
+                    waitingUntil = 0
+                    lingerUntil = 0
+                    continue
+                }
+                wait(until: lingerUntil)
                 continue
             }
-            if first.deadline <= Self.now() {
+            lingerUntil = 0
+            if first.deadline <= now {
                 remove(at: 0)
                 let action = first.action
                 first.action = nil
@@ -108,11 +130,17 @@ final class TimerHeap: @unchecked Sendable {  // all state is guarded by `mutex`
                 if let action { DispatchQueue.gatewayTimers.async(execute: action) }
                 pthread_mutex_lock(mutex)
             } else {
-                var until = timespec(
-                    tv_sec: Int(first.deadline / 1_000_000_000), tv_nsec: Int(first.deadline % 1_000_000_000))
-                pthread_cond_timedwait(condition, mutex, &until)
+                wait(until: first.deadline)
             }
         }
+    }
+
+    /// Waits (the mutex held) until `deadline`, or until a signal for an earlier one.
+    private func wait(until deadline: UInt64) {
+        waitingUntil = deadline
+        var until = timespec(tv_sec: Int(deadline / 1_000_000_000), tv_nsec: Int(deadline % 1_000_000_000))
+        pthread_cond_timedwait(condition, mutex, &until)
+        waitingUntil = 0
     }
 
     /// Nanoseconds on the monotonic clock.

@@ -50,6 +50,8 @@ final class InvokeFastPath: ChannelDuplexHandler, RemovableChannelHandler {
     /// The `Host` of this connection's last call served here, which passed the host check: a
     /// client sends the same one on every request, and checking it again cost a call about 3%.
     private var allowedAuthority: String?
+    /// The end of the present call's quick-answer window, while it waits for it.
+    private var quickAnswerDeadline: NIOScheduledCallback?
     /// Past this, pending requests stop the connection's reads until the answer ends.
     private static let maxPendingBytes = 64 * 1024
 
@@ -121,13 +123,35 @@ final class InvokeFastPath: ChannelDuplexHandler, RemovableChannelHandler {
             answer(context: context)
             return
         }
-        let handler = NIOLoopBound((self, context), eventLoop: context.eventLoop)
-        started.invocation.events.whenFinished(within: gateway.configuration.quickAnswerWindow) {
+        let handler = loopBound(context)
+        let waiting = started.invocation.events.whenFinished {
             handler.eventLoop.execute {
-                let (handler, context) = handler.value
-                handler.answer(context: context)
+                let (fastPath, context) = handler.value
+                fastPath.quickAnswerDeadline?.cancel()
+                fastPath.quickAnswerDeadline = nil
+                fastPath.answer(context: context)
             }
         }
+        guard waiting else { return }
+        // The window's end is a deadline of this event loop, which reaches it without a wake-up
+        // of another thread: a timer thread and a dispatch queue then the loop cost a call that
+        // outlived the window three wake-ups (`echo_py` at 64 connections), and the timer thread
+        // one per call when calls come one at a time.
+        let window = TimeAmount.nanoseconds(Int64(gateway.configuration.quickAnswerWindow.clampedNanoseconds))
+        do {
+            quickAnswerDeadline = try context.eventLoop.assumeIsolated().scheduleCallback(
+                in: window, handler: QuickAnswerWindowEnd(handler: handler))
+        } catch {
+            // The loop is shutting down: the stream begins now.
+            if started.invocation.events.stopWaitingForFinish() { answer(context: context) }
+        }
+    }
+
+    /// The quick-answer window is over before the call ended: its stream begins.
+    fileprivate func quickAnswerWindowEnded(context: ChannelHandlerContext) {
+        quickAnswerDeadline = nil
+        guard case .answering(let answer) = state, answer.invocation.events.stopWaitingForFinish() else { return }
+        self.answer(context: context)
     }
 
     /// From now on Hummingbird serves the connection: `parts` and what is pending go to it.
@@ -190,6 +214,8 @@ final class InvokeFastPath: ChannelDuplexHandler, RemovableChannelHandler {
         // The connection closed.
         if case .answering(let answer) = state { answer.release() }
         state = .closed
+        quickAnswerDeadline?.cancel()
+        quickAnswerDeadline = nil
     }
 
     // MARK: Outbound
@@ -369,6 +395,16 @@ private final class LoopTick: @unchecked Sendable {
         tick.answeredAtOnce = true
         loop.execute { tick.answeredAtOnce = false }
         return true
+    }
+}
+
+/// Ends a call's quick-answer window on its connection's event loop.
+private struct QuickAnswerWindowEnd: NIOScheduledCallbackHandler, Sendable {
+    let handler: NIOLoopBound<(InvokeFastPath, ChannelHandlerContext)>
+
+    func handleScheduledCallback(eventLoop: some EventLoop) {
+        let (fastPath, context) = handler.value
+        fastPath.quickAnswerWindowEnded(context: context)
     }
 }
 
