@@ -426,14 +426,17 @@ def plan(size, peers, ticker_functions):
     # echo, as the second flavour's gateway is warmed up. Before them, what the Python scenarios left
     # in the gateway (their finished streams are kept for resuming) added about 40 MB to the tickers'
     # peaks (199-200 MB against 162 MB for 5,000, 2026-12-05).
+    # The peer runs its own `echo` and `burst` again beside each Python scenario: compared with its
+    # figures from minutes before (and 10,000 tickers in between), a ratio also measured how the
+    # host's speed drifted, which moved a run's gateway and peer figures by up to 15% each.
     python_steps = [
-        Step("py_echo_rate", ["gateway"],
+        Step("py_echo_rate", every,
              sized(size["python_rate_probe"], 64, lambda r: r["requests_per_s"], size["echo_requests"]),
-             "echo_py"),
-        Step("py_echo_ttfe", ["gateway"],
+             "echo_py", peer_function="echo"),
+        Step("py_echo_ttfe", every,
              sized(size["python_probe"], 1, lambda r: 1000 / max(r["ttfe_ms"]["p50"], 0.01), size["ttfe_requests"]),
-             "echo_py"),
-        Step("py_burst", ["gateway"], burst(1, size["burst1_requests"]), "burst_py"),
+             "echo_py", peer_function="echo"),
+        Step("py_burst", every, burst(1, size["burst1_requests"]), "burst_py", peer_function="burst"),
         Step("py_slow_import", ["gateway"], slow_import, "slow_import_py"),
     ]
     warm_up = steps[1:5]  # the bursts and echo (on the event loop)
@@ -706,24 +709,30 @@ def judge(results, peers):
         add("echo_threads_ttfe", "`echo_threads` time to first event, p50 / p99 (one keep-alive connection)", cells,
             ratio, "report", [], ["echo_threads_ttfe", "echo_ttfe"])
 
+    def beside(key, earlier):
+        """The peer's figures measured beside the Python scenario `key`; runs saved before the peer ran
+        there have only its `earlier` ones."""
+        return key if any(figures(key, kind) for kind in peer_kinds) else earlier
+
     if "py_echo_rate" in scenarios:
         rate_row("py_echo_rate", "Python `echo_py` at 64 keep-alive connections: requests/s (peer: its `echo`)",
-                 "requests_per_s", "echo_rate", "peer2", PYTHON_RATE_RATIO,
+                 "requests_per_s", beside("py_echo_rate", "echo_rate"), "peer2", PYTHON_RATE_RATIO,
                  f"≥ {PYTHON_RATE_RATIO}× the 2-worker peer")
     if "py_echo_ttfe" in scenarios:
+        basis = beside("py_echo_ttfe", "echo_ttfe")
         gateway = figures("py_echo_ttfe", "gateway")
-        peer = best_peer("echo_ttfe", lambda f: f["ttfe_ms"]["p50"], lowest=True)
+        peer = best_peer(basis, lambda f: f["ttfe_ms"]["p50"], lowest=True)
         factor = gateway["ttfe_ms"]["p50"] / peer if gateway and peer else None
         checks = [check("p50 vs the peer's", factor, PYTHON_TTFE_FACTOR, "lower", "× the peer's")
                   ] if gateway and peer_kinds else []
-        cells = per_kind("echo_ttfe", ttfe_cell)
+        cells = per_kind(basis, ttfe_cell)
         cells["gateway"] = ttfe_cell(gateway) if gateway else "—"
         add("py_echo_ttfe", "Python `echo_py` time to first event, p50 / p99 (peer: its in-process `echo`)", cells,
             f"{factor:.2f}× the peer's" if factor else "", f"p50 ≤ {PYTHON_TTFE_FACTOR}× the peer's", checks,
-            ["py_echo_ttfe", "echo_ttfe"])
+            ["py_echo_ttfe", basis])
     if "py_burst" in scenarios:
         rate_row("py_burst", f"Python `burst_py`, one stream, n={n:,}: events/s (peer: its `burst`)", "events_per_s",
-                 "burst1", "best", None, "report")
+                 beside("py_burst", "burst1"), "best", None, "report")
     if "py_slow_import" in scenarios:
         gateway = figures("py_slow_import", "gateway")
         checks = []
