@@ -388,14 +388,14 @@ def plan(size, peers, ticker_functions):
 
     def sized(probe_requests, connections, figure, top):
         """A Python scenario's size follows its speed (a process per call is 100x slower than a worker):
-        a probe, a warm-up of about a quarter of python_seconds sized from it, then about python_seconds'
-        worth of calls sized from the warm-up, between the probe's size and `top`, measured RATE_RUNS times at
-        64 connections; the figures are the best measured run's. The probe meets a cold pool (2 workers, more started as calls wait), so a run sized from it
-        alone lasted half as long as meant and was mostly the pool's growth (3,168 requests/s for echo_py at
-        64 connections against 3,950 once grown); the peer's processes have served calls before too. The
-        warm-up goes on, sized from its own speed, until it has lasted its quarter: one sized from the cold
-        probe alone (1,342 requests/s) lasted a fifth of it, and the pool still grew during the measured run
-        (5,487 requests/s, against 6,383-6,676 after a warm-up of 5,000 calls)."""
+        a probe; a warm-up sized from it, run again, sized from itself, until it has lasted a quarter of
+        python_seconds; then about python_seconds' worth of calls, between the probe's size and `top`,
+        measured RATE_RUNS times at 64 connections (the best run's figures are the row's). The probe meets a
+        cold pool (2 workers, more started as calls wait): a run sized from it alone was mostly the pool's
+        growth (3,168 requests/s for echo_py at 64 connections against 3,950 once grown), and a warm-up
+        sized from it alone (1,342 requests/s) lasted a fifth of its time, the pool still growing during
+        the measured run (5,487 requests/s, against 6,383-6,676 after 5,000 warm-up calls). The peer's
+        processes have served calls before too."""
         def run(server, function):
             def go(requests):
                 return load(server.port, f"/invoke/{function}", {"text": "hi"}, connections, requests, expect=3,
