@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/prctl.h>
+#include <dirent.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -284,4 +285,40 @@ int prefab_epoll_wait(int epoll, int *fds, int capacity) {
         fds[index] = events[index].data.fd;
     }
     return count;
+}
+
+int prefab_directory_has_entries(const char *path) {
+    int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) {
+        return -1;
+    }
+    // Aligned for the kernel's `struct linux_dirent64` records.
+    _Alignas(8) char buffer[1024];
+    int found = 0;
+    for (;;) {
+        long count = syscall(SYS_getdents64, fd, buffer, sizeof buffer);
+        if (count < 0 && errno == EINTR) {
+            continue;
+        }
+        if (count <= 0) {
+            found = count < 0 ? -1 : 0;
+            break;
+        }
+        for (long offset = 0; offset < count;) {
+            struct dirent64 *entry = (struct dirent64 *)(buffer + offset);
+            const char *name = entry->d_name;
+            if (!(name[0] == '.' && (name[1] == 0 || (name[1] == '.' && name[2] == 0)))) {
+                found = 1;
+                break;
+            }
+            offset += entry->d_reclen;
+        }
+        if (found) {
+            break;
+        }
+    }
+    int saved = errno;
+    close(fd);
+    errno = saved;
+    return found;
 }

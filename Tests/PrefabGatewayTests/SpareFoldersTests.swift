@@ -154,4 +154,32 @@ import Testing
         let left = try FileManager.default.contentsOfDirectory(atPath: root.path).sorted()
         #expect(left == [".spare-\(getpid())-7", ".spare-1-1", "not-a-spare"].sorted())
     }
+
+    /// Whether a call left its folder empty decides whether it is kept or listed: a hidden file, a
+    /// name of dots, and an entry past the first read's 1 KiB of records all count; a gone folder
+    /// is unknown.
+    @Test func aFolderHoldsEntriesWhenAnyNameButDotAndDotDotIsInIt() throws {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "has-entries-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
+        try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: root) }
+        #expect(OutputStore.hasEntries(root.path) == false)
+        for name in [".hidden", "...", "plain"] {
+            let file = root.appendingPathComponent(name)
+            FileManager.default.createFile(atPath: file.path, contents: Data())
+            #expect(OutputStore.hasEntries(root.path) == true, "\(name)")
+            try FileManager.default.removeItem(at: file)
+            #expect(OutputStore.hasEntries(root.path) == false, "\(name) removed")
+        }
+        // Many entries made and removed leave a directory whose first records are empty slots.
+        let long = String(repeating: "n", count: 200)
+        for index in 0..<40 {
+            FileManager.default.createFile(
+                atPath: root.appendingPathComponent("\(long)\(index)").path, contents: Data())
+        }
+        for index in 0..<39 { try FileManager.default.removeItem(at: root.appendingPathComponent("\(long)\(index)")) }
+        #expect(OutputStore.hasEntries(root.path) == true)
+        #expect(OutputStore.hasEntries(root.appendingPathComponent("gone").path) == nil)
+        #expect(OutputStore.hasEntries(root.appendingPathComponent("\(long)39").path) == nil)  // a file
+    }
 }

@@ -25,6 +25,11 @@ int prefab_become_subreaper(void);
 /// subreaper (at most `capacity`); the count, or -1.
 int prefab_list_adopted(pid_t *children, int capacity);
 
+/// Whether the directory at `path` holds anything but `.` and `..`: 1, 0, or -1 with errno (it is
+/// gone, say). Reads entries into a buffer on the stack: `opendir` allocates 32 KiB, whose malloc
+/// and free merged the allocator's small free chunks on every call's end.
+int prefab_directory_has_entries(const char *path);
+
 /// Names the calling thread (Linux keeps 15 bytes); 0, or an error number.
 int prefab_set_thread_name(const char *name);
 

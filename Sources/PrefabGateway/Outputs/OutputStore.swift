@@ -1,3 +1,4 @@
+import CProcessSpawn
 import Foundation
 import PrefabKit
 
@@ -95,15 +96,11 @@ struct OutputStore: Sendable {
 
     /// Whether the folder at `path` holds an entry; nil when it cannot be read.
     static func hasEntries(_ path: String) -> Bool? {
-        guard let stream = opendir(path) else { return nil }
-        defer { closedir(stream) }
-        while let entry = readdir(stream) {
-            let isDot = withUnsafeBytes(of: entry.pointee.d_name) { name in
-                name[0] == UInt8(ascii: ".") && (name[1] == 0 || (name[1] == UInt8(ascii: ".") && name[2] == 0))
-            }
-            if !isDot { return true }
+        switch prefab_directory_has_entries(path) {
+        case 1: true
+        case 0: false
+        default: nil
         }
-        return false
     }
 
     /// Removes the output directories of calls that ended (`markEnded`, or last changed) more than
