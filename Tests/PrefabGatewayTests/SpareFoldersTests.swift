@@ -166,7 +166,7 @@ import Testing
         #expect(OutputStore.hasEntries(root.path) == false)
         for name in [".hidden", "...", "plain"] {
             let file = root.appendingPathComponent(name)
-            FileManager.default.createFile(atPath: file.path, contents: Data())
+            #expect(FileManager.default.createFile(atPath: file.path, contents: Data()))
             #expect(OutputStore.hasEntries(root.path) == true, "\(name)")
             try FileManager.default.removeItem(at: file)
             #expect(OutputStore.hasEntries(root.path) == false, "\(name) removed")
@@ -174,8 +174,9 @@ import Testing
         // Many entries made and removed leave a directory whose first records are empty slots.
         let long = String(repeating: "n", count: 200)
         for index in 0..<40 {
-            FileManager.default.createFile(
-                atPath: root.appendingPathComponent("\(long)\(index)").path, contents: Data())
+            #expect(
+                FileManager.default.createFile(
+                    atPath: root.appendingPathComponent("\(long)\(index)").path, contents: Data()))
         }
         for index in 0..<39 { try FileManager.default.removeItem(at: root.appendingPathComponent("\(long)\(index)")) }
         #expect(OutputStore.hasEntries(root.path) == true)
