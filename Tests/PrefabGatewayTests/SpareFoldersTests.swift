@@ -156,8 +156,7 @@ import Testing
     }
 
     /// Whether a call left its folder empty decides whether it is kept or listed: a hidden file, a
-    /// name of dots, and an entry past the first read's 1 KiB of records all count; a gone folder
-    /// is unknown.
+    /// name of dots, and the one entry left of many all count; a gone folder (or a file) is unknown.
     @Test func aFolderHoldsEntriesWhenAnyNameButDotAndDotDotIsInIt() throws {
         let root = FileManager.default.temporaryDirectory.appendingPathComponent(
             "has-entries-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
@@ -171,7 +170,7 @@ import Testing
             try FileManager.default.removeItem(at: file)
             #expect(OutputStore.hasEntries(root.path) == false, "\(name) removed")
         }
-        // Many entries made and removed leave a directory whose first records are empty slots.
+        // More entries than one 1 KiB read holds, all but one removed: the one left counts.
         let long = String(repeating: "n", count: 200)
         for index in 0..<40 {
             #expect(
