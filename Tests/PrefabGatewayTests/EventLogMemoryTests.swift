@@ -38,9 +38,12 @@ import Testing
         }
         let kept = log.keptBytes
         log.stopProducer()
-        // The bound (1.25 MiB, events and their index entries) plus 256 KiB for the chunks at
-        // either end, partly used, and the index's spare capacity. Measured: about 1.49 MB; the
-        // single array this replaced kept 2,454,160 bytes.
-        #expect(kept <= (256 << 10) + (1 << 20) + (256 << 10))
+        // The bound (1.25 MiB, events and their index entries) plus the two chunks at either end,
+        // partly used (2 × 64 KiB), plus the index's spare capacity (at most what it uses: 8 bytes
+        // an event of 45, under 256 KiB). Measured: 1,513,816 bytes in eight quiet runs, and
+        // 1,575,352 once in three on a fresh clone under the whole suite's load (one chunk more
+        // at an end), past the 1.5 MiB this bound was before; the single array this replaced
+        // kept 2,454,160 bytes, which this still fails.
+        #expect(kept <= (256 << 10) + (1 << 20) + 2 * ChunkedBytes.chunkSize + (256 << 10))
     }
 }
