@@ -21,8 +21,9 @@ public final class PrefabContext: Sendable {
 
     /// The invocation's id, the one in the gateway's `/invocations/<id>` URLs.
     public let invocationId: String
+    private let outputPath: @Sendable () -> String
     private let outputURL: @Sendable () -> URL
-    private let makeOutputDirectory: @Sendable (URL) throws -> Void
+    private let makeOutputDirectory: @Sendable (String) throws -> Void
     private let sink: Sink
     private let asyncSink: AsyncSink?
     /// How an async function's `sleep` waits; nil is `Task.sleep`.
@@ -83,29 +84,50 @@ public final class PrefabContext: Sendable {
         asyncSink: AsyncSink? = nil
     ) {
         self.init(
-            invocationId: invocationId, outputDirectory: { outputDirectory }, questionTimeout: questionTimeout,
-            sink: sink, asyncSink: asyncSink)
+            invocationId: invocationId, outputPath: { outputDirectory.path }, outputURL: { outputDirectory },
+            makeOutputDirectory: nil, questionTimeout: questionTimeout, sink: sink, asyncSink: asyncSink, sleeper: nil,
+            waitRefusal: nil)
     }
 
-    /// The output directory's URL is made only when the function asks for it: most calls write no
-    /// file, and making a URL cost a short call several thousand instructions.
-    /// `makeOutputDirectory` makes the folder at that URL on first use (by default one `mkdir`).
+    /// The output directory's path, and its URL, are made only when they are asked for: most
+    /// calls write no file, and a `URL` cost a short call several thousand instructions to make
+    /// and as many for each `path` (a process call needs only the path: callgrind, `echo_py`).
+    /// `makeOutputDirectory` makes the folder at that path on first use (by default one `mkdir`).
     /// `sleeper` is how an async function's ``sleep(for:)`` waits (a gateway's timer of the
     /// thread the function runs on), instead of `Task.sleep`.
-    package init(
+    package convenience init(
         invocationId: String,
-        outputDirectory: @escaping @Sendable () -> URL,
-        makeOutputDirectory: (@Sendable (URL) throws -> Void)? = nil,
+        outputDirectoryPath: @escaping @Sendable () -> String,
+        makeOutputDirectory: (@Sendable (String) throws -> Void)? = nil,
         questionTimeout: Duration? = nil,
         sink: @escaping Sink,
         asyncSink: AsyncSink? = nil,
         sleeper: (@Sendable (Duration) async throws -> Void)? = nil,
         waitRefusal: PrefabError? = nil
     ) {
+        self.init(
+            invocationId: invocationId, outputPath: outputDirectoryPath,
+            outputURL: { URL(fileURLWithPath: outputDirectoryPath(), isDirectory: true) },
+            makeOutputDirectory: makeOutputDirectory, questionTimeout: questionTimeout, sink: sink,
+            asyncSink: asyncSink, sleeper: sleeper, waitRefusal: waitRefusal)
+    }
+
+    private init(
+        invocationId: String,
+        outputPath: @escaping @Sendable () -> String,
+        outputURL: @escaping @Sendable () -> URL,
+        makeOutputDirectory: (@Sendable (String) throws -> Void)?,
+        questionTimeout: Duration?,
+        sink: @escaping Sink,
+        asyncSink: AsyncSink?,
+        sleeper: (@Sendable (Duration) async throws -> Void)?,
+        waitRefusal: PrefabError?
+    ) {
         self.sleeper = sleeper
         self.waitRefusal = waitRefusal
         self.invocationId = invocationId
-        self.outputURL = outputDirectory
+        self.outputPath = outputPath
+        self.outputURL = outputURL
         self.makeOutputDirectory = makeOutputDirectory ?? Self.makeDirectory
         self.questionTimeout = questionTimeout
         self.sink = sink
@@ -204,29 +226,45 @@ public final class PrefabContext: Sendable {
     /// first use so that functions without files cost nothing.
     public var outputDirectory: URL {
         get throws {
-            let url = outputURL()
-            try state.withLock { state in
-                if !state.outputDirectoryCreated {
-                    try makeOutputDirectory(url)
-                    state.outputDirectoryCreated = true
-                }
+            try makeOutputDirectoryIfNeeded()
+            return outputURL()
+        }
+    }
+
+    /// ``outputDirectory``'s path, the folder made as for it.
+    package var outputDirectoryPath: String {
+        get throws {
+            try makeOutputDirectoryIfNeeded()
+            return outputPath()
+        }
+    }
+
+    private func makeOutputDirectoryIfNeeded() throws {
+        try state.withLock { state in
+            if !state.outputDirectoryCreated {
+                try makeOutputDirectory(outputPath())
+                state.outputDirectoryCreated = true
             }
-            return url
         }
     }
 
     /// One `mkdir` when the parent exists (the gateway's case): FileManager's `createDirectory`
     /// also looks the path and its parent up first, which was a tenth of a Python call's gateway time.
-    package static func makeDirectory(_ url: URL) throws {
+    package static func makeDirectory(_ path: String) throws {
         #if canImport(Glibc) || canImport(Darwin)
-            if mkdir(url.path, 0o777) == 0 { return }
+            if mkdir(path, 0o777) == 0 { return }
         #endif
-        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
     }
 
     /// The output directory if the function asked for it, for listing what it wrote.
     public var usedOutputDirectory: URL? {
         state.withLock { $0.outputDirectoryCreated } ? outputURL() : nil
+    }
+
+    /// ``usedOutputDirectory``'s path.
+    package var usedOutputDirectoryPath: String? {
+        state.withLock { $0.outputDirectoryCreated } ? outputPath() : nil
     }
 
     /// The function has returned: messages are refused from now on, and what its cancel

@@ -37,7 +37,7 @@ import Testing
         try Self.withStore { store, _ in
             // Made an hour ago by a call that has just ended.
             let folder = try Self.folder(in: store, age: 3600)
-            store.markEnded(folder.url)
+            store.markEnded(folder.url.path)
             #expect(store.removeExpired(retention: .seconds(60)) { _ in false } == 0)
             #expect(store.removeExpired(retention: .seconds(60), now: Date() + 59) { _ in false } == 0)
             #expect(store.removeExpired(retention: .seconds(60), now: Date() + 61) { _ in false } == 1)

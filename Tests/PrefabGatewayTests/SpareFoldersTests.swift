@@ -86,7 +86,7 @@ import Testing
         try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
         let store = OutputStore(root: root)
         let ended = store.directory(for: InvocationID.make())
-        try PrefabContext.makeDirectory(ended)
+        try PrefabContext.makeDirectory(ended.path)
         return (store, ended)
     }
 
@@ -95,7 +95,7 @@ import Testing
     @Test func theSweepLeavesSparesAlone() throws {
         let (store, ended) = try Self.storeWithAnEndedCall()
         defer { try? FileManager.default.removeItem(at: store.root) }
-        store.spares.keep(ended)
+        store.spares.keep(ended.path)
         let later = Date().addingTimeInterval(3600)
         let spare = try #require(try FileManager.default.contentsOfDirectory(atPath: store.root.path).first)
         #expect(store.removeExpired(retention: .seconds(1), now: later) { _ in false } == 0)
@@ -112,9 +112,9 @@ import Testing
         defer { try? FileManager.default.removeItem(at: store.root) }
         let dayAgo = Date(timeIntervalSinceNow: -86_400)
         try FileManager.default.setAttributes([.modificationDate: dayAgo], ofItemAtPath: ended.path)
-        store.spares.keep(ended)
+        store.spares.keep(ended.path)
         let id = try #require(store.spares.take())
-        try SpareFolders.ensure(store.directory(for: id))
+        try SpareFolders.ensure(store.directoryPath(for: id))
         store.spares.settle(id)
         let attributes = try FileManager.default.attributesOfItem(atPath: store.directory(for: id).path)
         #expect(try #require(attributes[.modificationDate] as? Date) > Date(timeIntervalSinceNow: -60))
@@ -130,10 +130,10 @@ import Testing
         var ended = [first]
         for _ in 1..<300 {
             ended.append(store.directory(for: InvocationID.make()))
-            try PrefabContext.makeDirectory(ended[ended.count - 1])
+            try PrefabContext.makeDirectory(ended[ended.count - 1].path)
         }
         let folders = ended
-        DispatchQueue.concurrentPerform(iterations: folders.count) { index in store.spares.keep(folders[index]) }
+        DispatchQueue.concurrentPerform(iterations: folders.count) { index in store.spares.keep(folders[index].path) }
         let names = Set(try FileManager.default.contentsOfDirectory(atPath: store.root.path))
         #expect(names.count == 300)
         #expect(names.subtracting(ended.map(\.lastPathComponent)).count == SpareFolders.capacity)

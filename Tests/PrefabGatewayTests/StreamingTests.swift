@@ -51,23 +51,27 @@ import Testing
         }
     }
 
-    @Test func aLongerStreamIsWatchedAndClosesItsConnection() async throws {
+    @Test func aLongerStreamClosesItsConnectionWhenTheRequestSaysClose() async throws {
         let probe = Probe()
         let gated = Self.startThenWait("gated", for: probe)
         try await LiveGateway.run([gated]) { gateway in
-            var stream = try await gateway.openStream("gated")
+            var stream = try await gateway.openStream("gated", headers: [.connection: "close"])
             #expect(stream.response.headers["Connection"] == ["close"])
             probe.proceed.signal()
             #expect(try await stream.rest().compactMap(\.prefabEvent).map(\.type) == ["start", "done"])
         }
     }
 
-    @Test func aLongerStreamKeepsItsConnectionForAClientThatAsks() async throws {
+    /// HTTP/1.1 keeps a connection unless the request says `close`, a streamed answer's too: a
+    /// client that sends no `Connection` header (Go's, Rust's, curl) must not pay a new
+    /// connection per stream.
+    @Test(arguments: ["", "Connection: keep-alive\r\n"])
+    func aLongerStreamKeepsItsConnection(header: String) async throws {
         let probe = Probe()
         let gated = Self.startThenWait("gated", for: probe)
         try await LiveGateway.run([gated, Self.count]) { gateway in
             let connection = try RawConnection(port: gateway.port)
-            try connection.sendPost("/invoke/gated", json: #"{"inputs": {}}"#, headers: "Connection: keep-alive\r\n")
+            try connection.sendPost("/invoke/gated", json: #"{"inputs": {}}"#, headers: header)
             let head = try await connection.readOffPool(until: #""type":"start""#).lowercased()
             #expect(head.hasPrefix("http/1.1 200 ok"))
             #expect(head.contains("transfer-encoding: chunked"))
@@ -78,6 +82,35 @@ import Testing
             try connection.sendPost("/invoke/count", json: #"{"inputs": {"n": 1}}"#)
             let next = try await connection.readOffPool(until: #""type":"done""#)
             #expect(next.hasPrefix("HTTP/1.1 200 OK"))
+        }
+    }
+
+    /// An HTTP/1.0 client that did not ask for `keep-alive` reads the answer to the connection's
+    /// end: the stream says `Connection: close` and the connection closes after it. One that asked
+    /// keeps it.
+    @Test func anHTTP10StreamEndsWithItsConnectionUnlessTheClientAskedToKeepIt() async throws {
+        let probe = Probe()
+        let gated = Self.startThenWait("gated", for: probe)
+        try await LiveGateway.run([gated, Self.count]) { gateway in
+            let body = #"{"inputs": {}}"#
+            let request = { (path: String, extra: String) in
+                Array(
+                    "POST \(path) HTTP/1.0\r\nHost: 127.0.0.1\r\n\(extra)Content-Length: \(body.utf8.count)\r\n\r\n\(body)"
+                        .utf8)
+            }
+            let closing = try RawConnection(port: gateway.port)
+            try closing.sendRaw(request("/invoke/gated", ""))
+            let head = try await closing.readOffPool(until: #""type":"start""#)
+            probe.proceed.signal()
+            let answer = try await (head + closing.readToEnd()).lowercased()
+            #expect(answer.contains("connection: close"), "\(answer)")
+            #expect(answer.contains(#""type":"done""#), "\(answer)")
+
+            let keeping = try RawConnection(port: gateway.port)
+            try keeping.sendRaw(request("/invoke/count", "Connection: keep-alive\r\n"))
+            #expect(try await keeping.readOffPool(until: #""type":"done""#).hasPrefix("HTTP/1.1 200 OK"))
+            try keeping.sendRaw(request("/invoke/count", "Connection: keep-alive\r\n"))
+            #expect(try await keeping.readOffPool(until: #""type":"done""#).hasPrefix("HTTP/1.1 200 OK"))
         }
     }
 

@@ -67,7 +67,7 @@ extension Gateway {
             return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(bytes: first)))
         }
         let watch = stuckClientWatch(invocation, channel: context.channel)
-        let keepAlive = Self.asksToKeepAlive(request)
+        let keepAlive = Self.keepsConnection(request)
         if !keepAlive { headers[.connection] = "close" }
         let requestBody = request.body
         let channel = context.channel
@@ -137,7 +137,7 @@ extension Gateway {
             return false
         }
         return try await Self.watchingHangUpSayingClose(
-            context.channel, request.body, keepingConnection: Self.asksToKeepAlive(request),
+            context.channel, request.body, keepingConnection: Self.keepsConnection(request),
             onHangUp: { lease.release() }, read
         ).closesConnection
     }

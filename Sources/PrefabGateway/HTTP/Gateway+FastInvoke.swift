@@ -54,9 +54,9 @@ struct FastCallFields {
 final class FastAnswer: @unchecked Sendable {
     let invocation: Invocation
     let reader: EventLog.Reader
-    /// The request said `Connection: keep-alive`: a streamed answer leaves the connection open.
-    let keepAlive: Bool
-    /// The connection closes after this answer.
+    /// The connection closes after this answer: the request said `Connection: close` (otherwise
+    /// it carries the next request, streamed answers too: `Gateway.keepsConnection`), or a
+    /// pipelined request after it could not be parsed.
     var closesConnection: Bool
     /// How long the stream's current write has waited, once it streams.
     private(set) var watch: WriteWatch?
@@ -65,10 +65,9 @@ final class FastAnswer: @unchecked Sendable {
     private let lease: ReaderLease
     private let heartbeats: HeartbeatTimer
 
-    init(invocation: Invocation, reader: EventLog.Reader, keepAlive: Bool, closesConnection: Bool, gateway: Gateway) {
+    init(invocation: Invocation, reader: EventLog.Reader, closesConnection: Bool, gateway: Gateway) {
         self.invocation = invocation
         self.reader = reader
-        self.keepAlive = keepAlive
         self.closesConnection = closesConnection
         self.lease = ReaderLease(invocation: invocation, reader: reader, grace: gateway.configuration.resumeGrace)
         self.heartbeats = gateway.heartbeats
@@ -151,8 +150,8 @@ extension Gateway {
             return nil
         }
         return FastAnswer(
-            invocation: invocation, reader: reader, keepAlive: Self.asksToKeepAlive(connection: call.connection),
-            closesConnection: Self.contains(call.connection ?? "", "close", ignoringCase: true), gateway: self)
+            invocation: invocation, reader: reader,
+            closesConnection: !Self.keepsConnection(connection: call.connection), gateway: self)
     }
 
     /// Writes the rest of a streamed answer through `sink`, from a task of its own, starting with

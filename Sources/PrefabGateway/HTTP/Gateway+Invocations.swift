@@ -107,7 +107,7 @@ extension Gateway {
         }
 
         let watch = stuckClientWatch(invocation, channel: context.channel)
-        let keepAlive = Self.asksToKeepAlive(request)
+        let keepAlive = Self.keepsConnection(request)
         if !keepAlive { headers[.connection] = "close" }
         let requestBody = request.body
         let channel = context.channel
@@ -193,17 +193,19 @@ extension Gateway {
         return (try await body(), !keepingConnection)
     }
 
-    /// The request asked for its connection to be kept (`Connection: keep-alive`, as browsers,
-    /// Python's requests and most HTTP libraries send): an answer that streamed then leaves it
-    /// open for the next request. Other clients get `Connection: close` after a streamed answer,
-    /// so that one reading the stream to the connection's end (a raw socket) sees it end.
-    static func asksToKeepAlive(_ request: Request) -> Bool {
-        asksToKeepAlive(connection: request.headers[.connection])
+    /// Whether the connection carries the client's next request after an answer that waited: yes
+    /// unless the request said `Connection: close`, as HTTP/1.1 keeps connections by default (an
+    /// HTTP/1.0 request without `keep-alive` arrives with `close` added: `HTTP10ConnectionFilter`).
+    /// Closing after every such answer cost clients that send no `Connection` header (Go's and
+    /// Rust's HTTP clients, curl, the benchmark's) a new connection per streamed call. A client
+    /// that reads a stream to the connection's end sends `Connection: close`.
+    static func keepsConnection(_ request: Request) -> Bool {
+        keepsConnection(connection: request.headers[.connection])
     }
 
     /// The same from the request's `Connection` header.
-    static func asksToKeepAlive(connection: String?) -> Bool {
-        contains(connection ?? "", "keep-alive", ignoringCase: true)
+    static func keepsConnection(connection: String?) -> Bool {
+        !contains(connection ?? "", "close", ignoringCase: true)
     }
 
     func invocation(_ context: GatewayRequestContext) throws -> Invocation {

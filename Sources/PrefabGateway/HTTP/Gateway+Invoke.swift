@@ -414,7 +414,7 @@ extension Gateway {
         }
         let hungUp = PrefabError(.cancelled, "the client disconnected before the answer")
         let answer = try await Self.watchingHangUpSayingClose(
-            context.channel, request.body, keepingConnection: Self.asksToKeepAlive(request),
+            context.channel, request.body, keepingConnection: Self.keepsConnection(request),
             onHangUp: { invocation.context.cancel(hungUp) }
         ) {
             try await promise.futureResult.get()
@@ -520,16 +520,16 @@ extension Gateway {
         if let store {
             mirror = { sequence, message in store.appended(id, sequence: sequence, message: message) }
         }
-        let makeFolder: @Sendable (URL) throws -> Void
-        let folder: @Sendable () -> URL
+        let makeFolder: @Sendable (String) throws -> Void
+        let folder: @Sendable () -> String
         if spare == nil {
-            makeFolder = { [spares = outputs.spares] url in try spares.make(url) }
-            folder = { [outputs] in outputs.directory(for: id) }
+            makeFolder = { [spares = outputs.spares] path in try spares.make(path) }
+            folder = { [outputs] in outputs.directoryPath(for: id) }
         } else {
-            makeFolder = { url in try SpareFolders.ensure(url) }
-            // Asked for three times a process call: built once (each build appends to a URL).
-            let url = outputs.directory(for: id)
-            folder = { url }
+            makeFolder = { path in try SpareFolders.ensure(path) }
+            // Asked for three times a process call: made once.
+            let path = outputs.directoryPath(for: id)
+            folder = { path }
         }
         let invocation = Invocation(
             id: id,
@@ -537,7 +537,7 @@ extension Gateway {
             inputs: inputs,
             baseURL: baseURL,
             owner: owner,
-            outputDirectory: folder,
+            outputDirectoryPath: folder,
             makeOutputDirectory: makeFolder,
             events: EventLog(
                 flowControl: flowControl,
@@ -611,12 +611,12 @@ extension Gateway {
     private func checkOutput(
         _ invocation: Invocation, code: PrefabError.Code?
     ) -> (hasFiles: Bool?, tooLarge: PrefabError?) {
-        guard let directory = invocation.context.usedOutputDirectory else { return (nil, nil) }
-        let hasFiles = OutputStore.hasEntries(directory.path)
+        guard let directory = invocation.context.usedOutputDirectoryPath else { return (nil, nil) }
+        let hasFiles = OutputStore.hasEntries(directory)
         let limit = configuration.maxOutputBytes
         guard code == .outputTooLarge || (hasFiles == true && OutputStore.size(of: directory) > limit)
         else { return (hasFiles, nil) }
-        try? FileManager.default.removeItem(at: directory)
+        try? FileManager.default.removeItem(atPath: directory)
         return (nil, .outputTooLarge(limit: limit))
     }
 
@@ -624,9 +624,9 @@ extension Gateway {
     /// `checkOutput` saw when the function returned (the folder is read once a call, not twice),
     /// nil to look now.
     private func filesEvent(_ invocation: Invocation, hasFiles: Bool?) -> PrefabEvent? {
-        guard let directory = invocation.context.usedOutputDirectory else { return nil }
+        guard let directory = invocation.context.usedOutputDirectoryPath else { return nil }
         outputOwners.record(invocation.id, owner: invocation.owner)
-        switch hasFiles ?? OutputStore.hasEntries(directory.path) {
+        switch hasFiles ?? OutputStore.hasEntries(directory) {
         case false?:
             outputs.spares.keep(directory)
             return nil

@@ -42,8 +42,8 @@ final class Invocation: Sendable {
         inputs: PrefabInputs,
         baseURL: String,
         owner: Int? = nil,
-        outputDirectory: @escaping @Sendable () -> URL,
-        makeOutputDirectory: (@Sendable (URL) throws -> Void)? = nil,
+        outputDirectoryPath: @escaping @Sendable () -> String,
+        makeOutputDirectory: (@Sendable (String) throws -> Void)? = nil,
         events: EventLog,
         questionTimeout: Duration?,
         waitRefusal: PrefabError? = nil,
@@ -57,7 +57,7 @@ final class Invocation: Sendable {
         self.events = events
         self.context = PrefabContext(
             invocationId: id,
-            outputDirectory: outputDirectory,
+            outputDirectoryPath: outputDirectoryPath,
             makeOutputDirectory: makeOutputDirectory,
             questionTimeout: questionTimeout,
             sink: { [events, id] event in

@@ -12,12 +12,20 @@ import PrefabKit
 /// files, how their URLs look, and the one safe way to find a file for `GET /files/...`.
 struct OutputStore: Sendable {
     let root: URL
+    /// `root`'s path: a process call's folder is a path, and building it from `root` cost a call
+    /// several thousand instructions (`URL.appendingPathComponent`, then `URL.path`).
+    let rootPath: String
     /// Empty folders of ended calls, named after the ids of calls to come.
     let spares: SpareFolders
 
     init(root: URL) {
         self.root = root.standardizedFileURL
+        self.rootPath = self.root.path
         self.spares = SpareFolders(root: self.root)
+    }
+
+    func directoryPath(for invocationId: String) -> String {
+        rootPath + "/" + invocationId
     }
 
     func directory(for invocationId: String) -> URL {
@@ -25,8 +33,8 @@ struct OutputStore: Sendable {
     }
 
     /// The files an invocation wrote, as `files` entries with absolute URLs under `baseURL`.
-    func fileEntries(in directory: URL, invocationId: String, baseURL: String) -> [JSONValue] {
-        let files = (try? OutputFile.list(in: directory)) ?? []
+    func fileEntries(in directory: String, invocationId: String, baseURL: String) -> [JSONValue] {
+        let files = (try? OutputFile.list(in: URL(fileURLWithPath: directory, isDirectory: true))) ?? []
         return files.map { file in
             let path = file.name.split(separator: "/").map { Self.percentEncode(String($0)) }.joined(separator: "/")
             return file.jsonValue(url: "\(baseURL)/files/\(invocationId)/\(path)")
@@ -69,9 +77,10 @@ struct OutputStore: Sendable {
 
     /// Bytes of the regular files under `directory`, what its `files` event would list; links are
     /// not followed.
-    static func size(of directory: URL) -> Int {
+    static func size(of directory: String) -> Int {
         let keys: [URLResourceKey] = [.isRegularFileKey, .isSymbolicLinkKey, .fileSizeKey]
-        guard let enumerator = FileManager.default.enumerator(at: directory, includingPropertiesForKeys: keys)
+        let url = URL(fileURLWithPath: directory, isDirectory: true)
+        guard let enumerator = FileManager.default.enumerator(at: url, includingPropertiesForKeys: keys)
         else { return 0 }
         var total = 0
         for case let url as URL in enumerator {
@@ -84,8 +93,8 @@ struct OutputStore: Sendable {
     }
 
     /// Marks the end of a call that wrote files: its folder's retention counts from now.
-    func markEnded(_ directory: URL) {
-        _ = utimensat(AT_FDCWD, directory.path, nil, 0)
+    func markEnded(_ directory: String) {
+        _ = utimensat(AT_FDCWD, directory, nil, 0)
     }
 
     /// True when `directory` holds no entry (or cannot be read): the usual end of a call, told

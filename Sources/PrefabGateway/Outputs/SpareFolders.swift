@@ -53,39 +53,39 @@ final class SpareFolders: Sendable {
         state.withLock { $0.held.contains(name) }
     }
 
-    /// Makes the folder at `url`, from a spare one when there is one.
-    func make(_ url: URL) throws {
+    /// Makes the folder at `path`, from a spare one when there is one.
+    func make(_ path: String) throws {
         while let spare = state.withLock({ state -> String? in
             guard let spare = state.ready.popLast() else { return nil }
             state.held.remove(spare)
             return spare
         }) {
-            if rename(root + "/" + spare, url.path) == 0 {
-                Self.markStarted(url)
+            if rename(root + "/" + spare, path) == 0 {
+                Self.markStarted(path)
                 return
             }
         }
-        try PrefabContext.makeDirectory(url)
+        try PrefabContext.makeDirectory(path)
     }
 
     /// Makes sure the folder of a taken id is there (made when it became a spare; made again if
     /// something removed it), dated now.
-    static func ensure(_ url: URL) throws {
-        if markStarted(url) { return }
-        try PrefabContext.makeDirectory(url)
+    static func ensure(_ path: String) throws {
+        if markStarted(path) { return }
+        try PrefabContext.makeDirectory(path)
     }
 
     /// Dates a reused folder now, as a new one would be: a rename keeps a folder's time, and the
     /// sweep of another gateway sharing `--data` removes folders by age (it does not see this
     /// one's calls running). False when there is no folder at `url`.
     @discardableResult
-    private static func markStarted(_ url: URL) -> Bool {
-        utimensat(AT_FDCWD, url.path, nil, 0) == 0
+    private static func markStarted(_ path: String) -> Bool {
+        utimensat(AT_FDCWD, path, nil, 0) == 0
     }
 
     /// Keeps `directory`, which its call left empty, for a later call: renamed to a new id, or
     /// left where it is (for the sweep) when there are enough.
-    func keep(_ directory: URL) {
+    func keep(_ directory: String) {
         let id = InvocationID.make()
         let room: Bool = state.withLock { state in
             guard state.ready.count + state.arriving < Self.capacity else { return false }
@@ -94,7 +94,7 @@ final class SpareFolders: Sendable {
             return true
         }
         guard room else { return }
-        let renamed = rename(directory.path, root + "/" + id) == 0
+        let renamed = rename(directory, root + "/" + id) == 0
         state.withLock { state in
             state.arriving -= 1
             if renamed { state.ready.append(id) } else { state.held.remove(id) }

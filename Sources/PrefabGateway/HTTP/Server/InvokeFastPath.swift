@@ -259,10 +259,7 @@ final class InvokeFastPath: ChannelDuplexHandler, RemovableChannelHandler {
             answered(end: end, context: context)
             return
         }
-        if !answer.keepAlive {
-            headers[.connection] = "close"
-            answer.closesConnection = true
-        }
+        if answer.closesConnection { headers[.connection] = "close" }
         context.write(wrapOutboundOut(.head(HTTPResponse(status: .ok, headerFields: headers))), promise: nil)
         let handler = loopBound(context)
         answer.streamBegan(

@@ -51,7 +51,7 @@ final class ChildProcess: Sendable {
     static func start(
         _ launch: ProcessLaunch,
         runtime: ProcessRuntime,
-        invocation: (id: String, outputDirectory: URL, function: String)?
+        invocation: (id: String, outputDirectory: String, function: String)?
     ) throws -> ChildProcess {
         guard let executable = resolveExecutable(launch.executable) else {
             throw PrefabError(.prefabStartFailed, "'\(launch.executable)' was not found or is not executable")
@@ -125,7 +125,7 @@ final class ChildProcess: Sendable {
     /// own variables. Nothing else of the gateway's environment (its secrets) reaches a prefab.
     private static func environment(
         _ launch: ProcessLaunch,
-        invocation: (id: String, outputDirectory: URL, function: String)?
+        invocation: (id: String, outputDirectory: String, function: String)?
     ) -> [String: String] {
         let parent = ProcessInfo.processInfo.environment
         var environment = [
@@ -137,7 +137,7 @@ final class ChildProcess: Sendable {
         // A warm child starts before its invocation; the runner sets these from the call.
         if let invocation {
             environment["PREFAB_INVOCATION_ID"] = invocation.id
-            environment["PREFAB_OUTPUT_DIR"] = invocation.outputDirectory.path
+            environment["PREFAB_OUTPUT_DIR"] = invocation.outputDirectory
             environment["PREFAB_FUNCTION"] = invocation.function
         }
         if launch.kind == .python {

@@ -23,7 +23,7 @@ struct ProcessCall {
     /// Runs the child to its end. Streaming: yields its events and returns nil. Non-streaming:
     /// returns its result.
     func run(inputs: PrefabInputs, warm: ChildProcess? = nil) throws -> JSONValue? {
-        let outputDirectory = try context.outputDirectory
+        let outputDirectory = try context.outputDirectoryPath
         let child =
             try warm
             ?? ChildProcess.start(
@@ -55,7 +55,7 @@ struct ProcessCall {
     /// next call; one that is cancelled, times out, breaks the protocol, or whose worker dies or is
     /// stopped for its output, ends the worker, and the pool replaces it.
     func run(inputs: PrefabInputs, on pool: WorkerPool) throws -> JSONValue? {
-        let outputDirectory = try context.outputDirectory
+        let outputDirectory = try context.outputDirectoryPath
         let worker = try pool.acquire(for: context)
         let child = worker.child
         let number = worker.beginCall()
@@ -104,10 +104,10 @@ struct ProcessCall {
     }
 
     /// The call's line on the child's stdin.
-    private func callLine(_ inputs: PrefabInputs, _ outputDirectory: URL, number: Int? = nil) -> JSONValue {
+    private func callLine(_ inputs: PrefabInputs, _ outputDirectory: String, number: Int? = nil) -> JSONValue {
         var line: [String: JSONValue] = [
             "function": .string(function), "inputs": inputs.jsonValue, "invocation_id": .string(context.invocationId),
-            "output_dir": .string(outputDirectory.path), "streaming": .bool(streaming),
+            "output_dir": .string(outputDirectory), "streaming": .bool(streaming),
             "question_timeout_seconds": context.questionTimeout.map { .double($0.seconds) } ?? .null,
             "max_output_bytes": .int(runtime.options.maxOutputBytes),
         ]
@@ -119,7 +119,7 @@ struct ProcessCall {
     /// the limit: a command has no file size limit of its own, and a full disk hurts every call.
     /// The call is not cancelled: what the child printed before is still relayed, and the
     /// gateway's check of the folder at the end turns the call's end into `OUTPUT_TOO_LARGE`.
-    private func watchOutput(_ directory: URL, of child: ChildProcess) -> OutputWatch {
+    private func watchOutput(_ directory: String, of child: ChildProcess) -> OutputWatch {
         let limit = runtime.options.maxOutputBytes
         return OutputWatch {
             // The sweep at the child's exit reads /proc's children lists, which can miss a child
