@@ -84,25 +84,36 @@ final class InvokeFastPath: ChannelDuplexHandler, RemovableChannelHandler {
         if case .body(let buffer) = part { pendingBytes += buffer.readableBytes }
     }
 
+    /// A switch over `(state, part)` copied both into a tuple and destroyed it: about 2.5% of a
+    /// short call's instructions (callgrind, `echo_py`).
     private func handle(_ part: HTTPRequestPart, context: ChannelHandlerContext) {
-        switch (state, part) {
-        case (.idle, .head(let head)):
-            guard let call = gateway.fastCall(for: head, allowedAuthority: allowedAuthority) else {
+        switch state {
+        case .idle:
+            guard case .head(let head) = part,
+                let call = gateway.fastCall(for: head, allowedAuthority: allowedAuthority)
+            else {
                 passThrough([part], context: context)
                 return
             }
             allowedAuthority = head.authority
             state = .reading(call)
-        case (.reading(var call), .body(let buffer)):
-            guard call.body.readableBytes + buffer.readableBytes <= gateway.configuration.maxBodyBytes else {
-                // Hummingbird answers 413.
-                passThrough(call.parts + [part], context: context)
-                return
+        case .reading(var call):
+            switch part {
+            case .body(let buffer):
+                guard call.body.readableBytes + buffer.readableBytes <= gateway.configuration.maxBodyBytes else {
+                    // Hummingbird answers 413.
+                    passThrough(call.parts + [part], context: context)
+                    return
+                }
+                // Not held twice while it grows, which would copy the body.
+                state = .idle
+                call.body.writeImmutableBuffer(buffer)
+                state = .reading(call)
+            case .end:
+                start(call, context: context)
+            case .head:
+                passThrough([part], context: context)
             }
-            call.body.writeImmutableBuffer(buffer)
-            state = .reading(call)
-        case (.reading(let call), .end):
-            start(call, context: context)
         default:
             passThrough([part], context: context)
         }
