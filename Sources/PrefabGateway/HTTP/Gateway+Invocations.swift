@@ -195,7 +195,7 @@ extension Gateway {
 
     /// Whether the connection carries the client's next request after an answer that waited: yes
     /// unless the request said `Connection: close`, as HTTP/1.1 keeps connections by default (an
-    /// HTTP/1.0 request without `keep-alive` arrives with `close` added: `HTTP10ConnectionFilter`).
+    /// HTTP/1.0 request without `keep-alive` arrives with `close` added: `RequestHeadFilter`).
     /// Closing after every such answer cost clients that send no `Connection` header (Go's and
     /// Rust's HTTP clients, curl, the benchmark's) a new connection per streamed call. A client
     /// that reads a stream to the connection's end sends `Connection: close`.

@@ -41,8 +41,7 @@ struct QuiescingChannel<Inner: ServerChildChannel>: ServerChildChannel {
             try channel.pipeline.syncOperations.addHandler(FirstRequestErrorCatcher())
             let decoder = try channel.pipeline.syncOperations.handler(
                 type: ByteToMessageHandler<HTTPRequestDecoder>.self)
-            try channel.pipeline.syncOperations.addHandler(UnknownUpgradeFilter(), position: .after(decoder))
-            try channel.pipeline.syncOperations.addHandler(HTTP10ConnectionFilter(), position: .after(decoder))
+            try channel.pipeline.syncOperations.addHandler(RequestHeadFilter(), position: .after(decoder))
             return Value(inner: value, gate: gate)
         }
     }
