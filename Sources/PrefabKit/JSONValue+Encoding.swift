@@ -156,21 +156,7 @@ extension JSONValue {
 
     /// Writes decimal digits without going through `String`, since integers are frequent in events.
     static func appendInteger(_ value: Int, to bytes: inout [UInt8]) {
-        var magnitude = value.magnitude
-        if value < 0 { bytes.append(UInt8(ascii: "-")) }
-        if magnitude < 10 {
-            bytes.append(UInt8(ascii: "0") &+ UInt8(truncatingIfNeeded: magnitude))
-            return
-        }
-        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 20) { digits in
-            var position = digits.count
-            while magnitude > 0 {
-                position -= 1
-                digits[position] = UInt8(ascii: "0") &+ UInt8(truncatingIfNeeded: magnitude % 10)
-                magnitude /= 10
-            }
-            bytes.append(contentsOf: UnsafeBufferPointer(rebasing: digits[position...]))
-        }
+        ByteWriter.append(capacity: ByteWriter.integerBytes, to: &bytes) { $0.writeInteger(value) }
     }
 
     /// Shortest round-trip form (`1.5`, `3.0`, `1e-05`); JSON has no NaN or infinity, so those become `null`.
@@ -184,16 +170,42 @@ extension JSONValue {
 
     // MARK: - Strings
 
+    /// A short string is written through a stack buffer in one append; a long one in runs
+    /// copied straight from it, without a second copy.
     private static func appendEscaped(_ utf8: UnsafeBufferPointer<UInt8>, to bytes: inout [UInt8]) {
-        bytes.append(UInt8(ascii: "\""))
-        guard let base = utf8.baseAddress else {
-            bytes.append(UInt8(ascii: "\""))
+        let bound = ByteWriter.jsonStringBytes(count: utf8.count)
+        if bound <= stackStringBytes {
+            ByteWriter.append(capacity: bound, to: &bytes) { $0.writeJSONString(utf8) }
             return
         }
-        let count = utf8.count
-        let raw = UnsafeRawPointer(base)
+        bytes.append(UInt8(ascii: "\""))
         var runStart = 0
         var position = 0
+        while let (at, length) = nextEscape(in: utf8, from: position) {
+            bytes.append(contentsOf: UnsafeBufferPointer(rebasing: utf8[runStart..<at]))
+            if length == 3 {
+                appendASCII(utf8[at + 2] == 0xA8 ? "\\u2028" : "\\u2029", to: &bytes)
+            } else {
+                ByteWriter.append(capacity: 6, to: &bytes) { $0.writeEscape(of: utf8[at]) }
+            }
+            position = at + length
+            runStart = position
+        }
+        bytes.append(contentsOf: UnsafeBufferPointer(rebasing: utf8[runStart...]))
+        bytes.append(UInt8(ascii: "\""))
+    }
+
+    /// The largest escaped string written through a stack buffer.
+    static let stackStringBytes = 1024
+
+    /// The next byte at or after `position` that JSON text must escape, and how many bytes its
+    /// escape replaces: 1, or 3 for U+2028 and U+2029 (which break JavaScript consumers); nil
+    /// when there is none. Skips eight bytes at a time where none of them can need it.
+    static func nextEscape(in utf8: UnsafeBufferPointer<UInt8>, from position: Int) -> (at: Int, length: Int)? {
+        guard let base = utf8.baseAddress else { return nil }
+        let count = utf8.count
+        let raw = UnsafeRawPointer(base)
+        var position = position
         while position < count {
             if position &+ 8 <= count {
                 // Skip eight bytes at once unless one is a control byte, '"', '\' or 0xE2 (lead of U+2028/U+2029).
@@ -213,49 +225,18 @@ extension JSONValue {
             // Something in the next eight bytes may need escaping: look at them one by one.
             let windowEnd = min(position &+ 8, count)
             while position < windowEnd {
-                let byte = base[position]
-                let escapeLength: Int
-                switch byte {
+                switch base[position] {
                 case UInt8(ascii: "\""), UInt8(ascii: "\\"), ..<0x20:
-                    escapeLength = 1
+                    return (position, 1)
                 case 0xE2
                 where position &+ 2 < count && base[position &+ 1] == 0x80
                     && (base[position &+ 2] == 0xA8 || base[position &+ 2] == 0xA9):
-                    escapeLength = 3
+                    return (position, 3)
                 default:
                     position &+= 1
-                    continue
                 }
-                bytes.append(contentsOf: UnsafeBufferPointer(start: base + runStart, count: position &- runStart))
-                appendEscape(forLeadByte: byte, lastByte: base[position &+ escapeLength &- 1], to: &bytes)
-                position &+= escapeLength
-                runStart = position
             }
         }
-        bytes.append(contentsOf: UnsafeBufferPointer(start: base + runStart, count: count &- runStart))
-        bytes.append(UInt8(ascii: "\""))
-    }
-
-    private static func appendEscape(forLeadByte byte: UInt8, lastByte: UInt8, to bytes: inout [UInt8]) {
-        let backslash = UInt8(ascii: "\\")
-        switch byte {
-        case UInt8(ascii: "\""): bytes.append(backslash); bytes.append(UInt8(ascii: "\""))
-        case UInt8(ascii: "\\"): bytes.append(backslash); bytes.append(backslash)
-        case 0x0A: bytes.append(backslash); bytes.append(UInt8(ascii: "n"))
-        case 0x0D: bytes.append(backslash); bytes.append(UInt8(ascii: "r"))
-        case 0x09: bytes.append(backslash); bytes.append(UInt8(ascii: "t"))
-        case 0x08: bytes.append(backslash); bytes.append(UInt8(ascii: "b"))
-        case 0x0C: bytes.append(backslash); bytes.append(UInt8(ascii: "f"))
-        case 0xE2:
-            // U+2028 LINE SEPARATOR or U+2029 PARAGRAPH SEPARATOR.
-            appendASCII(lastByte == 0xA8 ? "\\u2028" : "\\u2029", to: &bytes)
-        default:
-            let hexDigits: StaticString = "0123456789abcdef"
-            appendASCII("\\u00", to: &bytes)
-            hexDigits.withUTF8Buffer { digits in
-                bytes.append(digits[Int(byte >> 4)])
-                bytes.append(digits[Int(byte & 0x0F)])
-            }
-        }
+        return nil
     }
 }

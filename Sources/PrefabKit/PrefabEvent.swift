@@ -186,6 +186,66 @@ extension PrefabEvent {
         bytes.append(UInt8(ascii: "}"))
     }
 
+    /// Appends the SSE message of the usual event (no members but `type` and a `data` that is a
+    /// string, an integer, a boolean, null or absent, a few hundred bytes at most) through a stack
+    /// buffer, in one append; false, with nothing written, for any other. A fast stream's events
+    /// are all of this kind, and were 40% of its producer's instructions when written piece by piece.
+    func appendSmallSSEMessage(id: Int, to bytes: inout [UInt8]) -> Bool {
+        let type = type
+        guard otherFields.isEmpty, type.utf8.count <= Self.smallTypeBytes else { return false }
+        let head = Self.framingBytes + ByteWriter.jsonStringBytes(count: type.utf8.count)
+        // Each writer closure captures plain values only: capturing the event copied it twice.
+        switch data {
+        case nil:
+            ByteWriter.append(capacity: head, to: &bytes) { writer in
+                Self.writeHead(id: id, type: type, data: false, to: &writer)
+                writer.write("}\n\n")
+            }
+        case .int(let value):
+            ByteWriter.append(capacity: head + ByteWriter.integerBytes, to: &bytes) { writer in
+                Self.writeHead(id: id, type: type, data: true, to: &writer)
+                writer.writeInteger(value)
+                writer.write("}\n\n")
+            }
+        case .bool(let value):
+            ByteWriter.append(capacity: head + 5, to: &bytes) { writer in
+                Self.writeHead(id: id, type: type, data: true, to: &writer)
+                writer.write(value ? "true}\n\n" : "false}\n\n")
+            }
+        case .null:
+            ByteWriter.append(capacity: head + 4, to: &bytes) { writer in
+                Self.writeHead(id: id, type: type, data: true, to: &writer)
+                writer.write("null}\n\n")
+            }
+        case .string(let text):
+            let capacity = head + ByteWriter.jsonStringBytes(count: text.utf8.count)
+            guard capacity <= Self.smallMessageBytes else { return false }
+            ByteWriter.append(capacity: capacity, to: &bytes) { writer in
+                Self.writeHead(id: id, type: type, data: true, to: &writer)
+                writer.writeJSONString(text)
+                writer.write("}\n\n")
+            }
+        default:
+            return false
+        }
+        return true
+    }
+
+    /// `id: `, the id, `\ndata: {"type":`, `,"data":` and `}\n\n`.
+    private static let framingBytes = 4 + ByteWriter.integerBytes + 15 + 8 + 3
+    private static let smallTypeBytes = 64
+    /// The largest message `appendSmallSSEMessage` writes through its stack buffer.
+    private static let smallMessageBytes = 1024
+
+    /// `id: <id>\ndata: {"type":<type>`, and `,"data":` when the event has data.
+    private static func writeHead(id: Int, type: String, data: Bool, to writer: inout ByteWriter) {
+        writer.write("id: ")
+        writer.writeInteger(id)
+        writer.write("\ndata: {\"type\":")
+        writer.writeJSONString(type)
+        if data { writer.write(#","data":"#) }
+    }
+
     /// ``appendJSON(to:)`` of the event with one more member, `key` (not `type` or `data`), set
     /// to `value`: the gateway adds `invocation_id` to a call's first event this way. Without
     /// other members than `data`, written in place, without the copy and sort of a dictionary.

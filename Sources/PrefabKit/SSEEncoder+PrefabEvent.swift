@@ -3,6 +3,7 @@ extension SSEEncoder {
     ///
     /// Compact JSON escapes every line break, so the event is written straight into `bytes`.
     public static func appendEvent(_ event: PrefabEvent, id: Int, to bytes: inout [UInt8]) {
+        if event.appendSmallSSEMessage(id: id, to: &bytes) { return }
         JSONValue.appendASCII("id: ", to: &bytes)
         JSONValue.appendInteger(id, to: &bytes)
         JSONValue.appendASCII("\ndata: ", to: &bytes)

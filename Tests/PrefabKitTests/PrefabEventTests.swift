@@ -219,6 +219,34 @@ struct PrefabEventSSETests {
         #expect(String(decoding: bytes, as: UTF8.self) == "id: 7\ndata: {\"type\":\"content\",\"data\":\"a\\nb\"}\n\n")
     }
 
+    /// The usual events (a `data` that is a string, a number, a boolean or null, or none) are
+    /// written through a stack buffer in one go; every other through `appendJSON`. Both must
+    /// give the same frame, at the sizes either side of the stack buffer's (1,024 bytes).
+    @Test(
+        "a small event's frame is its JSON, as appendJSON writes it, between its id and a blank line",
+        arguments: [
+            PrefabEvent(type: "start"), .content(""), .content("x"), .content("quote \" \\ \n \u{1} \u{2028} é 😀"),
+            .content(String(repeating: "a", count: 160)), .content(String(repeating: "a", count: 161)),
+            .content(String(repeating: "\u{1}", count: 26)), .content(String(repeating: "\u{1}", count: 27)),
+            .content(String(repeating: "a", count: 5000)), .done(0), .done(9), .done(10), .done(-7),
+            .done(.int(.max)), .done(.int(.min)), .done(true), .done(false), .done(.null), .done(2.5),
+            PrefabEvent("type \"with\" quotes\n", data: "x"), PrefabEvent(String(repeating: "t", count: 70), data: 1),
+            PrefabEvent(type: "tool_call", fields: ["data": "x", "step": 2]),
+        ]
+    )
+    func smallEventFrame(event: PrefabEvent) throws {
+        for id in [1, 9, 10, 123_456_789, Int.max] {
+            var bytes = Array("before".utf8)
+            SSEEncoder.appendEvent(event, id: id, to: &bytes)
+            #expect(String(decoding: bytes, as: UTF8.self) == "beforeid: \(id)\ndata: \(event.jsonString)\n\n")
+            // And read back by the parser, which shares no code with either writer.
+            var parser = SSEParser()
+            let message = try #require(parser.feed(bytes.dropFirst(6)).first)
+            #expect(message.lastEventId == String(id))
+            #expect(PrefabEvent(json: try JSONValue(parsing: message.data)) == event)
+        }
+    }
+
     @Test("events survive encode, parse in one chunk, and decode")
     func roundTripOneChunk() throws {
         var parser = SSEParser()

@@ -540,6 +540,7 @@ final class EventLog: @unchecked Sendable {
     /// whether taken or not).
     private func trimHistory(keepingUntaken: Bool) {
         let protected = keepingUntaken ? min(taken, last) : last
+        let oldest = firstKept
         while firstKept <= protected,
             endOffset(of: protected) - head + (protected - firstKept + 1) * Self.indexBytes > historyBytes
         {
@@ -547,7 +548,8 @@ final class EventLog: @unchecked Sendable {
             headIndex += 1
             firstKept += 1
         }
-        compact(force: false)
+        // Nothing dropped, nothing to free (the usual case: called for every event).
+        if firstKept != oldest { compact(force: false) }
     }
 
     /// The last event after `after` that ends within `limit` bytes of it (at least the next one).
