@@ -134,7 +134,7 @@ private final class CollectedEvents: @unchecked Sendable {
 
     func append(_ event: PrefabEvent) {
         events.withLock { $0.append(event) }
-        if event.type == PrefabEvent.question { onQuestion?(event) }
+        if event.isQuestion { onQuestion?(event) }
     }
 
     var all: [PrefabEvent] { events.withLock { $0 } }

@@ -203,7 +203,7 @@ public final class PrefabContext: Sendable {
         }
         if ended.load(ordering: .acquiring) { throw Self.streamEnded }
         // Recorded before the client can see it, so that its answer is always accepted.
-        if event.type == PrefabEvent.question { inbox.questionAsked(event) }
+        if event.isQuestion { inbox.questionAsked(event) }
         return true
     }
 

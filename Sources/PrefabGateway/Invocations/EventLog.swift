@@ -88,17 +88,7 @@ final class EventLog: @unchecked Sendable {
 
     // All state below is guarded by `condition`'s lock; the producer waits on it under flow control.
     private let condition = AdaptiveCondition()
-    /// SSE messages, by their offset among all bytes ever appended; those before `head` were dropped.
-    private var bytes = ChunkedBytes()
-    private var head = 0
-    /// The end offset in `bytes` of each kept event, oldest first, from index `headIndex`.
-    private var ends: [Int] = []
-    private var headIndex = 0
-    /// The sequence number of the oldest kept event.
-    private var firstKept = 1
-    private var last = 0
-    /// The furthest any reader has taken: flow control and history count from here.
-    private var taken = 0
+    private var kept: KeptEvents
     private var finished = false
     private var producerStopped = false
     /// The gateway has sent its closing events (or the invocation finished): a function's event
@@ -118,7 +108,6 @@ final class EventLog: @unchecked Sendable {
     private let waitRefusal: PrefabError?
     private let maxEvents: Int
     private let maxBytes: Int
-    private let historyBytes: Int
     /// Sees each message as it is appended, with its number (the shared store's copy).
     private let mirror: (@Sendable (_ sequence: Int, _ message: [UInt8]) -> Void)?
     /// Untaken bytes that end the wait for a quick answer.
@@ -130,8 +119,6 @@ final class EventLog: @unchecked Sendable {
     /// counted with the events so that the bound on finished invocations' bytes covers it. A
     /// kept `echo` call measured about 2.1 KB of RSS in all, its events included.
     static let overheadBytes = 2048
-    /// The index entry (end offset) kept per event, counted with the event's bytes in the bounds.
-    private static let indexBytes = MemoryLayout<Int>.stride
     /// The largest scratch buffer kept between events.
     private static let scratchKeptBytes = 64 * 1024
     /// Room for a usual message (a call's first event, a progress event: under 100 bytes),
@@ -151,7 +138,7 @@ final class EventLog: @unchecked Sendable {
         self.flowControl = flowControl
         self.maxEvents = max(1, maxEvents)
         self.maxBytes = max(1, maxBytes)
-        self.historyBytes = max(0, historyBytes)
+        self.kept = KeptEvents(flowControl: flowControl, historyBytes: historyBytes)
     }
 
     // MARK: Producer (a function's thread)
@@ -246,7 +233,7 @@ final class EventLog: @unchecked Sendable {
         condition.lock()
         // Encoded under the lock, as its number is only known here; a producer waiting for room
         // wakes up to find the log closed.
-        encode(last + 1, &message)
+        encode(kept.last + 1, &message)
         closed = true
         let wake = append(message)
         wakeProducers()
@@ -263,8 +250,7 @@ final class EventLog: @unchecked Sendable {
         var wake = Wakeups(readers: takeWaiters())
         wake.completion = completionWaiter.take()
         // A finished log is kept for a while: give back what it no longer needs.
-        trimHistory(keepingUntaken: true)
-        compact(force: true)
+        kept.shrinkFinished()
         condition.unlock()
         wake.resume()
         // Nor the producers' scratch buffer: no event is appended after the end.
@@ -283,28 +269,18 @@ final class EventLog: @unchecked Sendable {
     var count: Int {
         condition.lock()
         defer { condition.unlock() }
-        return last
+        return kept.last
     }
 
-    private var isFull: Bool {
-        let untaken = last - max(taken, firstKept - 1)
-        return last - taken >= maxEvents
-            || bytes.end - endOffset(of: max(taken, firstKept - 1)) + untaken * Self.indexBytes >= maxBytes
-    }
+    private var isFull: Bool { kept.isFull(maxEvents: maxEvents, maxBytes: maxBytes) }
 
     /// Appends `message` as the next event; returns whom to wake.
     private func append(_ message: [UInt8]) -> Wakeups {
-        bytes.append(message)
-        // Room for a short call's events at once (grown from one, twice for `echo`'s three).
-        if ends.isEmpty { ends.reserveCapacity(8) }
-        ends.append(bytes.end)
-        last += 1
-        mirror?(last, message)
-        if !flowControl { taken = last }
-        trimHistory(keepingUntaken: flowControl)
+        kept.append(message)
+        if let mirror { mirror(kept.last, message) }
         var wake = Wakeups(readers: takeWaiters())
         // A function that has already produced this much is no quick answer: start streaming.
-        if completionWaiter != nil, bytes.end - head >= Self.streamWithoutWaitingBytes {
+        if completionWaiter != nil, kept.byteCount >= Self.streamWithoutWaitingBytes {
             wake.completion = completionWaiter.take()
         }
         return wake
@@ -332,21 +308,21 @@ final class EventLog: @unchecked Sendable {
     var finalCount: Int? {
         condition.lock()
         defer { condition.unlock() }
-        return finished ? last : nil
+        return finished ? kept.last : nil
     }
 
     /// The sequence number of the oldest event still kept (1 while nothing was dropped).
     var oldestKept: Int {
         condition.lock()
         defer { condition.unlock() }
-        return firstKept
+        return kept.firstKept
     }
 
     /// The memory the kept events take, roughly, with the invocation's own objects.
     var keptBytes: Int {
         condition.lock()
         defer { condition.unlock() }
-        return bytes.capacity + ends.capacity * MemoryLayout<Int>.stride + Self.overheadBytes
+        return kept.capacity + Self.overheadBytes
     }
 
     fileprivate func next(_ reader: Reader, into out: inout [UInt8]) async -> Batch {
@@ -368,21 +344,16 @@ final class EventLog: @unchecked Sendable {
         condition.lock()
         defer { condition.unlock() }
         if reader.detached { return .finished }
+        let firstKept = kept.firstKept
         if reader.after < firstKept - 1 {
             Self.appendGap(first: reader.after + 1, last: firstKept - 1, to: &out)
             reader.after = firstKept - 1
         }
-        if reader.after < last {
-            let from = endOffset(of: reader.after)
-            let upTo = bytes.end - from <= limit ? last : lastEvent(endingWithin: limit, after: reader.after)
-            bytes.copy(from: from, to: endOffset(of: upTo), into: &out)
-            reader.after = upTo
+        if reader.after < kept.last {
+            let taken = kept.taken
+            reader.after = kept.take(after: reader.after, limit: limit, into: &out)
             reader.activeSinceHeartbeat = true
-            if upTo > taken {
-                taken = upTo
-                trimHistory(keepingUntaken: flowControl)
-                wakeProducers()
-            }
+            if kept.taken > taken { wakeProducers() }
             return .events
         }
         if !out.isEmpty { return .events }
@@ -404,12 +375,12 @@ final class EventLog: @unchecked Sendable {
         _ = poll(reader, into: &out, limit: whole ? .max : EventLog.batchBytes)
         condition.lock()
         defer { condition.unlock() }
-        return finished && reader.after == last
+        return finished && reader.after == kept.last
     }
 
     fileprivate func park(_ reader: Reader, _ waiter: ReaderWaiter) {
         condition.lock()
-        if reader.detached || reader.after < last || finished || reader.wakeRequested {
+        if reader.detached || reader.after < kept.last || finished || reader.wakeRequested {
             condition.unlock()
             waiter.resume()
         } else {
@@ -478,7 +449,7 @@ final class EventLog: @unchecked Sendable {
     @discardableResult
     func whenFinished(then: @escaping @Sendable () -> Void) -> Bool {
         condition.lock()
-        if finished || bytes.end - head >= Self.streamWithoutWaitingBytes {
+        if finished || kept.byteCount >= Self.streamWithoutWaitingBytes {
             condition.unlock()
             then()
             return false
@@ -524,65 +495,10 @@ final class EventLog: @unchecked Sendable {
 
         func resume() {
             for reader in readers { reader.resume() }
-            completion?.timer?.cancel()
-            completion?.then()
+            guard let completion else { return }
+            completion.timer?.cancel()
+            completion.then()
         }
-    }
-
-    // MARK: Storage
-
-    /// Where the event `sequence` ends in `bytes` (`head` for the one before the oldest kept).
-    private func endOffset(of sequence: Int) -> Int {
-        sequence < firstKept ? head : ends[headIndex + sequence - firstKept]
-    }
-
-    /// Drops the oldest taken events beyond `historyBytes` (and, for a finished log, beyond it
-    /// whether taken or not).
-    private func trimHistory(keepingUntaken: Bool) {
-        let protected = keepingUntaken ? min(taken, last) : last
-        let oldest = firstKept
-        while firstKept <= protected,
-            endOffset(of: protected) - head + (protected - firstKept + 1) * Self.indexBytes > historyBytes
-        {
-            head = ends[headIndex]
-            headIndex += 1
-            firstKept += 1
-        }
-        // Nothing dropped, nothing to free (the usual case: called for every event).
-        if firstKept != oldest { compact(force: false) }
-    }
-
-    /// The last event after `after` that ends within `limit` bytes of it (at least the next one).
-    private func lastEvent(endingWithin limit: Int, after: Int) -> Int {
-        let from = endOffset(of: after)
-        var low = after + 1
-        var high = last
-        while low < high {
-            let middle = (low + high + 1) / 2
-            if endOffset(of: middle) - from <= limit { low = middle } else { high = middle - 1 }
-        }
-        return low
-    }
-
-    /// Frees the chunks of dropped events, and the dropped events' offsets once they are many, so
-    /// that trimming stays linear overall; `force` (a finished log) also gives back spare capacity.
-    private func compact(force: Bool) {
-        bytes.drop(before: head)
-        if !force {
-            // In place, once an eighth is dropped: the index then stays within its live entries'
-            // next power of two (it was up to four times their size, 400 KB of a stalled stream).
-            guard headIndex >= 1024 && headIndex * 8 >= ends.count else { return }
-            ends.removeFirst(headIndex)
-            headIndex = 0
-            return
-        }
-        bytes.shrink()
-        guard headIndex > 0 || ends.capacity > ends.count + 16 else { return }
-        var kept: [Int] = []
-        kept.reserveCapacity(ends.count - headIndex)
-        kept.append(contentsOf: ends[headIndex...])
-        ends = kept
-        headIndex = 0
     }
 
     private func takeWaiters() -> [ReaderWaiter] {
