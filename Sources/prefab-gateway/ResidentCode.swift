@@ -65,21 +65,26 @@ enum ResidentCode {
     /// page copied on write): dropping their pages loses nothing, since each is read back from the
     /// file when next run. (`Private_Dirty` would also count a freshly built binary's pages that
     /// are not yet written back to disk.)
+    ///
+    /// Read as bytes: split as a `String`, the gateway's 210 KB of smaps took 18–33 ms, 4.5 ms so.
     static func cleanFileMappings(_ smaps: String) -> [Range<UInt>] {
         var found: [Range<UInt>] = []
         var current: Range<UInt>?
-        for line in smaps.split(separator: "\n") {
-            let fields = line.split(separator: " ", omittingEmptySubsequences: true)
-            if let first = fields.first, first.contains("-"), !first.hasSuffix(":") {
+        for line in smaps.utf8.split(separator: UInt8(ascii: "\n")) {
+            let fields = line.split(separator: UInt8(ascii: " "))
+            guard let first = fields.first else { continue }
+            if first.contains(UInt8(ascii: "-")), first.last != UInt8(ascii: ":") {
                 // A mapping's header: range, permissions, offset, device, inode, path.
                 current = nil
-                guard fields.count >= 6, fields[1].hasPrefix("r-x") || fields[1].hasPrefix("r--"),
-                    fields[5].hasPrefix("/")
+                guard fields.count >= 6, fields[1].starts(with: "r-x".utf8) || fields[1].starts(with: "r--".utf8),
+                    fields[5].first == UInt8(ascii: "/")
                 else { continue }
-                let bounds = first.split(separator: "-").compactMap { UInt(String($0), radix: 16) }
+                let bounds = first.split(separator: UInt8(ascii: "-")).compactMap {
+                    UInt(String(decoding: $0, as: UTF8.self), radix: 16)
+                }
                 if bounds.count == 2, bounds[0] < bounds[1] { current = bounds[0]..<bounds[1] }
-            } else if fields.first == "Anonymous:", let range = current {
-                if fields.count >= 2, fields[1] == "0" { found.append(range) }
+            } else if first.elementsEqual("Anonymous:".utf8), let range = current {
+                if fields.count >= 2, fields[1].elementsEqual("0".utf8) { found.append(range) }
                 current = nil
             }
         }
