@@ -204,40 +204,24 @@ extension PrefabEvent {
     func appendSmallSSEMessage(id: Int, to bytes: inout [UInt8]) -> Bool {
         let type = type
         guard otherFields.isEmpty, type.utf8.count <= Self.smallTypeBytes else { return false }
-        let head = Self.framingBytes + ByteWriter.jsonStringBytes(count: type.utf8.count)
-        // Each writer closure captures plain values only: capturing the event copied it twice.
-        switch data {
-        case nil:
-            ByteWriter.append(capacity: head, to: &bytes) { writer in
-                Self.writeHead(id: id, type: type, data: false, to: &writer)
-                writer.write("}\n\n")
+        var capacity = Self.framingBytes + ByteWriter.jsonStringBytes(count: type.utf8.count)
+        if let data {
+            guard let dataBytes = Self.scalarBytes(data) else { return false }
+            capacity += dataBytes
+        }
+        guard capacity <= Self.smallMessageBytes else { return false }
+        // The closure captures plain values only: capturing the event copied it twice.
+        let data = data
+        ByteWriter.append(capacity: capacity, to: &bytes) { writer in
+            writer.write("id: ")
+            writer.writeInteger(id)
+            writer.write("\ndata: {\"type\":")
+            writer.writeJSONString(type)
+            if let data {
+                writer.write(#","data":"#)
+                Self.writeScalar(data, to: &writer)
             }
-        case .int(let value):
-            ByteWriter.append(capacity: head + ByteWriter.integerBytes, to: &bytes) { writer in
-                Self.writeHead(id: id, type: type, data: true, to: &writer)
-                writer.writeInteger(value)
-                writer.write("}\n\n")
-            }
-        case .bool(let value):
-            ByteWriter.append(capacity: head + 5, to: &bytes) { writer in
-                Self.writeHead(id: id, type: type, data: true, to: &writer)
-                writer.write(value ? "true}\n\n" : "false}\n\n")
-            }
-        case .null:
-            ByteWriter.append(capacity: head + 4, to: &bytes) { writer in
-                Self.writeHead(id: id, type: type, data: true, to: &writer)
-                writer.write("null}\n\n")
-            }
-        case .string(let text):
-            let capacity = head + ByteWriter.jsonStringBytes(count: text.utf8.count)
-            guard capacity <= Self.smallMessageBytes else { return false }
-            ByteWriter.append(capacity: capacity, to: &bytes) { writer in
-                Self.writeHead(id: id, type: type, data: true, to: &writer)
-                writer.writeJSONString(text)
-                writer.write("}\n\n")
-            }
-        default:
-            return false
+            writer.write("}\n\n")
         }
         return true
     }
@@ -248,13 +232,25 @@ extension PrefabEvent {
     /// The largest message `appendSmallSSEMessage` writes through its stack buffer.
     private static let smallMessageBytes = 1024
 
-    /// `id: <id>\ndata: {"type":<type>`, and `,"data":` when the event has data.
-    private static func writeHead(id: Int, type: String, data: Bool, to writer: inout ByteWriter) {
-        writer.write("id: ")
-        writer.writeInteger(id)
-        writer.write("\ndata: {\"type\":")
-        writer.writeJSONString(type)
-        if data { writer.write(#","data":"#) }
+    /// The most bytes `writeScalar` writes for `value`; nil for what it does not write (an
+    /// array, an object, a double: `appendJSON` writes those).
+    private static func scalarBytes(_ value: JSONValue) -> Int? {
+        switch value {
+        case .string(let text): ByteWriter.jsonStringBytes(count: text.utf8.count)
+        case .int: ByteWriter.integerBytes
+        case .bool: 5
+        case .null: 4
+        default: nil
+        }
+    }
+
+    private static func writeScalar(_ value: JSONValue, to writer: inout ByteWriter) {
+        switch value {
+        case .string(let text): writer.writeJSONString(text)
+        case .int(let number): writer.writeInteger(number)
+        case .bool(let flag): writer.write(flag ? "true" : "false")
+        default: writer.write("null")
+        }
     }
 
     /// ``appendJSON(to:)`` of the event with one more member, `key` (not `type` or `data`), set
