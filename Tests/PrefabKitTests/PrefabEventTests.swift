@@ -226,8 +226,10 @@ struct PrefabEventSSETests {
         "a small event's frame is its JSON, as appendJSON writes it, between its id and a blank line",
         arguments: [
             PrefabEvent(type: "start"), .content(""), .content("x"), .content("quote \" \\ \n \u{1} \u{2028} é 😀"),
-            .content(String(repeating: "a", count: 160)), .content(String(repeating: "a", count: 161)),
-            .content(String(repeating: "\u{1}", count: 26)), .content(String(repeating: "\u{1}", count: 27)),
+            // 154 bytes of text is the longest whose worst case fits the buffer, with `content`'s
+            // framing (1,020 of 1,024 bytes); escaped whole, it is written at its worst case.
+            .content(String(repeating: "a", count: 154)), .content(String(repeating: "a", count: 155)),
+            .content(String(repeating: "\u{1}", count: 154)), .content(String(repeating: "\u{1}", count: 155)),
             .content(String(repeating: "a", count: 5000)), .done(0), .done(9), .done(10), .done(-7),
             .done(.int(.max)), .done(.int(.min)), .done(true), .done(false), .done(.null), .done(2.5),
             PrefabEvent("type \"with\" quotes\n", data: "x"), PrefabEvent(String(repeating: "t", count: 70), data: 1),
